@@ -1,0 +1,48 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Consume pulls messages from c and runs handle on each, at most concurrency
+// at a time, until ctx is cancelled. Then it stops pulling and waits for the
+// messages in hand to finish: their handlers run on a context that is not
+// cancelled with ctx, so in-flight work is finished, not lost (a process
+// killed meanwhile leaves them to be redelivered after AckWait).
+func Consume(ctx context.Context, c jetstream.Consumer, concurrency int, handle func(ctx context.Context, msg jetstream.Msg)) error {
+	if concurrency <= 0 {
+		concurrency = 1
+	}
+	it, err := c.Messages(jetstream.PullMaxMessages(concurrency))
+	if err != nil {
+		return fmt.Errorf("start pulling: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		it.Stop()
+	}()
+
+	work := context.WithoutCancel(ctx)
+	sem := make(chan struct{}, concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("pull: %w", err)
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			handle(work, msg)
+		})
+	}
+}

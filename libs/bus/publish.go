@@ -1,0 +1,84 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/skao/skao-staging/libs/contract"
+)
+
+// PublishCommand publishes cmd on its method's subject with Nats-Msg-Id set to
+// the request id, so a repeated submission within the dedup window is
+// dropped by the server, and the trace context of ctx in the headers.
+func PublishCommand(ctx context.Context, js jetstream.JetStream, cmd contract.Command) error {
+	return publish(ctx, js, contract.RequestSubject(cmd.Method), cmd.ID, cmd)
+}
+
+// PublishEvent publishes ev on its request's event subject with Nats-Msg-Id
+// set to the event id.
+func PublishEvent(ctx context.Context, js jetstream.JetStream, ev contract.Event) error {
+	return publish(ctx, js, contract.EventSubject(ev.RequestID), ev.ID, ev)
+}
+
+func publish(ctx context.Context, js jetstream.JetStream, subject, msgID string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode message for %s: %w", subject, err)
+	}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	InjectTrace(ctx, msg.Header)
+	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID)); err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return nil
+}
+
+// InjectTrace writes the W3C trace context of ctx into NATS headers
+// (lower-case "traceparent", as the W3C specification spells it).
+func InjectTrace(ctx context.Context, h nats.Header) {
+	otel.GetTextMapPropagator().Inject(ctx, headerCarrier(h))
+}
+
+// ExtractTrace returns ctx carrying the trace context found in NATS headers.
+func ExtractTrace(ctx context.Context, h nats.Header) context.Context {
+	if h == nil {
+		return ctx
+	}
+	return otel.GetTextMapPropagator().Extract(ctx, headerCarrier(h))
+}
+
+// headerCarrier adapts NATS headers, which are case-sensitive, to the
+// propagation API: it writes keys as given and reads them in any case, so
+// "traceparent" and "Traceparent" from other publishers both work.
+type headerCarrier nats.Header
+
+var _ propagation.TextMapCarrier = headerCarrier(nil)
+
+func (c headerCarrier) Get(key string) string {
+	if v := nats.Header(c).Get(key); v != "" {
+		return v
+	}
+	for k, vs := range c {
+		if strings.EqualFold(k, key) && len(vs) > 0 {
+			return vs[0]
+		}
+	}
+	return ""
+}
+
+func (c headerCarrier) Set(key, value string) { nats.Header(c).Set(key, value) }
+
+func (c headerCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
+}

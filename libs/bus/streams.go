@@ -1,0 +1,95 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skao/skao-staging/libs/contract"
+)
+
+// StreamOptions tunes the streams for a deployment.
+type StreamOptions struct {
+	// EventsMaxAge is how long STAGING_EVENTS keeps events
+	// (default contract.DefaultEventsMaxAge).
+	EventsMaxAge time.Duration
+	// Replicas is the stream replica count (default 1; 3 on a cluster).
+	Replicas int
+}
+
+// EnsureStreams creates or updates STAGING_REQUESTS and STAGING_EVENTS. Every
+// service calls it at start; it is idempotent.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
+	if o.EventsMaxAge <= 0 {
+		o.EventsMaxAge = contract.DefaultEventsMaxAge
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	streams := []jetstream.StreamConfig{{
+		Name:        contract.StreamRequests,
+		Description: "Staging commands, one per item; a work queue consumed by the stager and the jupyter-bridge.",
+		// Only the known methods' subjects: a command for an unknown method
+		// gets no stream acknowledgement, so its publisher hears of it.
+		Subjects:   contract.RequestSubjects(contract.Methods...),
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    jetstream.FileStorage,
+		Duplicates: contract.DedupWindow,
+		Replicas:   o.Replicas,
+	}, {
+		Name:        contract.StreamEvents,
+		Description: "Every event of every staging request; the last one on a subject is the request's state.",
+		Subjects:    []string{contract.SubjectEventsAll},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      o.EventsMaxAge,
+		Duplicates:  2 * time.Minute,
+		Replicas:    o.Replicas,
+		AllowDirect: true,
+	}}
+	for _, cfg := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("create or update stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// ConsumerOptions describes a durable pull consumer.
+type ConsumerOptions struct {
+	Stream         string
+	Durable        string
+	FilterSubjects []string
+	// AckWait is how long a delivery may go unacknowledged before the
+	// server redelivers it; handlers report InProgress well inside it.
+	AckWait time.Duration
+	// MaxDeliver bounds the deliveries of one message.
+	MaxDeliver int
+	// MaxAckPending bounds the messages out at once.
+	MaxAckPending int
+}
+
+// EnsureConsumer creates or updates a durable pull consumer with explicit
+// acknowledgement.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, o ConsumerOptions) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		Durable:       o.Durable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       o.AckWait,
+		MaxDeliver:    o.MaxDeliver,
+		MaxAckPending: o.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if len(o.FilterSubjects) == 1 {
+		cfg.FilterSubject = o.FilterSubjects[0]
+	} else {
+		cfg.FilterSubjects = o.FilterSubjects
+	}
+	c, err := js.CreateOrUpdateConsumer(ctx, o.Stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create or update consumer %s on %s: %w", o.Durable, o.Stream, err)
+	}
+	return c, nil
+}

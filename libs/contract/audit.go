@@ -1,0 +1,64 @@
+package contract
+
+import "time"
+
+// Record is the audit's permanent row for one request.
+type Record struct {
+	ID                 string     `json:"id"`
+	JobID              string     `json:"job_id,omitempty"`
+	Method             Method     `json:"method"`
+	Username           string     `json:"username"`
+	LocalPathOnStorage string     `json:"local_path_on_storage"`
+	RelativePath       string     `json:"relative_path"`
+	Status             Status     `json:"status"`
+	Outcome            Outcome    `json:"outcome,omitempty"`
+	ErrorCode          Code       `json:"error_code,omitempty"`
+	ErrorReason        string     `json:"error_reason,omitempty"`
+	Bytes              int64      `json:"bytes"`
+	Files              int64      `json:"files"`
+	Adler32            string     `json:"adler32,omitempty"`
+	Origin             string     `json:"origin,omitempty"`
+	TraceID            string     `json:"trace_id,omitempty"`
+	CreatedAt          time.Time  `json:"created_at"`
+	StartedAt          *time.Time `json:"started_at,omitempty"`
+	FinishedAt         *time.Time `json:"finished_at,omitempty"`
+	UpdatedAt          time.Time  `json:"updated_at"`
+}
+
+// AuditGetRequest asks the audit for one request (on SubjectAuditGet).
+type AuditGetRequest struct {
+	ID string `json:"id"`
+	// WithEvents asks for the request's event history too.
+	WithEvents bool `json:"with_events,omitempty"`
+}
+
+// AuditGetReply answers an AuditGetRequest. Error is set instead of Record
+// when the request is unknown (code not_found) or the query failed.
+type AuditGetReply struct {
+	Record *Record `json:"record,omitempty"`
+	Events []Event `json:"events,omitempty"`
+	Error  *Error  `json:"error,omitempty"`
+}
+
+// AuditListRequest asks for records matching every non-empty filter, newest
+// first (on SubjectAuditList).
+type AuditListRequest struct {
+	Username string    `json:"username,omitempty"`
+	Status   Status    `json:"status,omitempty"`
+	Method   Method    `json:"method,omitempty"`
+	JobID    string    `json:"job_id,omitempty"`
+	Since    time.Time `json:"since,omitzero"`
+	Until    time.Time `json:"until,omitzero"`
+	// Limit caps the page size (default 50, at most 500).
+	Limit int `json:"limit,omitempty"`
+	// Cursor continues a previous listing: its NextCursor.
+	Cursor string `json:"cursor,omitempty"`
+}
+
+// AuditListReply answers an AuditListRequest. NextCursor is empty on the
+// last page.
+type AuditListReply struct {
+	Items      []Record `json:"items"`
+	NextCursor string   `json:"next_cursor,omitempty"`
+	Error      *Error   `json:"error,omitempty"`
+}

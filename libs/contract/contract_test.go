@@ -1,0 +1,223 @@
+package contract_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/skao/skao-staging/libs/contract"
+)
+
+func compileSchema(t *testing.T, name string) *jsonschema.Schema {
+	t.Helper()
+	data, err := contract.Schemas.ReadFile("schema/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource(name, doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile(name)
+	if err != nil {
+		t.Fatalf("compile %s: %v", name, err)
+	}
+	return s
+}
+
+// Every golden message must satisfy its schema and survive a round trip
+// through the Go type without losing or changing a field.
+func TestGoldenMessages(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden files: %v", err)
+	}
+	commandSchema := compileSchema(t, "command.schema.json")
+	eventSchema := compileSchema(t, "event.schema.json")
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var typed any
+			schema := eventSchema
+			if strings.HasPrefix(filepath.Base(f), "command") {
+				schema = commandSchema
+				cmd, err := contract.DecodeCommand(data)
+				if err != nil {
+					t.Fatalf("golden command does not validate: %v", err)
+				}
+				typed = cmd
+			} else {
+				var ev contract.Event
+				if err := json.Unmarshal(data, &ev); err != nil {
+					t.Fatal(err)
+				}
+				typed = ev
+			}
+			if err := schema.Validate(doc); err != nil {
+				t.Fatalf("golden file does not match its schema: %v", err)
+			}
+			again, err := json.Marshal(typed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got, want any
+			if err := json.Unmarshal(again, &got); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(data, &want); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("round trip changed the message (-golden +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// An event built by EventFor and filled like the workers fill it must
+// satisfy the schema, so what the services publish is what docs promise.
+func TestEventForMatchesSchema(t *testing.T) {
+	schema := compileSchema(t, "event.schema.json")
+	data, err := os.ReadFile("testdata/command.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, err := contract.DecodeCommand(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := contract.EventFor(cmd, contract.EventFailed)
+	ev.ID, ev.Source, ev.Time = "e1", "stager", cmd.RequestedAt
+	ev.Error = contract.Errorf(contract.CodeSourceNotFound, "gone")
+	raw, _ := json.Marshal(ev)
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.Validate(doc); err != nil {
+		t.Errorf("event from EventFor does not match the schema: %v\n%s", err, raw)
+	}
+}
+
+func validCommand() contract.Command {
+	return contract.Command{
+		SpecVersion:        contract.SpecVersion,
+		ID:                 "0b9a3c1e-5d4f-4c2a-9e8b-7f6a5d4c3b2a",
+		Method:             contract.MethodLocalCopy,
+		Username:           "alice",
+		LocalPathOnStorage: "/mnt/storage_a/file.fits",
+		RelativePath:       "data/file.fits",
+	}
+}
+
+func TestCommandValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*contract.Command)
+		want   contract.Code // "" means valid
+	}{
+		{"valid", func(*contract.Command) {}, ""},
+		{"relative source", func(c *contract.Command) { c.LocalPathOnStorage = "file.fits" }, ""},
+		{"minor spec version", func(c *contract.Command) { c.SpecVersion = "1.3" }, ""},
+		{"missing spec version", func(c *contract.Command) { c.SpecVersion = "" }, contract.CodeMissingField},
+		{"future spec version", func(c *contract.Command) { c.SpecVersion = "2.0" }, contract.CodeUnsupported},
+		{"missing id", func(c *contract.Command) { c.ID = "" }, contract.CodeMissingField},
+		{"id with dot", func(c *contract.Command) { c.ID = "a.b" }, contract.CodeInvalidID},
+		{"id with wildcard", func(c *contract.Command) { c.ID = ">" }, contract.CodeInvalidID},
+		{"id too long", func(c *contract.Command) { c.ID = strings.Repeat("a", 65) }, contract.CodeInvalidID},
+		{"job id with space", func(c *contract.Command) { c.JobID = "a b" }, contract.CodeInvalidID},
+		{"missing method", func(c *contract.Command) { c.Method = "" }, contract.CodeMissingField},
+		{"unknown method", func(c *contract.Command) { c.Method = "scp" }, contract.CodeInvalidMethod},
+		{"seed's symlink_copy", func(c *contract.Command) { c.Method = "symlink_copy" }, contract.CodeInvalidMethod},
+		{"missing username", func(c *contract.Command) { c.Username = "" }, contract.CodeMissingField},
+		{"username with slash", func(c *contract.Command) { c.Username = "../root" }, contract.CodeInvalidUsername},
+		{"username with dot", func(c *contract.Command) { c.Username = "a.b" }, contract.CodeInvalidUsername},
+		{"username upper case", func(c *contract.Command) { c.Username = "Alice" }, contract.CodeInvalidUsername},
+		{"username leading dash", func(c *contract.Command) { c.Username = "-rf" }, contract.CodeInvalidUsername},
+		{"username wildcard", func(c *contract.Command) { c.Username = "*" }, contract.CodeInvalidUsername},
+		{"username too long", func(c *contract.Command) { c.Username = strings.Repeat("a", 33) }, contract.CodeInvalidUsername},
+		{"username longest", func(c *contract.Command) { c.Username = strings.Repeat("a", 32) }, ""},
+		{"missing source", func(c *contract.Command) { c.LocalPathOnStorage = "" }, contract.CodeMissingField},
+		{"source climbs", func(c *contract.Command) { c.LocalPathOnStorage = "/mnt/storage_a/../etc/passwd" }, contract.CodeOutsideStorage},
+		{"source NUL", func(c *contract.Command) { c.LocalPathOnStorage = "a\x00b" }, contract.CodeInvalidPath},
+		{"source not UTF-8", func(c *contract.Command) { c.LocalPathOnStorage = "a\xffb" }, contract.CodeInvalidPath},
+		{"source too long", func(c *contract.Command) { c.LocalPathOnStorage = strings.Repeat("a", 4097) }, contract.CodeInvalidPath},
+		{"missing target", func(c *contract.Command) { c.RelativePath = "" }, contract.CodeMissingField},
+		{"absolute target", func(c *contract.Command) { c.RelativePath = "/etc/passwd" }, contract.CodeOutsideUserArea},
+		{"target climbs", func(c *contract.Command) { c.RelativePath = "a/../../bob/x" }, contract.CodeOutsideUserArea},
+		{"target is the area", func(c *contract.Command) { c.RelativePath = "./" }, contract.CodeInvalidPath},
+		{"target backslash", func(c *contract.Command) { c.RelativePath = `..\x` }, contract.CodeInvalidPath},
+		{"bad checksum", func(c *contract.Command) { c.ExpectedAdler32 = "xyz" }, contract.CodeMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validCommand()
+			tt.change(&c)
+			err := c.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if got := contract.CodeOf(err); got != tt.want {
+				t.Errorf("Validate() code = %q (%v), want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecodeCommandMalformed(t *testing.T) {
+	for _, in := range []string{"", "{", "[]", `{"id": 5}`} {
+		_, err := contract.DecodeCommand([]byte(in))
+		if got := contract.CodeOf(err); got != contract.CodeMalformed {
+			t.Errorf("DecodeCommand(%q) code = %q, want %q", in, got, contract.CodeMalformed)
+		}
+	}
+}
+
+func TestMethodSet(t *testing.T) {
+	set, err := contract.ParseMethodSet([]string{"local_copy", "jupyter_copy", "local_copy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(contract.MethodSet{contract.MethodLocalCopy, contract.MethodJupyterCopy}, set); diff != "" {
+		t.Errorf("ParseMethodSet (-want +got):\n%s", diff)
+	}
+	if err := set.Check(contract.MethodLocalSymlink); contract.CodeOf(err) != contract.CodeMethodNotAllowed {
+		t.Errorf("Check(local_symlink) = %v, want method_not_allowed", err)
+	}
+	if _, err := contract.ParseMethodSet([]string{"nope"}); contract.CodeOf(err) != contract.CodeInvalidMethod {
+		t.Errorf("ParseMethodSet(nope) = %v, want invalid_method", err)
+	}
+}
+
+func TestStatusOnlyMovesForward(t *testing.T) {
+	order := []contract.EventType{contract.EventQueued, contract.EventStarted, contract.EventSucceeded}
+	for i := 1; i < len(order); i++ {
+		if order[i].Status().Rank() <= order[i-1].Status().Rank() {
+			t.Errorf("%s does not rank above %s", order[i], order[i-1])
+		}
+	}
+	if contract.EventProgress.Status() != contract.StatusRunning {
+		t.Errorf("progress status = %s", contract.EventProgress.Status())
+	}
+}

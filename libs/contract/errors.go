@@ -1,0 +1,74 @@
+package contract
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is a stable, machine-readable error code. Codes appear in failed and
+// rejected events, in the audit record and in HTTP error bodies; they are
+// never renamed.
+type Code string
+
+// Error codes of bad input. A request failing with one of these is never
+// retried.
+const (
+	CodeMissingField     Code = "missing_field"      // a required field is absent or empty
+	CodeMalformed        Code = "malformed"          // the message or body is not valid JSON of the expected shape
+	CodeBodyTooLarge     Code = "body_too_large"     // the body exceeds the size limit
+	CodeInvalidMethod    Code = "invalid_method"     // the method is not one the contract knows
+	CodeMethodNotAllowed Code = "method_not_allowed" // the method is known but not allowed at this site
+	CodeInvalidUsername  Code = "invalid_username"   // the username breaks the username rules
+	CodeInvalidPath      Code = "invalid_path"       // a path field breaks the path rules
+	CodeInvalidID        Code = "invalid_id"         // a request or job id breaks the id rules
+	CodeUnsupported      Code = "unsupported_spec"   // spec_version is not one this service understands
+)
+
+// Error codes of the staging itself.
+const (
+	CodeSourceNotFound   Code = "source_not_found"   // the source does not exist on the storage
+	CodeOutsideStorage   Code = "outside_storage"    // the source lies outside every storage root
+	CodeOutsideUserArea  Code = "outside_user_area"  // the target lies outside the user's area
+	CodeTargetConflict   Code = "target_conflict"    // something different already exists at the target
+	CodeCrossDevice      Code = "cross_device"       // a hard link across filesystems was asked for
+	CodeNoSpace          Code = "no_space"           // the target filesystem lacks the space
+	CodeChecksumMismatch Code = "checksum_mismatch"  // the copy does not match the expected checksum
+	CodeIOError          Code = "io_error"           // the filesystem failed while staging
+	CodeRetriesExhausted Code = "retries_exhausted"  // the request failed on every allowed delivery
+	CodeUnavailable      Code = "unavailable"        // a dependency (NATS, database, hub) is unreachable
+	CodeTimeout          Code = "timeout"            // the outcome was not known in time
+	CodeNotFound         Code = "not_found"          // no such request
+	CodeInternal         Code = "internal"           // a fault of the service itself
+)
+
+// Error is an error carrying a stable code and a human-readable detail.
+// Details never contain secrets.
+type Error struct {
+	Code   Code   `json:"code"`
+	Detail string `json:"detail"`
+}
+
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Detail }
+
+// Errorf returns an *Error with code and a formatted detail.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Detail: fmt.Sprintf(format, args...)}
+}
+
+// CodeOf returns the code of the first *Error in err's chain, or
+// CodeInternal when there is none.
+func CodeOf(err error) Code {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// AsError returns err as an *Error: the first one in its chain, or an
+// internal error carrying err's text.
+func AsError(err error) *Error {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e
+	}
+	return &Error{Code: CodeInternal, Detail: err.Error()}
+}

@@ -1,0 +1,161 @@
+package contract
+
+import "time"
+
+// SpecVersion is the version of the message formats in this package. A
+// consumer rejects a message whose spec_version it does not know.
+const SpecVersion = "1.0"
+
+// Command asks for one item (a file or a directory) to be staged. It is
+// published on RequestSubject(Method) with Nats-Msg-Id set to ID.
+type Command struct {
+	SpecVersion string `json:"spec_version"`
+	// ID identifies the request everywhere: events, audit, HTTP. Chosen by
+	// the publisher (a UUID is recommended); see ValidateID.
+	ID string `json:"id"`
+	// JobID groups the commands of one batch; empty for a single request.
+	JobID    string `json:"job_id,omitempty"`
+	Method   Method `json:"method"`
+	Username string `json:"username"`
+	// LocalPathOnStorage is the source: absolute inside a storage root, or
+	// relative to it.
+	LocalPathOnStorage string `json:"local_path_on_storage"`
+	// RelativePath is the target, relative to the user's area.
+	RelativePath string `json:"relative_path"`
+	// ExpectedAdler32 is the source's checksum (8 hex digits, as Rucio
+	// reports it); when set, the staged copy is compared with it.
+	ExpectedAdler32 string `json:"expected_adler32,omitempty"`
+	// Origin names the system that submitted the request ("gateway" for
+	// the REST API).
+	Origin      string    `json:"origin,omitempty"`
+	RequestedAt time.Time `json:"requested_at"`
+}
+
+// EventType is what happened to a request.
+type EventType string
+
+// The event types, in the order a request goes through them.
+const (
+	EventQueued    EventType = "queued"    // accepted and published as a command
+	EventRejected  EventType = "rejected"  // refused before any work: bad input
+	EventStarted   EventType = "started"   // a worker began
+	EventProgress  EventType = "progress"  // a long staging moved forward
+	EventSucceeded EventType = "succeeded" // staged, or already present
+	EventFailed    EventType = "failed"    // staging failed and will not be retried
+)
+
+// Terminal reports whether no event follows t for the same request.
+func (t EventType) Terminal() bool {
+	return t == EventRejected || t == EventSucceeded || t == EventFailed
+}
+
+// Status is the state of a request as the API and the audit report it.
+type Status string
+
+// The statuses.
+const (
+	StatusQueued    Status = "queued"
+	StatusRunning   Status = "running"
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
+	StatusRejected  Status = "rejected"
+)
+
+// Status is the request status after an event of type t.
+func (t EventType) Status() Status {
+	switch t {
+	case EventQueued:
+		return StatusQueued
+	case EventStarted, EventProgress:
+		return StatusRunning
+	case EventSucceeded:
+		return StatusSucceeded
+	case EventRejected:
+		return StatusRejected
+	default:
+		return StatusFailed
+	}
+}
+
+// Rank orders statuses so that state only moves forward: an event whose
+// status ranks lower than the recorded one changes nothing.
+func (s Status) Rank() int {
+	switch s {
+	case StatusQueued:
+		return 1
+	case StatusRunning:
+		return 2
+	case StatusSucceeded, StatusFailed, StatusRejected:
+		return 3
+	default:
+		return 0
+	}
+}
+
+// Outcome says how a successful request was satisfied.
+type Outcome string
+
+// The outcomes.
+const (
+	OutcomeStaged         Outcome = "staged"          // the data was copied, linked or uploaded
+	OutcomeAlreadyPresent Outcome = "already_present" // the target existed; nothing was touched
+	OutcomeLinkIssued     Outcome = "link_issued"     // a download link was issued
+)
+
+// Progress reports how far a long staging has got.
+type Progress struct {
+	BytesDone  int64 `json:"bytes_done"`
+	BytesTotal int64 `json:"bytes_total"`
+	FilesDone  int64 `json:"files_done"`
+	FilesTotal int64 `json:"files_total"`
+}
+
+// Event is one thing that happened to a request. Every event repeats the
+// request's fields, so a reader of any one event (the audit, a dashboard)
+// knows what request it is about. Published on EventSubject(RequestID) with
+// Nats-Msg-Id set to ID.
+type Event struct {
+	SpecVersion string    `json:"spec_version"`
+	ID          string    `json:"id"`
+	Type        EventType `json:"type"`
+	Time        time.Time `json:"time"`
+	// Source names the service that published the event.
+	Source string `json:"source"`
+
+	RequestID          string `json:"request_id"`
+	JobID              string `json:"job_id,omitempty"`
+	Method             Method `json:"method,omitempty"`
+	Username           string `json:"username,omitempty"`
+	LocalPathOnStorage string `json:"local_path_on_storage,omitempty"`
+	RelativePath       string `json:"relative_path,omitempty"`
+	Origin             string `json:"origin,omitempty"`
+	TraceID            string `json:"trace_id,omitempty"`
+
+	// Attempt is the delivery number of the command the event comes from.
+	Attempt  int       `json:"attempt,omitempty"`
+	Message  string    `json:"message,omitempty"`
+	Outcome  Outcome   `json:"outcome,omitempty"`
+	Error    *Error    `json:"error,omitempty"`
+	Progress *Progress `json:"progress,omitempty"`
+	Bytes    int64     `json:"bytes,omitempty"`
+	Files    int64     `json:"files,omitempty"`
+	Adler32  string    `json:"adler32,omitempty"`
+	// DownloadURL is the path of an issued download link (direct_download).
+	DownloadURL string `json:"download_url,omitempty"`
+}
+
+// EventFor starts an event of type t about cmd, copying the request fields.
+// The caller sets ID, Time, Source and the type-specific fields.
+func EventFor(cmd Command, t EventType) Event {
+	return Event{
+		SpecVersion:        SpecVersion,
+		Type:               t,
+		RequestID:          cmd.ID,
+		JobID:              cmd.JobID,
+		Method:             cmd.Method,
+		Username:           cmd.Username,
+		LocalPathOnStorage: cmd.LocalPathOnStorage,
+		RelativePath:       cmd.RelativePath,
+		Origin:             cmd.Origin,
+	}
+}

@@ -1,0 +1,9 @@
+package contract
+
+import "embed"
+
+// Schemas holds the JSON Schema of each message: command.schema.json and
+// event.schema.json.
+//
+//go:embed schema/*.schema.json
+var Schemas embed.FS

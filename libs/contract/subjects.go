@@ -1,0 +1,59 @@
+package contract
+
+import "time"
+
+// Stream names.
+const (
+	// StreamRequests holds staging commands as a work queue: each command is
+	// delivered to exactly one worker and removed once acknowledged.
+	StreamRequests = "STAGING_REQUESTS"
+	// StreamEvents holds every event of every request, kept for a
+	// configurable age. The last message on a request's subject is its
+	// current state.
+	StreamEvents = "STAGING_EVENTS"
+)
+
+// Subject prefixes and the audit query subjects.
+const (
+	subjectRequestsPrefix = "staging.requests."
+	subjectEventsPrefix   = "staging.events."
+
+	// SubjectEventsAll matches the events of every request.
+	SubjectEventsAll = subjectEventsPrefix + ">"
+
+	// SubjectAuditGet answers one request's record and events (request/reply).
+	SubjectAuditGet = "staging.audit.get"
+	// SubjectAuditList answers a filtered, paged list of records (request/reply).
+	SubjectAuditList = "staging.audit.list"
+)
+
+// Durable consumer names.
+const (
+	ConsumerStager        = "stager"
+	ConsumerJupyterBridge = "jupyter-bridge"
+	ConsumerAudit         = "audit"
+)
+
+// DedupWindow is how long JetStream remembers a Nats-Msg-Id on
+// STAGING_REQUESTS: a command re-published with the same request id within it
+// is dropped, so a retrying client never stages twice.
+const DedupWindow = 20 * time.Minute
+
+// DefaultEventsMaxAge is how long STAGING_EVENTS keeps events unless
+// configured otherwise. The audit database is the permanent record.
+const DefaultEventsMaxAge = 30 * 24 * time.Hour
+
+// RequestSubject is the subject a command for method m is published on.
+func RequestSubject(m Method) string { return subjectRequestsPrefix + string(m) }
+
+// RequestSubjects lists the command subjects of the given methods.
+func RequestSubjects(methods ...Method) []string {
+	subjects := make([]string, len(methods))
+	for i, m := range methods {
+		subjects[i] = RequestSubject(m)
+	}
+	return subjects
+}
+
+// EventSubject is the subject every event of request id is published on.
+func EventSubject(requestID string) string { return subjectEventsPrefix + requestID }

@@ -1,0 +1,155 @@
+package contract
+
+import (
+	"encoding/json"
+	"path"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+// Limits on command fields.
+const (
+	MaxUsernameLen = 32
+	MaxIDLen       = 64
+	MaxPathLen     = 4096
+)
+
+// A username is a POSIX-portable login name: lower-case letters, digits,
+// '_' and '-', starting with a letter or '_'. It cannot hold '/', '.', '*',
+// '>' or whitespace, so it can never act as a path or a NATS subject token.
+var usernameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
+
+// An id is one NATS subject token: letters, digits, '_' and '-'.
+var idRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+var adler32RE = regexp.MustCompile(`^[0-9a-f]{8}$`)
+
+// ValidateUsername checks a username against the username rules.
+func ValidateUsername(u string) error {
+	switch {
+	case u == "":
+		return Errorf(CodeMissingField, "username is required")
+	case len(u) > MaxUsernameLen:
+		return Errorf(CodeInvalidUsername, "username is longer than %d characters", MaxUsernameLen)
+	case !usernameRE.MatchString(u):
+		return Errorf(CodeInvalidUsername, "username %q may only hold lower-case letters, digits, '_' and '-', and must start with a letter or '_'", u)
+	}
+	return nil
+}
+
+// ValidateID checks a request or job id.
+func ValidateID(field, id string) error {
+	switch {
+	case id == "":
+		return Errorf(CodeMissingField, "%s is required", field)
+	case len(id) > MaxIDLen:
+		return Errorf(CodeInvalidID, "%s is longer than %d characters", field, MaxIDLen)
+	case !idRE.MatchString(id):
+		return Errorf(CodeInvalidID, "%s may only hold letters, digits, '_' and '-'", field)
+	}
+	return nil
+}
+
+// ValidateSourcePath checks the form of local_path_on_storage. Whether it
+// lies inside a storage root is decided by the worker that knows the roots.
+func ValidateSourcePath(p string) error {
+	if err := checkPathText("local_path_on_storage", p); err != nil {
+		return err
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return Errorf(CodeOutsideStorage, "local_path_on_storage must not contain '..'")
+		}
+	}
+	return nil
+}
+
+// ValidateRelativePath checks relative_path: a path below the user's area,
+// never absolute, never climbing out with "..", never the area itself.
+func ValidateRelativePath(p string) error {
+	if err := checkPathText("relative_path", p); err != nil {
+		return err
+	}
+	if strings.HasPrefix(p, "/") {
+		return Errorf(CodeOutsideUserArea, "relative_path must be relative to the user's area, not absolute")
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return Errorf(CodeOutsideUserArea, "relative_path must not contain '..'")
+		}
+	}
+	if path.Clean(p) == "." {
+		return Errorf(CodeInvalidPath, "relative_path must name an entry inside the user's area")
+	}
+	return nil
+}
+
+func checkPathText(field, p string) error {
+	switch {
+	case p == "":
+		return Errorf(CodeMissingField, "%s is required", field)
+	case len(p) > MaxPathLen:
+		return Errorf(CodeInvalidPath, "%s is longer than %d bytes", field, MaxPathLen)
+	case !utf8.ValidString(p):
+		return Errorf(CodeInvalidPath, "%s is not valid UTF-8", field)
+	case strings.ContainsRune(p, 0):
+		return Errorf(CodeInvalidPath, "%s contains a NUL byte", field)
+	case strings.Contains(p, `\`):
+		return Errorf(CodeInvalidPath, "%s contains a backslash; use '/' as separator", field)
+	}
+	return nil
+}
+
+// Validate checks every field of the command and returns the first problem
+// as an *Error. The site's allowed methods are checked by the caller.
+func (c Command) Validate() error {
+	if c.SpecVersion == "" {
+		return Errorf(CodeMissingField, "spec_version is required")
+	}
+	if !supportedSpec(c.SpecVersion) {
+		return Errorf(CodeUnsupported, "spec_version %q is not supported; this service speaks %s", c.SpecVersion, SpecVersion)
+	}
+	if err := ValidateID("id", c.ID); err != nil {
+		return err
+	}
+	if c.JobID != "" {
+		if err := ValidateID("job_id", c.JobID); err != nil {
+			return err
+		}
+	}
+	if _, err := ParseMethod(string(c.Method)); err != nil {
+		return err
+	}
+	if err := ValidateUsername(c.Username); err != nil {
+		return err
+	}
+	if err := ValidateSourcePath(c.LocalPathOnStorage); err != nil {
+		return err
+	}
+	if err := ValidateRelativePath(c.RelativePath); err != nil {
+		return err
+	}
+	if c.ExpectedAdler32 != "" && !adler32RE.MatchString(c.ExpectedAdler32) {
+		return Errorf(CodeMalformed, "expected_adler32 must be 8 lower-case hex digits")
+	}
+	return nil
+}
+
+// supportedSpec accepts every minor version of the major version spoken here.
+func supportedSpec(v string) bool {
+	major, _, _ := strings.Cut(v, ".")
+	want, _, _ := strings.Cut(SpecVersion, ".")
+	return major == want
+}
+
+// DecodeCommand parses and validates a command. On a validation error the
+// returned command still carries whatever fields could be read, so the
+// caller can record the rejection under the request's id.
+func DecodeCommand(data []byte) (Command, error) {
+	var c Command
+	if err := json.Unmarshal(data, &c); err != nil {
+		return Command{}, Errorf(CodeMalformed, "command is not valid JSON: %v", err)
+	}
+	return c, c.Validate()
+}

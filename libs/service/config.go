@@ -1,0 +1,139 @@
+// Package service is the start-up and shutdown every service binary shares:
+// configuration from STAGING_* environment variables with matching flags,
+// the logger, the tracer provider, the NATS connection and streams, the ops
+// endpoints, and an orderly shutdown.
+package service
+
+import (
+	"encoding"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// EnvPrefix prefixes every configuration variable.
+const EnvPrefix = "STAGING_"
+
+// Base is the configuration every service has.
+type Base struct {
+	NATSURL string `env:"NATS_URL" envDefault:"nats://127.0.0.1:4222" help:"NATS server URL(s), comma-separated"`
+	// EventsMaxAge is how long STAGING_EVENTS keeps events.
+	EventsMaxAge time.Duration `env:"EVENTS_MAX_AGE" envDefault:"720h" help:"how long the event stream keeps events"`
+	// StreamReplicas is the JetStream replica count of the streams.
+	StreamReplicas int    `env:"STREAM_REPLICAS" envDefault:"1" help:"replicas of the JetStream streams (3 on a cluster)"`
+	LogLevel       string `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
+	LogFile        string `env:"LOG_FILE" help:"also append logs to this file"`
+}
+
+// Load fills cfg (a pointer to a struct) from the STAGING_* environment,
+// then lets command-line flags override it: each variable STAGING_FOO_BAR
+// has a flag -foo-bar. It returns flag.ErrHelp after printing the usage
+// when asked for it.
+func Load(cfg any, name string, args []string, out io.Writer) error {
+	if err := env.ParseWithOptions(cfg, env.Options{Prefix: EnvPrefix}); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	if err := defineFlags(fs, reflect.ValueOf(cfg).Elem()); err != nil {
+		return err
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage of %s (every flag can also be set as STAGING_<FLAG>, e.g. -nats-url as STAGING_NATS_URL):\n", name)
+		fs.PrintDefaults()
+	}
+	return fs.Parse(args)
+}
+
+func defineFlags(fs *flag.FlagSet, v reflect.Value) error {
+	t := v.Type()
+	for i := range t.NumField() {
+		f, fv := t.Field(i), v.Field(i)
+		if f.Anonymous || (f.Type.Kind() == reflect.Struct && f.Tag.Get("env") == "" && f.Type != reflect.TypeFor[time.Time]()) {
+			if err := defineFlags(fs, fv); err != nil {
+				return err
+			}
+			continue
+		}
+		name := f.Tag.Get("env")
+		if name == "" || !f.IsExported() {
+			continue
+		}
+		flagName := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+		usage := f.Tag.Get("help")
+		switch p := fv.Addr().Interface().(type) {
+		case *string:
+			fs.StringVar(p, flagName, *p, usage)
+		case *int:
+			fs.IntVar(p, flagName, *p, usage)
+		case *int64:
+			fs.Int64Var(p, flagName, *p, usage)
+		case *bool:
+			fs.BoolVar(p, flagName, *p, usage)
+		case *time.Duration:
+			fs.DurationVar(p, flagName, *p, usage)
+		case *[]string:
+			fs.Func(flagName, usage+" (comma-separated)", func(s string) error {
+				*p = splitList(s)
+				return nil
+			})
+		case encoding.TextUnmarshaler:
+			fs.TextVar(p, flagName, p.(encoding.TextMarshaler), usage)
+		default:
+			return fmt.Errorf("configuration field %s: no flag for type %s", f.Name, f.Type)
+		}
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// LogConfig logs cfg once at start, with fields tagged `secret:"true"`
+// masked.
+func LogConfig(log *slog.Logger, cfg any) {
+	var attrs []any
+	collect(reflect.ValueOf(cfg), &attrs)
+	log.Info("configuration", attrs...)
+}
+
+func collect(v reflect.Value, attrs *[]any) {
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	t := v.Type()
+	for i := range t.NumField() {
+		f, fv := t.Field(i), v.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name := f.Tag.Get("env")
+		if name == "" {
+			if f.Type.Kind() == reflect.Struct {
+				collect(fv, attrs)
+			}
+			continue
+		}
+		key := strings.ToLower(name)
+		if f.Tag.Get("secret") == "true" {
+			if !fv.IsZero() {
+				*attrs = append(*attrs, key, "***")
+			}
+			continue
+		}
+		*attrs = append(*attrs, key, fmt.Sprint(fv.Interface()))
+	}
+}

@@ -1,0 +1,151 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/skao/skao-staging/libs/bus"
+	"github.com/skao/skao-staging/libs/telemetry"
+)
+
+// Deps is what a service's Run receives from its binary: the standalone
+// main or the all-in-one. Everything here is shared, never owned: the
+// caller closes it after Run returns.
+type Deps struct {
+	Log *slog.Logger
+	NC  *nats.Conn
+	JS  jetstream.JetStream
+	// Registerer takes the service's metrics.
+	Registerer prometheus.Registerer
+	// Tracer makes the service's spans.
+	Tracer trace.TracerProvider
+	// Health takes the service's readiness checks.
+	Health *telemetry.Health
+}
+
+// Runtime is a started process: logger, tracing, NATS with the streams in
+// place, metrics and health. Close it last.
+type Runtime struct {
+	Deps
+	Registry       *prometheus.Registry
+	TracerProvider *sdktrace.TracerProvider
+	logCloser      io.Closer
+}
+
+// Start builds the runtime of the process named name from base, with logs
+// written to logOut.
+func Start(ctx context.Context, name string, base Base, logOut io.Writer) (*Runtime, error) {
+	log, closer, err := telemetry.NewLogger(logOut, telemetry.LogConfig{Level: base.LogLevel, File: base.LogFile})
+	if err != nil {
+		return nil, err
+	}
+	log = log.With("service", name)
+	tp, err := telemetry.NewTracerProvider(ctx, name)
+	if err != nil {
+		closer.Close()
+		return nil, err
+	}
+	otel.SetTracerProvider(tp)
+	rt := &Runtime{
+		Registry:       telemetry.NewRegistry(),
+		TracerProvider: tp,
+		logCloser:      closer,
+	}
+	rt.Log, rt.Tracer, rt.Health, rt.Registerer = log, tp, telemetry.NewHealth(), rt.Registry
+	if err := rt.connect(ctx, name, base); err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	return rt, nil
+}
+
+func (rt *Runtime) connect(ctx context.Context, name string, base Base) error {
+	nc, err := bus.Connect(base.NATSURL, name, rt.Log)
+	if err != nil {
+		return err
+	}
+	rt.NC = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	rt.JS = js
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := bus.EnsureStreams(sctx, js, bus.StreamOptions{EventsMaxAge: base.EventsMaxAge, Replicas: base.StreamReplicas}); err != nil {
+		return err
+	}
+	rt.Health.Add("nats", telemetry.NATSCheck(nc))
+	return nil
+}
+
+// OpsHandler serves /healthz, /readyz and /metrics.
+func (rt *Runtime) OpsHandler() http.Handler {
+	mux := http.NewServeMux()
+	telemetry.Mount(mux, rt.Health, rt.Registry)
+	return mux
+}
+
+// Serve runs an HTTP server for h on addr until ctx ends, then shuts it down
+// gracefully, giving in-flight requests up to grace.
+func Serve(ctx context.Context, log *slog.Logger, what, addr string, h http.Handler, grace time.Duration) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s listener on %s: %w", what, addr, err)
+	}
+	return ServeListener(ctx, log, what, ln, h, grace)
+}
+
+// ServeListener is Serve on an open listener.
+func ServeListener(ctx context.Context, log *slog.Logger, what string, ln net.Listener, h http.Handler, grace time.Duration) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("http_listening", "server", what, "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("%s server: %w", what, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("%s server shutdown: %w", what, err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s server: %w", what, err)
+	}
+	return nil
+}
+
+// Close flushes traces, drains the NATS connection and closes the log file.
+func (rt *Runtime) Close(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if rt.TracerProvider != nil {
+		if err := rt.TracerProvider.Shutdown(ctx); err != nil {
+			rt.Log.Warn("trace_flush_failed", "error", err)
+		}
+	}
+	if rt.NC != nil {
+		if err := rt.NC.Drain(); err != nil {
+			rt.Log.Warn("nats_drain_failed", "error", err)
+		}
+	}
+	if rt.logCloser != nil {
+		rt.logCloser.Close()
+	}
+}

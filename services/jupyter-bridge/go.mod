@@ -1,0 +1,5 @@
+module github.com/skao/skao-staging/services/jupyter-bridge
+
+go 1.26.8
+
+replace github.com/skao/skao-staging/libs => ../../libs
