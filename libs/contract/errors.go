@@ -26,19 +26,19 @@ const (
 
 // Error codes of the staging itself.
 const (
-	CodeSourceNotFound   Code = "source_not_found"   // the source does not exist on the storage
-	CodeOutsideStorage   Code = "outside_storage"    // the source lies outside every storage root
-	CodeOutsideUserArea  Code = "outside_user_area"  // the target lies outside the user's area
-	CodeTargetConflict   Code = "target_conflict"    // something different already exists at the target
-	CodeCrossDevice      Code = "cross_device"       // a hard link across filesystems was asked for
-	CodeNoSpace          Code = "no_space"           // the target filesystem lacks the space
-	CodeChecksumMismatch Code = "checksum_mismatch"  // the copy does not match the expected checksum
-	CodeIOError          Code = "io_error"           // the filesystem failed while staging
-	CodeRetriesExhausted Code = "retries_exhausted"  // the request failed on every allowed delivery
-	CodeUnavailable      Code = "unavailable"        // a dependency (NATS, database, hub) is unreachable
-	CodeTimeout          Code = "timeout"            // the outcome was not known in time
-	CodeNotFound         Code = "not_found"          // no such request
-	CodeInternal         Code = "internal"           // a fault of the service itself
+	CodeSourceNotFound   Code = "source_not_found"  // the source does not exist on the storage
+	CodeOutsideStorage   Code = "outside_storage"   // the source lies outside every storage root
+	CodeOutsideUserArea  Code = "outside_user_area" // the target lies outside the user's area
+	CodeTargetConflict   Code = "target_conflict"   // something different already exists at the target
+	CodeCrossDevice      Code = "cross_device"      // a hard link across filesystems was asked for
+	CodeNoSpace          Code = "no_space"          // the target filesystem lacks the space
+	CodeChecksumMismatch Code = "checksum_mismatch" // the copy does not match the expected checksum
+	CodeIOError          Code = "io_error"          // the filesystem failed while staging
+	CodeRetriesExhausted Code = "retries_exhausted" // the request failed on every allowed delivery
+	CodeUnavailable      Code = "unavailable"       // a dependency (NATS, database, hub) is unreachable
+	CodeTimeout          Code = "timeout"           // the outcome was not known in time
+	CodeNotFound         Code = "not_found"         // no such request
+	CodeInternal         Code = "internal"          // a fault of the service itself
 )
 
 // Error is an error carrying a stable code and a human-readable detail.
