@@ -41,22 +41,35 @@ func Load(cfg any, name string, args []string, out io.Writer) error {
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
-	if err := defineFlags(fs, reflect.ValueOf(cfg).Elem()); err != nil {
+	fields := map[string][]reflect.Value{}
+	if err := defineFlags(fs, reflect.ValueOf(cfg).Elem(), fields); err != nil {
 		return err
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage of %s (every flag can also be set as STAGING_<FLAG>, e.g. -nats-url as STAGING_NATS_URL):\n", name)
 		fs.PrintDefaults()
 	}
-	return fs.Parse(args)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	// Several services in one binary may read the same variable (the
+	// all-in-one's stager and gateway both read ALLOWED_METHODS); the flag
+	// is bound to the first field, so copy what it set to the others.
+	fs.Visit(func(f *flag.Flag) {
+		same := fields[f.Name]
+		for _, other := range same[1:] {
+			other.Set(same[0])
+		}
+	})
+	return nil
 }
 
-func defineFlags(fs *flag.FlagSet, v reflect.Value) error {
+func defineFlags(fs *flag.FlagSet, v reflect.Value, fields map[string][]reflect.Value) error {
 	t := v.Type()
 	for i := range t.NumField() {
 		f, fv := t.Field(i), v.Field(i)
 		if f.Anonymous || (f.Type.Kind() == reflect.Struct && f.Tag.Get("env") == "" && f.Type != reflect.TypeFor[time.Time]()) {
-			if err := defineFlags(fs, fv); err != nil {
+			if err := defineFlags(fs, fv, fields); err != nil {
 				return err
 			}
 			continue
@@ -66,6 +79,13 @@ func defineFlags(fs *flag.FlagSet, v reflect.Value) error {
 			continue
 		}
 		flagName := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+		fields[flagName] = append(fields[flagName], fv)
+		if len(fields[flagName]) > 1 {
+			if fv.Type() != fields[flagName][0].Type() {
+				return fmt.Errorf("configuration variable %s%s has two types: %s and %s", EnvPrefix, name, fv.Type(), fields[flagName][0].Type())
+			}
+			continue
+		}
 		usage := f.Tag.Get("help")
 		switch p := fv.Addr().Interface().(type) {
 		case *string:

@@ -1,0 +1,222 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/skao/skao-staging/libs/bus"
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/natstest"
+	"github.com/skao/skao-staging/libs/testenv"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func setup(t *testing.T) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := bus.Connect(natstest.Start(t), "bus-test", quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	// Twice: creating the streams is idempotent.
+	for range 2 {
+		if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nc, js
+}
+
+func command(id string) contract.Command {
+	return contract.Command{
+		SpecVersion: contract.SpecVersion, ID: id, Method: contract.MethodLocalCopy,
+		Username: "alice", LocalPathOnStorage: "a.fits", RelativePath: "a.fits",
+	}
+}
+
+func TestPublishCommandDeduplicatesByRequestID(t *testing.T) {
+	_, js := setup(t)
+	ctx := t.Context()
+	for range 3 {
+		if err := bus.PublishCommand(ctx, js, command("req-1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bus.PublishCommand(ctx, js, command("req-2")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, contract.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := info.State.Msgs, uint64(2); got != want {
+		t.Errorf("messages on %s = %d, want %d (one per request id)", contract.StreamRequests, got, want)
+	}
+}
+
+func TestPublishUnknownMethodHasNoStream(t *testing.T) {
+	_, js := setup(t)
+	cmd := command("req-x")
+	cmd.Method = "teleport"
+	err := bus.PublishCommand(t.Context(), js, cmd)
+	if !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		t.Errorf("PublishCommand(teleport) = %v, want %v", err, jetstream.ErrNoStreamResponse)
+	}
+}
+
+// TestAckPolicy checks each branch of the one acknowledgement policy
+// against a real consumer: how often the handler runs and whether the
+// failure is recorded.
+func TestAckPolicy(t *testing.T) {
+	tests := []struct {
+		name         string
+		handler      func(calls int32) error
+		wantCalls    int32
+		wantFailures int32
+	}{
+		{"success acks once", func(int32) error { return nil }, 1, 0},
+		{"permanent error terminates at once", func(int32) error { return bus.Permanent(errors.New("no such file")) }, 1, 1},
+		{"transient error is retried until it succeeds", func(c int32) error {
+			if c < 3 {
+				return errors.New("flaky")
+			}
+			return nil
+		}, 3, 0},
+		{"transient error ends as failure after MaxDeliver", func(int32) error { return errors.New("always flaky") }, 4, 1},
+		{"panic is redelivered", func(c int32) error {
+			if c == 1 {
+				panic("boom")
+			}
+			return nil
+		}, 2, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, js := setup(t)
+			ctx := t.Context()
+			cons, err := bus.EnsureConsumer(ctx, js, bus.ConsumerOptions{
+				Stream: contract.StreamRequests, Durable: "test",
+				FilterSubjects: contract.RequestSubjects(contract.StagerMethods...),
+				AckWait:        5 * time.Second, MaxDeliver: 4,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var calls, failures atomic.Int32
+			policy := bus.AckPolicy{
+				Log: quiet, AckWait: 5 * time.Second, MaxDeliver: 4,
+				BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond,
+				OnFailure: func(context.Context, jetstream.Msg, error) error {
+					failures.Add(1)
+					return nil
+				},
+			}
+			runCtx, stop := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() {
+				done <- bus.Consume(runCtx, cons, 2, func(ctx context.Context, msg jetstream.Msg) {
+					policy.Handle(ctx, msg, func(context.Context, jetstream.Msg) error {
+						return tt.handler(calls.Add(1))
+					})
+				})
+			}()
+			if err := bus.PublishCommand(ctx, js, command("req-1")); err != nil {
+				t.Fatal(err)
+			}
+			// Settled = the work queue is empty: acked or terminated.
+			waitFor(t, "the message to be settled", func() bool {
+				info, err := cons.Info(ctx)
+				return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && calls.Load() >= tt.wantCalls
+			})
+			stop()
+			if err := <-done; err != nil {
+				t.Fatalf("Consume: %v", err)
+			}
+			if got := calls.Load(); got != tt.wantCalls {
+				t.Errorf("handler calls = %d, want %d", got, tt.wantCalls)
+			}
+			if got := failures.Load(); got != tt.wantFailures {
+				t.Errorf("recorded failures = %d, want %d", got, tt.wantFailures)
+			}
+		})
+	}
+}
+
+func TestTraceContextCrossesNATS(t *testing.T) {
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	tp := sdktrace.NewTracerProvider()
+	defer tp.Shutdown(context.Background())
+	nc, js := setup(t)
+	ctx, span := tp.Tracer("test").Start(t.Context(), "submit")
+	defer span.End()
+
+	got := make(chan trace.SpanContext, 1)
+	sub, err := nc.Subscribe(contract.EventSubject("req-1"), func(m *nats.Msg) {
+		got <- trace.SpanContextFromContext(bus.ExtractTrace(context.Background(), m.Header))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	ev := contract.EventFor(command("req-1"), contract.EventQueued)
+	ev.ID, ev.Source, ev.Time = "ev-1", "test", time.Now()
+	if err := bus.PublishEvent(ctx, js, ev); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case sc := <-got:
+		if sc.TraceID() != span.SpanContext().TraceID() {
+			t.Errorf("trace id after NATS = %s, want %s", sc.TraceID(), span.SpanContext().TraceID())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("event not received")
+	}
+}
+
+func TestConnectRefusesOldServer(t *testing.T) {
+	url := testenv.Lookup(t, "STAGING_TEST_NATS_LEGACY_URL", "a nats-server older than "+bus.MinServerVersion+" (Debian's 2.9)")
+	nc, err := bus.Connect(url, "bus-test", quiet)
+	if err == nil {
+		v := nc.ConnectedServerVersion()
+		nc.Close()
+		t.Skipf("SKIP: the server at %s is %s, not older than %s", url, v, bus.MinServerVersion)
+	}
+	if !strings.Contains(err.Error(), "needs "+bus.MinServerVersion) {
+		t.Fatalf("Connect(%s) = %v, want a refusal naming the minimum version", url, err)
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+

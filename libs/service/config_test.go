@@ -1,0 +1,75 @@
+package service_test
+
+import (
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/skao/skao-staging/libs/service"
+)
+
+type partA struct {
+	Methods []string `env:"ALLOWED_METHODS" envDefault:"local_copy" envSeparator:","`
+	Root    string   `env:"SOURCE_ROOT"`
+}
+
+type partB struct {
+	Methods []string      `env:"ALLOWED_METHODS" envDefault:"local_copy" envSeparator:","`
+	Wait    time.Duration `env:"WAIT" envDefault:"5s"`
+	Token   string        `env:"TOKEN" secret:"true"`
+}
+
+type combined struct {
+	service.Base
+	A partA
+	B partB
+}
+
+func TestLoadEnvThenFlags(t *testing.T) {
+	t.Setenv("STAGING_SOURCE_ROOT", "/from/env")
+	t.Setenv("STAGING_WAIT", "7s")
+	var cfg combined
+	err := service.Load(&cfg, "test", []string{"-allowed-methods", "local_copy,jupyter_copy", "-nats-url", "nats://h:1"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := combined{
+		Base: service.Base{NATSURL: "nats://h:1", EventsMaxAge: 720 * time.Hour, StreamReplicas: 1, LogLevel: "info"},
+		A:    partA{Methods: []string{"local_copy", "jupyter_copy"}, Root: "/from/env"},
+		B:    partB{Methods: []string{"local_copy", "jupyter_copy"}, Wait: 7 * time.Second},
+	}
+	if diff := cmp.Diff(want, cfg); diff != "" {
+		t.Errorf("Load (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadRejectsBadValues(t *testing.T) {
+	t.Setenv("STAGING_WAIT", "soon")
+	var cfg combined
+	if err := service.Load(&cfg, "test", nil, io.Discard); err == nil {
+		t.Fatal("Load accepted STAGING_WAIT=soon")
+	}
+	t.Setenv("STAGING_WAIT", "1s")
+	if err := service.Load(&cfg, "test", []string{"-no-such-flag"}, io.Discard); err == nil {
+		t.Fatal("Load accepted an unknown flag")
+	}
+}
+
+func TestLogConfigMasksSecrets(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	service.LogConfig(log, combined{B: partB{Token: "s3cret-value"}, A: partA{Root: "/data"}})
+	out := buf.String()
+	if strings.Contains(out, "s3cret-value") {
+		t.Errorf("secret appears in the logged configuration: %s", out)
+	}
+	for _, want := range []string{`"token":"***"`, `"source_root":"/data"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logged configuration lacks %s: %s", want, out)
+		}
+	}
+}
