@@ -22,7 +22,9 @@ const EnvPrefix = "STAGING_"
 
 // Base is the configuration every service has.
 type Base struct {
-	NATSURL string `env:"NATS_URL" envDefault:"nats://127.0.0.1:4222" help:"NATS server URL(s), comma-separated"`
+	// NATSURL is empty by default: a service then connects to
+	// nats://127.0.0.1:4222, and the all-in-one runs its own server.
+	NATSURL string `env:"NATS_URL" help:"NATS server URL(s), comma-separated (default nats://127.0.0.1:4222; the all-in-one embeds a server when unset)"`
 	// EventsMaxAge is how long STAGING_EVENTS keeps events.
 	EventsMaxAge time.Duration `env:"EVENTS_MAX_AGE" envDefault:"720h" help:"how long the event stream keeps events"`
 	// StreamReplicas is the JetStream replica count of the streams.

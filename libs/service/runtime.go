@@ -1,6 +1,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -73,7 +74,7 @@ func Start(ctx context.Context, name string, base Base, logOut io.Writer) (*Runt
 }
 
 func (rt *Runtime) connect(ctx context.Context, name string, base Base) error {
-	nc, err := bus.Connect(base.NATSURL, name, rt.Log)
+	nc, err := bus.Connect(cmp.Or(base.NATSURL, nats.DefaultURL), name, rt.Log)
 	if err != nil {
 		return err
 	}
