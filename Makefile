@@ -42,8 +42,8 @@ help: ## List targets
 	@echo
 	@echo "variables: TESTFLAGS='$(TESTFLAGS)' BUILDFLAGS='$(BUILDFLAGS)' ARGS='$(ARGS)' (for run)"
 
-run: ## Run the all-in-one stagingd (go run ./cmd/stagingd $(ARGS))
-	$(GO) run ./cmd/stagingd $(ARGS)
+run: ## Run the all-in-one stagingd with the demo endpoints on (go run ./cmd/stagingd -demo $(ARGS))
+	$(GO) run ./cmd/stagingd -demo $(ARGS)
 
 test: ## go test $(TESTFLAGS) over every workspace module
 	$(GO) test $(TESTFLAGS) $(PKGS)

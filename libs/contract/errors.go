@@ -41,6 +41,16 @@ const (
 	CodeInternal         Code = "internal"          // a fault of the service itself
 )
 
+// Error codes of jupyter_copy.
+const (
+	CodeJupyterUserNotFound Code = "jupyter_user_not_found" // the hub has no such user
+	CodeJupyterForbidden    Code = "jupyter_forbidden"      // the hub or the user's server refused the token
+	CodeJupyterSpawnFailed  Code = "jupyter_spawn_failed"   // the user's server failed to start
+	CodeJupyterTimeout      Code = "jupyter_timeout"        // the user's server did not start in time (retried)
+	CodeJupyterBodyTooLarge Code = "jupyter_body_too_large" // an upload exceeded the server's body limit
+	CodeJupyterUnavailable  Code = "jupyter_unavailable"    // the hub is unreachable (retried)
+)
+
 // Error is an error carrying a stable code and a human-readable detail.
 // Details never contain secrets.
 type Error struct {

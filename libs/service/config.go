@@ -125,14 +125,14 @@ func splitList(s string) []string {
 }
 
 // LogConfig logs cfg once at start, with fields tagged `secret:"true"`
-// masked.
+// masked. A variable read by several services is logged once.
 func LogConfig(log *slog.Logger, cfg any) {
 	var attrs []any
-	collect(reflect.ValueOf(cfg), &attrs)
+	collect(reflect.ValueOf(cfg), &attrs, map[string]bool{})
 	log.Info("configuration", attrs...)
 }
 
-func collect(v reflect.Value, attrs *[]any) {
+func collect(v reflect.Value, attrs *[]any, seen map[string]bool) {
 	if v.Kind() == reflect.Pointer {
 		v = v.Elem()
 	}
@@ -145,11 +145,15 @@ func collect(v reflect.Value, attrs *[]any) {
 		name := f.Tag.Get("env")
 		if name == "" {
 			if f.Type.Kind() == reflect.Struct {
-				collect(fv, attrs)
+				collect(fv, attrs, seen)
 			}
 			continue
 		}
 		key := strings.ToLower(name)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
 		if f.Tag.Get("secret") == "true" {
 			if !fv.IsZero() {
 				*attrs = append(*attrs, key, "***")

@@ -1,0 +1,42 @@
+// Command stagingd runs the whole staging system in one process: an
+// embedded NATS server with JetStream (unless STAGING_NATS_URL names an
+// external one), the gateway, the stager, the jupyter-bridge and the audit
+// (SQLite under the data directory unless STAGING_MYSQL_DSN is set). It is
+// what `make run` starts on a bare machine.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "stagingd:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program; banner receives the human-readable start-up
+// text, logs the JSON log lines.
+func run(ctx context.Context, args []string, banner, logs io.Writer) error {
+	cfg, err := loadConfig(args, logs)
+	if err != nil {
+		return err
+	}
+	sys, err := start(ctx, cfg, logs)
+	if err != nil {
+		return err
+	}
+	printBanner(banner, sys)
+	return sys.wait()
+}

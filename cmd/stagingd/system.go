@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/service"
+	"github.com/skao/skao-staging/services/audit"
+	"github.com/skao/skao-staging/services/gateway"
+	jupyterbridge "github.com/skao/skao-staging/services/jupyter-bridge"
+	"github.com/skao/skao-staging/services/stager"
+)
+
+// config is the all-in-one's configuration: the shared settings, its own,
+// and each service's. Services that need the same setting read the same
+// variable (STAGING_SOURCE_ROOT, STAGING_ALLOWED_METHODS).
+type config struct {
+	service.Base
+	DataDir    string `env:"DATA_DIR" envDefault:"./data" help:"directory for everything on disk: NATS store, sample storage, user areas, SQLite audit"`
+	NATSListen string `env:"NATS_LISTEN" envDefault:"127.0.0.1:4222" help:"client address of the embedded NATS server (a free port is taken when it is in use)"`
+
+	Gateway gateway.Config
+	Stager  stager.Config
+	Audit   audit.Config
+	Jupyter jupyterbridge.Config
+}
+
+func loadConfig(args []string, out io.Writer) (config, error) {
+	var cfg config
+	if err := service.Load(&cfg, "stagingd", args, out); err != nil {
+		return config{}, err
+	}
+	jupyterbridge.ApplyHubEnv(&cfg.Jupyter)
+	return cfg, nil
+}
+
+// system is the running all-in-one.
+type system struct {
+	cfg        config
+	layout     layout
+	natsURL    string
+	natsNotice string
+	httpURL    string
+	auditStore string
+	rt         *service.Runtime
+	nats       *server.Server // nil with an external NATS
+	group      *errgroup.Group
+}
+
+// start brings everything up and returns once the services run.
+func start(ctx context.Context, cfg config, logs io.Writer) (*system, error) {
+	l, err := newLayout(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.prepare(); err != nil {
+		return nil, err
+	}
+	sys := &system{cfg: cfg, layout: l}
+	sys.applyLayoutDefaults()
+
+	if cfg.NATSURL == "" {
+		srv, notice, err := startNATS(cfg.NATSListen, l.NATS)
+		if err != nil {
+			return nil, err
+		}
+		sys.nats, sys.natsNotice = srv, notice
+		sys.cfg.NATSURL = srv.ClientURL()
+	}
+	sys.natsURL = sys.cfg.NATSURL
+
+	rt, err := service.Start(ctx, "stagingd", sys.cfg.Base, logs)
+	if err != nil {
+		sys.stopNATS()
+		return nil, err
+	}
+	sys.rt = rt
+	service.LogConfig(rt.Log, sys.cfg)
+
+	ln, err := net.Listen("tcp", sys.cfg.Gateway.HTTPAddr)
+	if err != nil {
+		sys.close(ctx)
+		return nil, fmt.Errorf("gateway listener on %s: %w", sys.cfg.Gateway.HTTPAddr, err)
+	}
+	sys.httpURL = "http://" + displayAddr(ln.Addr())
+
+	// The gateway serves the stager's download links itself: one port.
+	downloads, closeDownloads, err := stager.NewDownloadHandler(ctx, sys.cfg.Stager, rt.Deps)
+	if err != nil {
+		ln.Close()
+		sys.close(ctx)
+		return nil, err
+	}
+	handler, err := gateway.NewHandler(sys.cfg.Gateway, rt.Deps, gateway.WithDownloads(downloads))
+	if err != nil {
+		closeDownloads()
+		ln.Close()
+		sys.close(ctx)
+		return nil, err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return stager.Run(gctx, sys.cfg.Stager, rt.Deps) })
+	g.Go(func() error { return audit.Run(gctx, sys.cfg.Audit, rt.Deps) })
+	g.Go(func() error { return jupyterbridge.Run(gctx, sys.cfg.Jupyter, rt.Deps) })
+	g.Go(func() error {
+		err := service.ServeListener(gctx, rt.Log, "gateway", ln, handler, sys.cfg.Gateway.StageWaitTimeout+5*time.Second)
+		return errors.Join(err, closeDownloads())
+	})
+	sys.group = g
+	return sys, nil
+}
+
+// applyLayoutDefaults points every root the configuration leaves unset at
+// the data directory.
+func (s *system) applyLayoutDefaults() {
+	c := &s.cfg
+	if c.Stager.SourceRoot == "" {
+		c.Stager.SourceRoot = s.layout.Storage
+	}
+	if c.Stager.UserAreaRoot == "" {
+		c.Stager.UserAreaRoot = s.layout.UserArea
+	}
+	c.Gateway.SourceRoot = c.Stager.SourceRoot
+	c.Gateway.UserAreaRoot = c.Stager.UserAreaRoot
+	c.Jupyter.SourceRoot = c.Stager.SourceRoot
+	c.Stager.DownloadAddr = "" // served through the gateway's port
+	if c.Jupyter.HubURL == "" {
+		// Without a hub nobody would take jupyter_copy commands: refuse
+		// them at the door instead of queueing them forever.
+		c.Gateway.AllowedMethods = slices.DeleteFunc(slices.Clone(c.Gateway.AllowedMethods), func(m string) bool {
+			return m == string(contract.MethodJupyterCopy)
+		})
+	}
+	if c.Audit.SQLitePath == "" {
+		c.Audit.SQLitePath = s.layout.AuditDB
+	} else if !filepath.IsAbs(c.Audit.SQLitePath) {
+		c.Audit.SQLitePath = filepath.Join(s.layout.Dir, c.Audit.SQLitePath)
+	}
+	if c.Audit.MySQLDSN != "" {
+		s.auditStore = "MySQL (STAGING_MYSQL_DSN)"
+	} else {
+		s.auditStore = "SQLite " + c.Audit.SQLitePath
+	}
+}
+
+// wait blocks until the services stop (the context ended or one failed),
+// then shuts the rest down in order: services, then NATS client, then the
+// embedded server.
+func (s *system) wait() error {
+	err := s.group.Wait()
+	s.close(context.Background())
+	return err
+}
+
+func (s *system) close(ctx context.Context) {
+	if s.rt != nil {
+		s.rt.Close(ctx)
+	}
+	s.stopNATS()
+}
+
+func (s *system) stopNATS() {
+	if s.nats != nil {
+		s.nats.Shutdown()
+		s.nats.WaitForShutdown()
+	}
+}
+
+// displayAddr turns a wildcard listener address into one a person can
+// paste into a browser.
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}

@@ -1,0 +1,192 @@
+// Package audit is the staging service's permanent record: a durable
+// consumer of every event on STAGING_EVENTS into MySQL/MariaDB (SQLite when
+// embedded), one row per request whose state only moves forward, and the
+// history queries other services ask over NATS request/reply.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/skao/skao-staging/libs/bus"
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/service"
+	"github.com/skao/skao-staging/services/audit/internal/auditstore"
+	"github.com/skao/skao-staging/services/audit/internal/history"
+	"github.com/skao/skao-staging/services/audit/internal/recorder"
+)
+
+// Config is the audit's configuration (variables STAGING_<env>).
+type Config struct {
+	MySQLDSN   string `env:"MYSQL_DSN" secret:"true" help:"MySQL/MariaDB DSN (go-sql-driver form, e.g. audit:pw@tcp(db:3306)/audit); when empty the audit uses SQLite"`
+	SQLitePath string `env:"SQLITE_PATH" envDefault:"audit.db" help:"SQLite database file, used when MYSQL_DSN is empty"`
+	// BatchSize and BatchWait shape the writes: up to BatchSize events are
+	// committed in one transaction, after waiting at most BatchWait for
+	// them.
+	BatchSize int           `env:"AUDIT_BATCH_SIZE" envDefault:"500" help:"most events written in one transaction"`
+	BatchWait time.Duration `env:"AUDIT_BATCH_WAIT" envDefault:"200ms" help:"longest wait for a full batch of events"`
+	// Retention of 0 keeps every request forever.
+	Retention time.Duration `env:"AUDIT_RETENTION" envDefault:"0s" help:"delete requests finished longer ago than this (0: keep forever); keep it longer than EVENTS_MAX_AGE, or a replay of the stream brings purged requests back"`
+	// RetryMin and RetryMax bound the back-off while the database fails.
+	RetryMin time.Duration `env:"AUDIT_RETRY_MIN" envDefault:"1s" help:"first delay before events the database refused come again"`
+	RetryMax time.Duration `env:"AUDIT_RETRY_MAX" envDefault:"30s" help:"longest delay before events the database refused come again"`
+	// AckWait is how long a delivered event may stay unacknowledged before
+	// JetStream delivers it again (after a crash of the audit, say).
+	AckWait time.Duration `env:"AUDIT_ACK_WAIT" envDefault:"60s" help:"redelivery delay of events an audit instance took but never acknowledged"`
+}
+
+func (c Config) check() error {
+	var errs []error
+	if c.MySQLDSN == "" && c.SQLitePath == "" {
+		errs = append(errs, errors.New("set MYSQL_DSN or SQLITE_PATH"))
+	}
+	if c.BatchSize <= 0 || c.BatchSize > 10000 {
+		errs = append(errs, fmt.Errorf("AUDIT_BATCH_SIZE %d: want 1 to 10000", c.BatchSize))
+	}
+	if c.BatchWait <= 0 {
+		errs = append(errs, fmt.Errorf("AUDIT_BATCH_WAIT %s: want a positive duration", c.BatchWait))
+	}
+	if c.Retention < 0 {
+		errs = append(errs, fmt.Errorf("AUDIT_RETENTION %s: want 0 or a positive duration", c.Retention))
+	}
+	if c.AckWait < 2*time.Second {
+		errs = append(errs, fmt.Errorf("AUDIT_ACK_WAIT %s: want at least 2s", c.AckWait))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("audit configuration: %w", err)
+	}
+	return nil
+}
+
+// Run runs the audit until ctx is cancelled, then finishes the batch in
+// hand and the queries received, and returns nil. It returns an error when
+// it cannot start: bad configuration, database unreachable or its schema
+// not migratable, consumer not creatable.
+func Run(ctx context.Context, cfg Config, deps service.Deps) error {
+	if err := cfg.check(); err != nil {
+		return err
+	}
+	log := deps.Log.With("component", "audit")
+	store, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.WarnContext(ctx, "close_database_failed", "error", err)
+		}
+	}()
+
+	cons, err := bus.EnsureConsumer(ctx, deps.JS, bus.ConsumerOptions{
+		Stream:         contract.StreamEvents,
+		Durable:        contract.ConsumerAudit,
+		FilterSubjects: []string{contract.SubjectEventsAll},
+		AckWait:        cfg.AckWait,
+		// Unbounded: the audit never gives up on an event; a database
+		// outage only delays it.
+		MaxDeliver:    -1,
+		MaxAckPending: max(4*cfg.BatchSize, 1000),
+	})
+	if err != nil {
+		return err
+	}
+	rec, err := recorder.New(cons, store, recorder.Options{
+		BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait,
+		RetryMin: cfg.RetryMin, RetryMax: cfg.RetryMax,
+		ApplyTimeout: cfg.AckWait / 2,
+	}, log.With("component", "audit_recorder"), deps.Tracer, deps.Registerer)
+	if err != nil {
+		return err
+	}
+	queries, err := history.New(store, log.With("component", "audit_history"), deps.Tracer, deps.Registerer)
+	if err != nil {
+		return err
+	}
+	deps.Health.Add("database", func(ctx context.Context) error {
+		if err := store.Ping(ctx); err != nil {
+			return err
+		}
+		if err := rec.Err(); err != nil {
+			return fmt.Errorf("last batch not stored: %w", err)
+		}
+		return nil
+	})
+
+	// The parts run side by side; the first to fail stops the others.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	run := func(f func(context.Context) error) {
+		wg.Go(func() {
+			if err := f(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				cancel()
+			}
+		})
+	}
+	run(rec.Run)
+	run(func(ctx context.Context) error { return queries.Serve(ctx, deps.NC) })
+	if cfg.Retention > 0 {
+		run(func(ctx context.Context) error {
+			purge(ctx, store, cfg.Retention, log)
+			return nil
+		})
+	}
+	log.InfoContext(ctx, "audit_started", "database", describe(cfg), "batch_size", cfg.BatchSize, "retention", cfg.Retention.String())
+	wg.Wait()
+	log.InfoContext(ctx, "audit_stopped")
+	return errors.Join(errs...)
+}
+
+func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*auditstore.Store, error) {
+	if cfg.MySQLDSN != "" {
+		s, err := auditstore.OpenMySQL(ctx, cfg.MySQLDSN, log)
+		if err != nil {
+			return nil, fmt.Errorf("audit database (mysql): %w", err)
+		}
+		return s, nil
+	}
+	s, err := auditstore.OpenSQLite(ctx, cfg.SQLitePath, log)
+	if err != nil {
+		return nil, fmt.Errorf("audit database (sqlite %s): %w", cfg.SQLitePath, err)
+	}
+	return s, nil
+}
+
+func describe(cfg Config) string {
+	if cfg.MySQLDSN != "" {
+		return "mysql"
+	}
+	return "sqlite:" + cfg.SQLitePath
+}
+
+// purge deletes expired requests now and then until ctx is cancelled.
+func purge(ctx context.Context, store *auditstore.Store, retention time.Duration, log *slog.Logger) {
+	every := min(max(retention/10, time.Minute), time.Hour)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		n, err := store.Purge(ctx, time.Now().Add(-retention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.WarnContext(ctx, "purge_failed", "error", err)
+		case n > 0:
+			log.InfoContext(ctx, "requests_purged", "count", n, "retention", retention.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,472 @@
+package audit_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/skao/skao-staging/libs/bus"
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/natstest"
+	"github.com/skao/skao-staging/libs/service"
+	"github.com/skao/skao-staging/libs/telemetry"
+	"github.com/skao/skao-staging/services/audit"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// env is a NATS server with the streams, and the pieces a Run needs.
+type env struct {
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	url string
+}
+
+func newEnv(t testing.TB) env {
+	t.Helper()
+	url := natstest.Start(t)
+	nc, err := bus.Connect(url, "audit-test", quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.EnsureStreams(t.Context(), js, bus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return env{nc: nc, js: js, url: url}
+}
+
+// running is one audit instance started by a test.
+type running struct {
+	reg    *prometheus.Registry
+	health *telemetry.Health
+	stop   func()
+}
+
+// start runs the audit with its own NATS connection, as a separate process
+// would, until the returned stop is called (or the test ends).
+func (e env) start(t testing.TB, cfg audit.Config) running {
+	t.Helper()
+	nc, err := bus.Connect(e.url, "audit", quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := running{reg: prometheus.NewRegistry(), health: telemetry.NewHealth()}
+	deps := service.Deps{Log: quiet, NC: nc, JS: js, Registerer: r.reg, Tracer: noop.NewTracerProvider(), Health: r.health}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- audit.Run(ctx, cfg, deps) }()
+	stopped := false
+	r.stop = func() {
+		t.Helper()
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v, want nil after cancel", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("Run did not return after cancel")
+		}
+		nc.Close()
+	}
+	t.Cleanup(r.stop)
+	waitFor(t, "the audit to answer queries", 15*time.Second, func() bool {
+		_, err := e.nc.Request(contract.SubjectAuditList, []byte("{}"), time.Second)
+		return err == nil
+	})
+	return r
+}
+
+func sqliteConfig(t *testing.T) audit.Config {
+	return audit.Config{
+		SQLitePath: filepath.Join(t.TempDir(), "audit.db"),
+		BatchSize:  100, BatchWait: 50 * time.Millisecond,
+		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
+		AckWait: 10 * time.Second,
+	}
+}
+
+func command(id string) contract.Command {
+	return contract.Command{
+		SpecVersion: contract.SpecVersion, ID: id, Method: contract.MethodLocalCopy,
+		Username: "alice", LocalPathOnStorage: "/mnt/a/" + id, RelativePath: "in/" + id, Origin: "gateway",
+	}
+}
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// lifecycle is the events of one request: queued, started, then succeeded
+// or failed.
+func lifecycle(c contract.Command, n int, fail bool) []contract.Event {
+	types := []contract.EventType{contract.EventQueued, contract.EventStarted, contract.EventSucceeded}
+	if fail {
+		types[2] = contract.EventFailed
+	}
+	var out []contract.Event
+	for i, typ := range types {
+		ev := contract.EventFor(c, typ)
+		ev.ID, ev.Source = fmt.Sprintf("%s-%d", c.ID, i), "test"
+		ev.Time = t0.Add(time.Duration(n)*time.Second + time.Duration(i)*time.Millisecond)
+		if typ == contract.EventSucceeded {
+			ev.Outcome, ev.Bytes, ev.Files = contract.OutcomeStaged, int64(n), 1
+		}
+		if typ == contract.EventFailed {
+			ev.Error = contract.Errorf(contract.CodeSourceNotFound, "gone")
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+func publish(t *testing.T, js jetstream.JetStream, events ...contract.Event) {
+	t.Helper()
+	for _, ev := range events {
+		if err := bus.PublishEvent(t.Context(), js, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func query[Rep any](t *testing.T, nc *nats.Conn, subject string, req any) Rep {
+	t.Helper()
+	data, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := nc.Request(subject, data, 5*time.Second)
+	if err != nil {
+		t.Fatalf("request %s: %v", subject, err)
+	}
+	var rep Rep
+	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+		t.Fatalf("reply on %s: %v: %s", subject, err, msg.Data)
+	}
+	return rep
+}
+
+// listAll pages through every record matching req.
+func listAll(t *testing.T, nc *nats.Conn, req contract.AuditListRequest) []contract.Record {
+	t.Helper()
+	var all []contract.Record
+	for {
+		rep := query[contract.AuditListReply](t, nc, contract.SubjectAuditList, req)
+		if rep.Error != nil {
+			t.Fatalf("list: %v", rep.Error)
+		}
+		all = append(all, rep.Items...)
+		if rep.NextCursor == "" {
+			return all
+		}
+		req.Cursor = rep.NextCursor
+	}
+}
+
+func waitFor(t testing.TB, what string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// metric returns the value of the counter or gauge name with the given
+// label values, or of the histogram's sample count.
+func metric(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool {
+					return l.GetName() == labels[i] && l.GetValue() == labels[i+1]
+				}) {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	t.Fatalf("no metric %s%v", name, labels)
+	return 0
+}
+
+func statuses(recs []contract.Record) map[contract.Status]int {
+	out := map[contract.Status]int{}
+	for _, r := range recs {
+		out[r.Status]++
+	}
+	return out
+}
+
+func TestRecordsEventsAndAnswersQueries(t *testing.T) {
+	e := newEnv(t)
+	a := e.start(t, sqliteConfig(t))
+	const n = 60
+	var published []contract.Event
+	for i := range n {
+		evs := lifecycle(command(fmt.Sprintf("req-%02d", i)), i, i%5 == 0)
+		published = append(published, evs...)
+	}
+	publish(t, e.js, published...)
+
+	waitFor(t, "every request to be recorded as finished", 15*time.Second, func() bool {
+		got := statuses(listAll(t, e.nc, contract.AuditListRequest{Limit: 25}))
+		return got[contract.StatusSucceeded] == n*4/5 && got[contract.StatusFailed] == n/5
+	})
+
+	t.Run("get with events", func(t *testing.T) {
+		c := command("req-07")
+		rep := query[contract.AuditGetReply](t, e.nc, contract.SubjectAuditGet, contract.AuditGetRequest{ID: c.ID, WithEvents: true})
+		if rep.Error != nil || rep.Record == nil {
+			t.Fatalf("get: %+v", rep)
+		}
+		want := lifecycle(c, 7, false)
+		if diff := cmp.Diff(rep.Events, want); diff != "" {
+			t.Errorf("events (-got +want):\n%s", diff)
+		}
+		if got := rep.Record; got.Status != contract.StatusSucceeded || got.Bytes != 7 || got.Username != "alice" ||
+			!got.CreatedAt.Equal(want[0].Time) || got.FinishedAt == nil || !got.FinishedAt.Equal(want[2].Time) {
+			t.Errorf("record = %+v", got)
+		}
+	})
+	t.Run("list with filters", func(t *testing.T) {
+		got := listAll(t, e.nc, contract.AuditListRequest{Status: contract.StatusFailed, Limit: 5})
+		var ids []string
+		for _, r := range got {
+			ids = append(ids, r.ID)
+		}
+		want := []string{"req-55", "req-50", "req-45", "req-40", "req-35", "req-30", "req-25", "req-20", "req-15", "req-10", "req-05", "req-00"}
+		if diff := cmp.Diff(ids, want); diff != "" {
+			t.Errorf("failed requests, newest first (-got +want):\n%s", diff)
+		}
+	})
+	errorTests := []struct {
+		name    string
+		subject string
+		body    string
+		want    contract.Code
+	}{
+		{"get unknown", contract.SubjectAuditGet, `{"id":"nope"}`, contract.CodeNotFound},
+		{"get without id", contract.SubjectAuditGet, `{}`, contract.CodeMissingField},
+		{"get bad id", contract.SubjectAuditGet, `{"id":"a.b"}`, contract.CodeInvalidID},
+		{"get not JSON", contract.SubjectAuditGet, `{`, contract.CodeMalformed},
+		{"list unknown status", contract.SubjectAuditList, `{"status":"done"}`, contract.CodeMalformed},
+		{"list bad cursor", contract.SubjectAuditList, `{"cursor":"!!"}`, contract.CodeMalformed},
+		{"list bad time", contract.SubjectAuditList, `{"since":"yesterday"}`, contract.CodeMalformed},
+	}
+	for _, tt := range errorTests {
+		t.Run(tt.name, func(t *testing.T) {
+			msg, err := e.nc.Request(tt.subject, []byte(tt.body), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rep struct {
+				Error *contract.Error `json:"error"`
+			}
+			if err := json.Unmarshal(msg.Data, &rep); err != nil {
+				t.Fatal(err)
+			}
+			if rep.Error == nil || rep.Error.Code != tt.want {
+				t.Errorf("reply %s, want error code %s", msg.Data, tt.want)
+			}
+		})
+	}
+	t.Run("metrics and readiness", func(t *testing.T) {
+		if got, want := metric(t, a.reg, "staging_audit_events_total", "result", "stored"), float64(len(published)); got != want {
+			t.Errorf("stored events = %v, want %v", got, want)
+		}
+		if got, want := metric(t, a.reg, "staging_audit_rows_written_total"), float64(n); got < want {
+			t.Errorf("rows written = %v, want at least %v", got, want)
+		}
+		if got := metric(t, a.reg, "staging_audit_batch_seconds"); got < 1 {
+			t.Errorf("batches timed = %v, want some", got)
+		}
+		if failed := a.health.Ready(t.Context()); len(failed) > 0 {
+			t.Errorf("not ready: %v", failed)
+		}
+	})
+}
+
+// A message that is not an event is terminated on its own; the events
+// around it are stored.
+func TestPoisonMessageDoesNotBlock(t *testing.T) {
+	e := newEnv(t)
+	a := e.start(t, sqliteConfig(t))
+	good := lifecycle(command("req-1"), 1, false)
+	publish(t, e.js, good[0])
+	for _, body := range []string{"not json", `{"id":"e-x","type":"queued"}`, `{"id":"","request_id":"r","time":"2026-01-01T00:00:00Z"}`} {
+		if _, err := e.js.Publish(t.Context(), contract.EventSubject("junk"), []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(t, e.js, good[1:]...)
+	waitFor(t, "the good request to be recorded", 15*time.Second, func() bool {
+		rep := query[contract.AuditGetReply](t, e.nc, contract.SubjectAuditGet, contract.AuditGetRequest{ID: "req-1"})
+		return rep.Record != nil && rep.Record.Status == contract.StatusSucceeded
+	})
+	waitFor(t, "the poison to be terminated", 15*time.Second, func() bool {
+		c, err := e.js.Consumer(t.Context(), contract.StreamEvents, contract.ConsumerAudit)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(t.Context())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	})
+	if got := metric(t, a.reg, "staging_audit_events_total", "result", "invalid"); got != 3 {
+		t.Errorf("invalid events = %v, want 3", got)
+	}
+}
+
+// An event without a trace id takes the one of the trace it travelled in,
+// and one without a time the time the stream stored it.
+func TestEventGapsFilledFromTheMessage(t *testing.T) {
+	// As telemetry.NewTracerProvider sets it in every process.
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	e := newEnv(t)
+	e.start(t, sqliteConfig(t))
+	ev := lifecycle(command("req-1"), 1, false)[0]
+	ev.Time = time.Time{}
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	msg := &nats.Msg{Subject: contract.EventSubject(ev.RequestID), Header: nats.Header{}}
+	msg.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	var err error
+	if msg.Data, err = json.Marshal(ev); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().Add(-time.Second)
+	if _, err := e.js.PublishMsg(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+	var rec *contract.Record
+	waitFor(t, "the request to be recorded", 15*time.Second, func() bool {
+		rec = query[contract.AuditGetReply](t, e.nc, contract.SubjectAuditGet, contract.AuditGetRequest{ID: "req-1"}).Record
+		return rec != nil
+	})
+	if rec.TraceID != traceID || rec.CreatedAt.Before(before) || rec.CreatedAt.After(time.Now()) {
+		t.Errorf("trace id %q, created %s; want %q and about now", rec.TraceID, rec.CreatedAt, traceID)
+	}
+}
+
+// Replaying the whole stream from the start (a new consumer, or one reset
+// by an operator) leaves the record as it was.
+func TestReplayFromTheStartChangesNothing(t *testing.T) {
+	e := newEnv(t)
+	cfg := sqliteConfig(t)
+	a := e.start(t, cfg)
+	const n = 40
+	var published []contract.Event
+	for i := range n {
+		published = append(published, lifecycle(command(fmt.Sprintf("req-%02d", i)), i, i%3 == 0)...)
+	}
+	publish(t, e.js, published...)
+	waitFor(t, "every event to be stored", 15*time.Second, func() bool {
+		return metric(t, a.reg, "staging_audit_events_total", "result", "stored") == float64(len(published))
+	})
+	before := snapshot(t, e.nc)
+	a.stop()
+
+	if err := e.js.DeleteConsumer(t.Context(), contract.StreamEvents, contract.ConsumerAudit); err != nil {
+		t.Fatal(err)
+	}
+	b := e.start(t, cfg)
+	waitFor(t, "the replay to be consumed", 15*time.Second, func() bool {
+		return metric(t, b.reg, "staging_audit_events_total", "result", "duplicate") == float64(len(published))
+	})
+	if got := metric(t, b.reg, "staging_audit_events_total", "result", "stored"); got != 0 {
+		t.Errorf("events stored again = %v, want 0", got)
+	}
+	if diff := cmp.Diff(snapshot(t, e.nc), before); diff != "" {
+		t.Errorf("replay changed the record (-after +before):\n%s", diff)
+	}
+}
+
+type record struct {
+	Record contract.Record
+	Events []contract.Event
+}
+
+// snapshot reads every record with its events through the queries.
+func snapshot(t *testing.T, nc *nats.Conn) []record {
+	t.Helper()
+	var out []record
+	for _, r := range listAll(t, nc, contract.AuditListRequest{Limit: 500}) {
+		rep := query[contract.AuditGetReply](t, nc, contract.SubjectAuditGet, contract.AuditGetRequest{ID: r.ID, WithEvents: true})
+		if rep.Record == nil {
+			t.Fatalf("get %s: %v", r.ID, rep.Error)
+		}
+		out = append(out, record{*rep.Record, rep.Events})
+	}
+	return out
+}
+
+func TestConfigIsChecked(t *testing.T) {
+	e := newEnv(t)
+	good := sqliteConfig(t)
+	tests := []struct {
+		name   string
+		change func(*audit.Config)
+	}{
+		{"no database", func(c *audit.Config) { c.SQLitePath = "" }},
+		{"zero batch", func(c *audit.Config) { c.BatchSize = 0 }},
+		{"zero wait", func(c *audit.Config) { c.BatchWait = 0 }},
+		{"negative retention", func(c *audit.Config) { c.Retention = -time.Hour }},
+		{"short ack wait", func(c *audit.Config) { c.AckWait = time.Second }},
+		{"unreachable mysql", func(c *audit.Config) { c.MySQLDSN = "u:p@tcp(127.0.0.1:1)/x?timeout=1s" }},
+		{"sqlite in a missing directory", func(c *audit.Config) { c.SQLitePath = filepath.Join(t.TempDir(), "no", "such", "audit.db") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := good
+			tt.change(&cfg)
+			deps := service.Deps{Log: quiet, NC: e.nc, JS: e.js, Registerer: prometheus.NewRegistry(), Tracer: noop.NewTracerProvider(), Health: telemetry.NewHealth()}
+			if err := audit.Run(t.Context(), cfg, deps); err == nil {
+				t.Error("Run = nil, want a start-up error")
+			}
+		})
+	}
+}

@@ -1,0 +1,120 @@
+package audit_test
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/testenv"
+	"github.com/skao/skao-staging/services/audit"
+)
+
+const backlog = 100_000
+
+// backlogEvents is a realistic backlog: queued, started and succeeded for
+// each of backlog/3 requests.
+func backlogEvents() []contract.Event {
+	var out []contract.Event
+	for i := 0; len(out) < backlog; i++ {
+		c := command(fmt.Sprintf("req-%06d", i))
+		c.JobID = fmt.Sprintf("job-%04d", i/100)
+		out = append(out, lifecycle(c, i, i%20 == 0)...)
+	}
+	return out[:backlog]
+}
+
+// BenchmarkBacklogIntoMySQL measures events per second from a backlog of
+// 100,000 events on STAGING_EVENTS into MariaDB/MySQL, through the whole
+// audit: fetch, decode, one transaction per batch, acknowledge.
+//
+//	STAGING_TEST_MYSQL_DSN='root:@tcp(127.0.0.1:3306)/' go test -run '^$' -bench BacklogIntoMySQL -benchtime 1x .
+func BenchmarkBacklogIntoMySQL(b *testing.B) {
+	for _, size := range []int{500, 2000} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			for b.Loop() {
+				benchBacklog(b, size)
+			}
+		})
+	}
+}
+
+func benchBacklog(b *testing.B, batchSize int) {
+	dsn := testenv.MySQL(b)
+	e := newEnv(b)
+	events := backlogEvents()
+	for _, ev := range events {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.js.PublishAsync(contract.EventSubject(ev.RequestID), data, jetstream.WithMsgID(ev.ID)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-e.js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("publishing the backlog timed out")
+	}
+	cfg := audit.Config{MySQLDSN: dsn, BatchSize: batchSize, BatchWait: 200 * time.Millisecond, RetryMin: time.Second, RetryMax: time.Second, AckWait: time.Minute}
+
+	start := time.Now()
+	a := e.start(b, cfg)
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	waitFor(b, "the backlog to be stored", 5*time.Minute, func() bool {
+		var n int
+		return db.QueryRow("SELECT COUNT(*) FROM staging_events").Scan(&n) == nil && n == len(events)
+	})
+	elapsed := time.Since(start)
+	a.stop()
+	b.ReportMetric(float64(len(events))/elapsed.Seconds(), "events/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkPlainInsertsMySQL is the ceiling the audit is compared with: a
+// plain loop of 100-row INSERTs of the same 100,000 events into a table of
+// the same shape, each statement autocommitted.
+func BenchmarkPlainInsertsMySQL(b *testing.B) {
+	for b.Loop() {
+		db, err := sql.Open("mysql", testenv.MySQL(b)+"?parseTime=true")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := db.Exec(`CREATE TABLE plain_events (event_id VARCHAR(128) NOT NULL PRIMARY KEY, request_id VARCHAR(64) NOT NULL,
+			type VARCHAR(16) NOT NULL, time DATETIME(6) NOT NULL, source VARCHAR(128) NOT NULL, payload JSON NOT NULL,
+			KEY plain_events_request (request_id, time)) DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin`); err != nil {
+			b.Fatal(err)
+		}
+		events := backlogEvents()
+		start := time.Now()
+		const rows = 100
+		q := "INSERT INTO plain_events VALUES " + strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", rows), ", ")
+		for i := 0; i < len(events); i += rows {
+			args := make([]any, 0, rows*6)
+			for _, ev := range events[i : i+rows] {
+				payload, err := json.Marshal(ev)
+				if err != nil {
+					b.Fatal(err)
+				}
+				args = append(args, ev.ID, ev.RequestID, string(ev.Type), ev.Time, ev.Source, string(payload))
+			}
+			if _, err := db.Exec(q, args...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		elapsed := time.Since(start)
+		db.Close()
+		b.ReportMetric(float64(len(events))/elapsed.Seconds(), "events/s")
+		b.ReportMetric(0, "ns/op")
+	}
+}

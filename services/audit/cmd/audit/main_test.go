@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	_ "modernc.org/sqlite"
+
+	"github.com/skao/skao-staging/libs/bus"
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/natstest"
+)
+
+// The test binary doubles as the audit binary: started with
+// AUDIT_TEST_AS_MAIN=1 it runs main, so the tests can start the real
+// process and kill it.
+func TestMain(m *testing.M) {
+	if os.Getenv("AUDIT_TEST_AS_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// syncBuffer collects a process's output for the test log.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func startAudit(t *testing.T, env ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), append(env, "AUDIT_TEST_AS_MAIN=1")...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("audit output:\n%s", out)
+		}
+	})
+	return cmd, out
+}
+
+func count(t *testing.T, db *sql.DB, query string) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRowContext(t.Context(), query).Scan(&n); err != nil {
+		// The table appears once the process has migrated.
+		return -1
+	}
+	return n
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The audit process is killed (SIGKILL) while it works through a backlog
+// and started again: every event is stored once, none is lost.
+func TestKilledMidBatchLosesNothing(t *testing.T) {
+	url := natstest.Start(t)
+	nc, err := bus.Connect(url, "test", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.EnsureStreams(t.Context(), js, bus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	for i := range n {
+		c := contract.Command{SpecVersion: contract.SpecVersion, ID: fmt.Sprintf("req-%04d", i), Method: contract.MethodLocalCopy,
+			Username: "alice", LocalPathOnStorage: "a", RelativePath: "b"}
+		for j, typ := range []contract.EventType{contract.EventQueued, contract.EventSucceeded} {
+			ev := contract.EventFor(c, typ)
+			ev.ID, ev.Source, ev.Time = fmt.Sprintf("%s-%d", c.ID, j), "test", base.Add(time.Duration(i)*time.Millisecond)
+			if _, err := js.PublishAsync(contract.EventSubject(c.ID), mustJSON(t, ev), jetstream.WithMsgID(ev.ID)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		t.Fatal("publishing the backlog timed out")
+	}
+
+	path := filepath.Join(t.TempDir(), "audit.db")
+	env := []string{
+		"STAGING_NATS_URL=" + url, "STAGING_SQLITE_PATH=" + path, "STAGING_MYSQL_DSN=",
+		"STAGING_OPS_ADDR=127.0.0.1:0", "STAGING_AUDIT_ACK_WAIT=2s", "STAGING_AUDIT_BATCH_SIZE=50",
+		"STAGING_AUDIT_RETRY_MIN=50ms", "STAGING_LOG_LEVEL=warn",
+	}
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	first, _ := startAudit(t, env...)
+	waitFor(t, "the first process to store some events", 30*time.Second, func() bool {
+		return count(t, db, "SELECT COUNT(*) FROM staging_events") > 200
+	})
+	if err := first.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait() // killed: the exit status says so
+	stored := count(t, db, "SELECT COUNT(*) FROM staging_events")
+	if stored >= 2*n {
+		t.Fatalf("the first process stored all %d events before it was killed; the test proves nothing", stored)
+	}
+	t.Logf("killed after %d of %d events", stored, 2*n)
+
+	second, _ := startAudit(t, env...)
+	waitFor(t, "every event to be stored", 60*time.Second, func() bool {
+		return count(t, db, "SELECT COUNT(*) FROM staging_events") == 2*n
+	})
+	if got := count(t, db, "SELECT COUNT(*) FROM staging_requests WHERE status = 'succeeded'"); got != n {
+		t.Errorf("succeeded requests = %d, want %d", got, n)
+	}
+	waitFor(t, "every event to be acknowledged", 30*time.Second, func() bool {
+		c, err := js.Consumer(t.Context(), contract.StreamEvents, contract.ConsumerAudit)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(t.Context())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	})
+	if err := second.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Wait(); err != nil {
+		t.Errorf("audit after SIGINT: %v, want a clean exit", err)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}

@@ -1,0 +1,267 @@
+package auditstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/skao/skao-staging/libs/contract"
+)
+
+// Stats says what Apply did.
+type Stats struct {
+	// Events is the number of events stored for the first time.
+	Events int
+	// Duplicates is the number of events already stored (redelivered,
+	// replayed or repeated in the batch), which changed nothing.
+	Duplicates int
+	// Rows is the number of request rows inserted or updated.
+	Rows int
+}
+
+// chunk bounds the rows of one statement, well inside the placeholder
+// limits of MySQL (65,535) and SQLite (32,766).
+const chunk = 500
+
+var recordColumns = []string{
+	"id", "job_id", "method", "username", "local_path_on_storage", "relative_path",
+	"status", "outcome", "error_code", "error_reason", "bytes", "files", "adler32",
+	"origin", "trace_id", "created_at", "started_at", "finished_at", "updated_at",
+}
+
+var eventColumns = []string{"event_id", "request_id", "type", "time", "source", "payload"}
+
+// Apply stores a batch of events in one transaction: the events not stored
+// before are added to the history and merged into their requests' rows (see
+// merge); the others change nothing. Either the whole batch is stored or,
+// on error, none of it.
+func (s *Store) Apply(ctx context.Context, events []contract.Event) (Stats, error) {
+	var st Stats
+	for _, ev := range events {
+		if err := ValidateEvent(ev); err != nil {
+			return st, err
+		}
+	}
+	tx, err := s.write.BeginTx(ctx, s.txOptions())
+	if err != nil {
+		return st, fmt.Errorf("begin audit batch: %w", err)
+	}
+	// After Commit, Rollback does nothing and reports sql.ErrTxDone.
+	defer tx.Rollback()
+	fresh, err := s.freshEvents(ctx, tx, events)
+	if err != nil {
+		return st, err
+	}
+	st.Duplicates = len(events) - len(fresh)
+	if len(fresh) == 0 {
+		return st, tx.Commit()
+	}
+	var ids []string
+	seen := make(map[string]bool)
+	for _, ev := range fresh {
+		if !seen[ev.RequestID] {
+			seen[ev.RequestID] = true
+			ids = append(ids, ev.RequestID)
+		}
+	}
+	rows, err := s.lockRecords(ctx, tx, ids)
+	if err != nil {
+		return st, err
+	}
+	for _, ev := range fresh {
+		r, ok := rows[ev.RequestID]
+		rows[ev.RequestID] = merge(r, ok, ev)
+	}
+	if err := s.insertEvents(ctx, tx, fresh); err != nil {
+		return st, err
+	}
+	records := make([]contract.Record, len(ids))
+	for i, id := range ids {
+		records[i] = rows[id]
+	}
+	if err := s.upsertRecords(ctx, tx, records); err != nil {
+		return st, err
+	}
+	if err := tx.Commit(); err != nil {
+		return st, fmt.Errorf("commit audit batch: %w", err)
+	}
+	st.Events, st.Rows = len(fresh), len(records)
+	return st, nil
+}
+
+// txOptions: on MySQL, READ COMMITTED spares the gap locks that REPEATABLE
+// READ takes on the absent rows a batch is about to insert, which would
+// make two audit replicas deadlock. SQLite has a single writer.
+func (s *Store) txOptions() *sql.TxOptions {
+	if s.dialect == dialectMySQL {
+		return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+	}
+	return nil
+}
+
+// freshEvents returns the events of the batch whose id is not yet stored,
+// each id once, in batch order.
+func (s *Store) freshEvents(ctx context.Context, tx *sql.Tx, events []contract.Event) ([]contract.Event, error) {
+	seen := make(map[string]bool, len(events))
+	var ids []string
+	for _, ev := range events {
+		if !seen[ev.ID] {
+			seen[ev.ID] = true
+			ids = append(ids, ev.ID)
+		}
+	}
+	stored := make(map[string]bool)
+	for part := range slices.Chunk(ids, chunk) {
+		q := "SELECT event_id FROM staging_events WHERE event_id IN (" + placeholders(len(part)) + ")"
+		rows, err := tx.QueryContext(ctx, q, anySlice(part)...)
+		if err != nil {
+			return nil, fmt.Errorf("look up stored events: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("look up stored events: %w", err)
+			}
+			stored[id] = true
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("look up stored events: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("look up stored events: %w", err)
+		}
+	}
+	var fresh []contract.Event
+	for _, ev := range events {
+		if !stored[ev.ID] {
+			stored[ev.ID] = true
+			fresh = append(fresh, ev)
+		}
+	}
+	return fresh, nil
+}
+
+// lockRecords reads the rows of the requests ids, locking them on MySQL so
+// that a second audit replica merges after this batch, not beside it.
+func (s *Store) lockRecords(ctx context.Context, tx *sql.Tx, ids []string) (map[string]contract.Record, error) {
+	out := make(map[string]contract.Record, len(ids))
+	lock := ""
+	if s.dialect == dialectMySQL {
+		lock = " FOR UPDATE"
+	}
+	for part := range slices.Chunk(ids, chunk) {
+		q := "SELECT " + strings.Join(recordColumns, ", ") + " FROM staging_requests WHERE id IN (" + placeholders(len(part)) + ")" + lock
+		rows, err := tx.QueryContext(ctx, q, anySlice(part)...)
+		if err != nil {
+			return nil, fmt.Errorf("read request rows: %w", err)
+		}
+		for rows.Next() {
+			r, err := scanRecord(rows)
+			if err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[r.ID] = r
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("read request rows: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("read request rows: %w", err)
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []contract.Event) error {
+	for part := range slices.Chunk(events, chunk) {
+		args := make([]any, 0, len(part)*len(eventColumns))
+		for _, ev := range part {
+			payload, err := json.Marshal(ev)
+			if err != nil {
+				return fmt.Errorf("encode event %s: %w", ev.ID, err)
+			}
+			args = append(args, ev.ID, ev.RequestID, clip(string(ev.Type), maxStatus),
+				s.timeArg(ev.Time), clip(ev.Source, maxName), string(payload))
+		}
+		q := "INSERT INTO staging_events (" + strings.Join(eventColumns, ", ") + ") VALUES " + tuples(len(part), len(eventColumns))
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+	}
+	return nil
+}
+
+// upsertRecords writes whole rows: the merge already happened, under the
+// row locks, so the new values simply replace the old.
+func (s *Store) upsertRecords(ctx context.Context, tx *sql.Tx, records []contract.Record) error {
+	var set []string
+	for _, c := range recordColumns[1:] {
+		if s.dialect == dialectMySQL {
+			// VALUES() rather than the row alias of MySQL 8.0.19+, which
+			// MariaDB does not have.
+			set = append(set, c+" = VALUES("+c+")")
+		} else {
+			set = append(set, c+" = excluded."+c)
+		}
+	}
+	conflict := " ON DUPLICATE KEY UPDATE "
+	if s.dialect == dialectSQLite {
+		conflict = " ON CONFLICT (id) DO UPDATE SET "
+	}
+	for part := range slices.Chunk(records, chunk) {
+		args := make([]any, 0, len(part)*len(recordColumns))
+		for _, r := range part {
+			args = append(args, r.ID, r.JobID, string(r.Method), r.Username, r.LocalPathOnStorage,
+				r.RelativePath, string(r.Status), string(r.Outcome), string(r.ErrorCode), r.ErrorReason,
+				r.Bytes, r.Files, r.Adler32, r.Origin, r.TraceID, s.timeArg(r.CreatedAt),
+				s.nullTimeArg(r.StartedAt), s.nullTimeArg(r.FinishedAt), s.timeArg(r.UpdatedAt))
+		}
+		q := "INSERT INTO staging_requests (" + strings.Join(recordColumns, ", ") + ") VALUES " +
+			tuples(len(part), len(recordColumns)) + conflict + strings.Join(set, ", ")
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("upsert request rows: %w", err)
+		}
+	}
+	return nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanRecord(row scanner) (contract.Record, error) {
+	var (
+		r                                  contract.Record
+		method, status, outcome, errorCode string
+		created, started, finished, upd    dbTime
+	)
+	err := row.Scan(&r.ID, &r.JobID, &method, &r.Username, &r.LocalPathOnStorage, &r.RelativePath,
+		&status, &outcome, &errorCode, &r.ErrorReason, &r.Bytes, &r.Files, &r.Adler32,
+		&r.Origin, &r.TraceID, &created, &started, &finished, &upd)
+	if err != nil {
+		return r, fmt.Errorf("read request row: %w", err)
+	}
+	r.Method, r.Status, r.Outcome, r.ErrorCode = contract.Method(method), contract.Status(status), contract.Outcome(outcome), contract.Code(errorCode)
+	r.CreatedAt, r.StartedAt, r.FinishedAt, r.UpdatedAt = created.t, started.ptr(), finished.ptr(), upd.t
+	return r, nil
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+func tuples(rows, cols int) string {
+	one := "(" + placeholders(cols) + ")"
+	return strings.TrimSuffix(strings.Repeat(one+", ", rows), ", ")
+}
+
+func anySlice(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}

@@ -1,0 +1,269 @@
+// Package auditstore keeps the audit's permanent record of staging requests
+// in MySQL/MariaDB or SQLite: one row per request, merged from its events so
+// that state only moves forward, and the events themselves, keyed by event
+// id so that a redelivered or replayed event changes nothing.
+package auditstore
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/skao/skao-staging/libs/contract"
+)
+
+// Sentinel errors callers tell apart.
+var (
+	// ErrNotFound: no request with that id.
+	ErrNotFound = errors.New("request not found")
+	// ErrInvalidQuery: a list filter or cursor is malformed.
+	ErrInvalidQuery = errors.New("invalid query")
+	// ErrInvalidEvent: an event can never be stored (see ValidateEvent);
+	// retrying it is pointless.
+	ErrInvalidEvent = errors.New("invalid event")
+)
+
+//go:embed migrations/mysql/*.sql migrations/sqlite/*.sql
+var migrations embed.FS
+
+type dialect int
+
+const (
+	dialectMySQL dialect = iota
+	dialectSQLite
+)
+
+// Store is the audit database. Its methods are safe for concurrent use.
+type Store struct {
+	dialect dialect
+	// write takes the batches; read answers queries. They are one pool on
+	// MySQL. On SQLite the writer is a single connection (SQLite has one
+	// writer at a time; queuing in the pool beats SQLITE_BUSY) and readers
+	// have their own pool, which WAL mode lets run beside the writer.
+	write, read *sql.DB
+}
+
+// OpenMySQL connects to the MySQL or MariaDB database named by dsn (a
+// go-sql-driver DSN) and brings its schema up to date.
+func OpenMySQL(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		// The driver's message may quote the DSN, password included.
+		return nil, errors.New("parse mysql dsn: malformed data source name")
+	}
+	// Times go in and come out as UTC time.Time, whatever the DSN says.
+	cfg.ParseTime = true
+	cfg.Loc = time.UTC
+	cfg.Logger = driverLogger{log}
+	// One round trip per statement instead of three (prepare, execute,
+	// close): the batches are large multi-row statements. Safe with the
+	// utf8mb4 connection character set.
+	cfg.InterpolateParams = true
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	// A server that stops answering must fail the batch, not hang it.
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = 30 * time.Second
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 30 * time.Second
+	}
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("mysql connector: %w", err)
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(16)
+	db.SetMaxIdleConns(4)
+	db.SetConnMaxLifetime(5 * time.Minute)
+	s := &Store{dialect: dialectMySQL, write: db, read: db}
+	if err := s.migrate(ctx, log); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// driverLogger puts the MySQL driver's own messages (a dropped idle
+// connection, say) in the service's log instead of bare stderr.
+type driverLogger struct{ log *slog.Logger }
+
+func (l driverLogger) Print(v ...any) { l.log.Warn("mysql_driver", "message", fmt.Sprint(v...)) }
+
+// OpenSQLite opens (creating it if need be) the SQLite database file at path
+// and brings its schema up to date.
+func OpenSQLite(ctx context.Context, path string, log *slog.Logger) (*Store, error) {
+	// synchronous(FULL): an event is acknowledged once its batch commits,
+	// so the commit must survive a power cut.
+	const pragmas = "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
+	write, err := sql.Open("sqlite", path+"?"+pragmas+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	write.SetMaxOpenConns(1)
+	read, err := sql.Open("sqlite", path+"?"+pragmas+"&_pragma=query_only(1)")
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	read.SetMaxOpenConns(4)
+	s := &Store{dialect: dialectSQLite, write: write, read: read}
+	if err := s.migrate(ctx, log); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) migrate(ctx context.Context, log *slog.Logger) error {
+	gd, dir := goose.DialectMySQL, "migrations/mysql"
+	if s.dialect == dialectSQLite {
+		gd, dir = goose.DialectSQLite3, "migrations/sqlite"
+	}
+	fsys, err := fs.Sub(migrations, dir)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	p, err := goose.NewProvider(gd, s.write, fsys, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	results, err := p.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("apply migrations: %w", err)
+	}
+	for _, r := range results {
+		log.InfoContext(ctx, "migration_applied", "version", r.Source.Version, "file", r.Source.Path, "duration", r.Duration.String())
+	}
+	return nil
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.write.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping audit database: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	err := s.write.Close()
+	if s.read != s.write {
+		err = errors.Join(err, s.read.Close())
+	}
+	return err
+}
+
+// ValidateEvent reports, wrapping ErrInvalidEvent, why ev can never be
+// stored: its ids cannot key a row, or it has no time.
+func ValidateEvent(ev contract.Event) error {
+	switch {
+	case ev.ID == "":
+		return fmt.Errorf("event without id: %w", ErrInvalidEvent)
+	case len(ev.ID) > maxEventID:
+		return fmt.Errorf("event id longer than %d bytes: %w", maxEventID, ErrInvalidEvent)
+	case ev.Time.IsZero():
+		return fmt.Errorf("event %s without time: %w", ev.ID, ErrInvalidEvent)
+	}
+	if err := contract.ValidateID("request_id", ev.RequestID); err != nil {
+		return fmt.Errorf("event %s: %v: %w", ev.ID, err, ErrInvalidEvent)
+	}
+	return nil
+}
+
+// Column widths (characters) of the MySQL schema. Strings are cut to fit
+// before they are written, so a long field is shortened rather than
+// failing the batch forever.
+const (
+	maxEventID  = 128
+	maxShort    = 64   // job_id, username, error_code
+	maxName     = 128  // origin, source
+	maxWord     = 32   // method, outcome, trace_id
+	maxText     = 8192 // paths, error_reason (TEXT: 64 KiB, 4 bytes a character)
+	maxStatus   = 16   // status, event type
+	maxChecksum = 16   // adler32
+)
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for i := range s {
+		if n == 0 {
+			return s[:i]
+		}
+		n--
+	}
+	return s
+}
+
+// timeLayout is how SQLite stores times: fixed width, so text order is
+// time order.
+const timeLayout = "2006-01-02 15:04:05.000000"
+
+// toDB truncates t to the stored precision in UTC.
+func toDB(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+func (s *Store) timeArg(t time.Time) any {
+	if s.dialect == dialectSQLite {
+		return toDB(t).Format(timeLayout)
+	}
+	return toDB(t)
+}
+
+func (s *Store) nullTimeArg(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return s.timeArg(*t)
+}
+
+// dbTime scans a time column of either dialect.
+type dbTime struct {
+	t     time.Time
+	valid bool
+}
+
+func (d *dbTime) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		*d = dbTime{}
+		return nil
+	case time.Time:
+		*d = dbTime{t: x.UTC(), valid: true}
+		return nil
+	case string:
+		return d.parse(x)
+	case []byte:
+		return d.parse(string(x))
+	}
+	return fmt.Errorf("scan time from %T", v)
+}
+
+func (d *dbTime) parse(s string) error {
+	t, err := time.ParseInLocation(timeLayout, s, time.UTC)
+	if err != nil {
+		return fmt.Errorf("scan time: %w", err)
+	}
+	*d = dbTime{t: t, valid: true}
+	return nil
+}
+
+func (d dbTime) ptr() *time.Time {
+	if !d.valid {
+		return nil
+	}
+	t := d.t
+	return &t
+}

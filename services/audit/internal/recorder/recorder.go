@@ -1,0 +1,350 @@
+// Package recorder moves events from the durable audit consumer on
+// STAGING_EVENTS into the audit store, a batch at a time.
+//
+// The batch is the unit of work, so acknowledgement is done here rather than
+// with bus.AckPolicy, which settles each message on its own and gives up
+// after MaxDeliver: a batch is committed in one transaction and only then
+// are its messages acknowledged; if the commit fails, every message of the
+// batch is nak'ed with a growing delay and the consumer, whose MaxDeliver is
+// unbounded, delivers them again until the database takes them. A message
+// that can never be stored (not an event, no id) is terminated on its own
+// without holding up the rest. Events are keyed by id in the store, so a
+// batch that is committed but not acknowledged (a crash in between, a lost
+// ack) changes nothing when it comes again.
+package recorder
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/skao/skao-staging/libs/bus"
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/services/audit/internal/auditstore"
+)
+
+// Store takes batches of events.
+type Store interface {
+	Apply(ctx context.Context, events []contract.Event) (auditstore.Stats, error)
+}
+
+// Options tune the recorder. Zero values take the defaults.
+type Options struct {
+	// BatchSize is the most events fetched and committed at once (500).
+	BatchSize int
+	// BatchWait is how long a fetch waits for a full batch (200ms).
+	BatchWait time.Duration
+	// RetryMin and RetryMax bound the delay after a failed batch before
+	// its events come again (1s, 30s); it doubles with each failure in a
+	// row.
+	RetryMin, RetryMax time.Duration
+	// ApplyTimeout bounds one commit; keep it well inside the consumer's
+	// AckWait (30s).
+	ApplyTimeout time.Duration
+	// PendingEvery is how often the consumer's backlog is sampled (5s).
+	PendingEvery time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 500
+	}
+	if o.BatchWait <= 0 {
+		o.BatchWait = 200 * time.Millisecond
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = time.Second
+	}
+	if o.RetryMax < o.RetryMin {
+		o.RetryMax = max(o.RetryMin, 30*time.Second)
+	}
+	if o.ApplyTimeout <= 0 {
+		o.ApplyTimeout = 30 * time.Second
+	}
+	if o.PendingEvery <= 0 {
+		o.PendingEvery = 5 * time.Second
+	}
+	return o
+}
+
+// Recorder consumes events into the store.
+type Recorder struct {
+	cons    jetstream.Consumer
+	store   Store
+	opts    Options
+	log     *slog.Logger
+	tracer  trace.Tracer
+	metrics metrics
+
+	mu      sync.Mutex
+	lastErr error
+}
+
+type metrics struct {
+	events      *prometheus.CounterVec
+	rows        prometheus.Counter
+	batchSize   prometheus.Histogram
+	batchTime   prometheus.Histogram
+	dbErrors    prometheus.Counter
+	pending     prometheus.Gauge
+	ackFailures prometheus.Counter
+}
+
+// New returns a recorder of cons into store, its metrics registered on reg.
+func New(cons jetstream.Consumer, store Store, opts Options, log *slog.Logger, tp trace.TracerProvider, reg prometheus.Registerer) (*Recorder, error) {
+	m := metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "staging_audit_events_total",
+			Help: "Events consumed by the audit, by result: stored, duplicate (already stored, changed nothing) or invalid (terminated).",
+		}, []string{"result"}),
+		rows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "staging_audit_rows_written_total",
+			Help: "Request rows inserted or updated by the audit.",
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "staging_audit_batch_size",
+			Help:    "Events per batch the audit fetched.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
+		batchTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "staging_audit_batch_seconds",
+			Help:    "Time to store and acknowledge one batch.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}),
+		dbErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "staging_audit_db_errors_total",
+			Help: "Batches the audit database failed to commit; their events are delivered again.",
+		}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "staging_audit_consumer_pending",
+			Help: "Events on STAGING_EVENTS not yet delivered to the audit (sampled).",
+		}),
+		ackFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "staging_audit_ack_failures_total",
+			Help: "Acknowledgements that could not be sent; the events come again and change nothing.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.events, m.rows, m.batchSize, m.batchTime, m.dbErrors, m.pending, m.ackFailures} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register audit metrics: %w", err)
+		}
+	}
+	for _, result := range []string{"stored", "duplicate", "invalid"} {
+		m.events.WithLabelValues(result)
+	}
+	return &Recorder{
+		cons: cons, store: store, opts: opts.withDefaults(), log: log,
+		tracer: tp.Tracer("skao-staging/audit"), metrics: m,
+	}, nil
+}
+
+// Err is the error of the last batch the store refused, nil once a batch
+// is stored again. The readiness check reports it.
+func (r *Recorder) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastErr
+}
+
+func (r *Recorder) setErr(err error) {
+	r.mu.Lock()
+	r.lastErr = err
+	r.mu.Unlock()
+}
+
+// Run records events until ctx is cancelled, then finishes the batches in
+// hand (stores and acknowledges them) and returns nil.
+//
+// Two stages run side by side so that the database is never idle waiting
+// for NATS: one fetches and decodes the next batch while the other commits
+// the current one. Batches are committed in the order fetched.
+func (r *Recorder) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { r.samplePending(ctx) })
+
+	// Work outlives ctx so that a batch fetched is finished, not dropped
+	// half-acknowledged.
+	work := context.WithoutCancel(ctx)
+	batches := make(chan batch, 1)
+	wg.Go(func() {
+		defer close(batches)
+		for ctx.Err() == nil {
+			if b, ok := r.fetch(ctx, work); ok {
+				batches <- b
+			}
+		}
+	})
+	failures := 0
+	for b := range batches {
+		if err := r.commit(work, b, failures+1); err != nil {
+			failures++
+			sleep(ctx, r.delay(failures))
+			continue
+		}
+		failures = 0
+	}
+	return nil
+}
+
+// batch is one fetch: the events to store and the messages they came in.
+type batch struct {
+	start  time.Time
+	events []contract.Event
+	msgs   []jetstream.Msg
+	spans  []trace.Span
+}
+
+// fetch pulls and decodes the next batch. It reports false when there is
+// nothing to store.
+func (r *Recorder) fetch(ctx, work context.Context) (batch, bool) {
+	mb, err := r.cons.Fetch(r.opts.BatchSize, jetstream.FetchMaxWait(r.opts.BatchWait))
+	if err != nil {
+		// NATS is away; the client reconnects by itself.
+		r.log.WarnContext(ctx, "fetch_failed", "error", err)
+		sleep(ctx, r.opts.RetryMin)
+		return batch{}, false
+	}
+	var msgs []jetstream.Msg
+	for msg := range mb.Messages() {
+		msgs = append(msgs, msg)
+	}
+	if err := mb.Error(); err != nil {
+		r.log.WarnContext(ctx, "fetch_incomplete", "error", err, "messages", len(msgs))
+	}
+	if len(msgs) == 0 {
+		return batch{}, false
+	}
+	r.metrics.batchSize.Observe(float64(len(msgs)))
+	b := batch{
+		start:  time.Now(),
+		events: make([]contract.Event, 0, len(msgs)),
+		msgs:   make([]jetstream.Msg, 0, len(msgs)),
+		spans:  make([]trace.Span, 0, len(msgs)),
+	}
+	for _, msg := range msgs {
+		mctx := bus.ExtractTrace(work, msg.Headers())
+		ev, err := decode(msg)
+		if err != nil {
+			r.metrics.events.WithLabelValues("invalid").Inc()
+			r.log.WarnContext(mctx, "event_invalid", "subject", msg.Subject(), "error", err)
+			if err := msg.TermWithReason("audit: " + err.Error()); err != nil {
+				r.log.WarnContext(mctx, "term_failed", "subject", msg.Subject(), "error", err)
+			}
+			continue
+		}
+		if sc := trace.SpanContextFromContext(mctx); ev.TraceID == "" && sc.IsValid() {
+			ev.TraceID = sc.TraceID().String()
+		}
+		_, span := r.tracer.Start(mctx, "audit record", trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("staging.request_id", ev.RequestID), attribute.String("staging.event_type", string(ev.Type)),
+				attribute.Int("staging.audit.batch_size", len(msgs))))
+		b.events, b.msgs, b.spans = append(b.events, ev), append(b.msgs, msg), append(b.spans, span)
+	}
+	return b, len(b.events) > 0
+}
+
+// commit stores one batch and settles its messages. attempt counts the
+// failed batches in a row, this one included.
+func (r *Recorder) commit(ctx context.Context, b batch, attempt int) error {
+	actx, cancel := context.WithTimeout(ctx, r.opts.ApplyTimeout)
+	stats, err := r.store.Apply(actx, b.events)
+	cancel()
+	if err != nil {
+		r.metrics.dbErrors.Inc()
+		r.setErr(err)
+		d := r.delay(attempt)
+		r.log.ErrorContext(ctx, "batch_not_stored", "error", err, "events", len(b.events), "retry_in", d.String(), "failures_in_a_row", attempt)
+		for i, msg := range b.msgs {
+			if err := msg.NakWithDelay(d); err != nil {
+				// Not lost either way: unacknowledged, it comes again
+				// after AckWait.
+				r.log.WarnContext(ctx, "nak_failed", "subject", msg.Subject(), "error", err)
+			}
+			b.spans[i].SetStatus(codes.Error, "batch not stored")
+			b.spans[i].End()
+		}
+		return err
+	}
+	if r.Err() != nil {
+		r.log.InfoContext(ctx, "database_recovered")
+	}
+	r.setErr(nil)
+	for i, msg := range b.msgs {
+		if err := msg.Ack(); err != nil {
+			r.metrics.ackFailures.Inc()
+			r.log.WarnContext(ctx, "ack_failed", "subject", msg.Subject(), "error", err)
+		}
+		b.spans[i].End()
+	}
+	r.metrics.events.WithLabelValues("stored").Add(float64(stats.Events))
+	r.metrics.events.WithLabelValues("duplicate").Add(float64(stats.Duplicates))
+	r.metrics.rows.Add(float64(stats.Rows))
+	r.metrics.batchTime.Observe(time.Since(b.start).Seconds())
+	return nil
+}
+
+// decode reads the event in msg. An event without a time takes the time
+// the stream stored it, so it can still be recorded.
+func decode(msg jetstream.Msg) (contract.Event, error) {
+	var ev contract.Event
+	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
+		return ev, fmt.Errorf("not an event: %w", err)
+	}
+	if ev.Time.IsZero() {
+		if meta, err := msg.Metadata(); err == nil {
+			ev.Time = meta.Timestamp
+		}
+	}
+	if err := auditstore.ValidateEvent(ev); err != nil {
+		return ev, err
+	}
+	return ev, nil
+}
+
+// delay is the wait after the n-th failed batch in a row: RetryMin doubled
+// per failure, capped at RetryMax.
+func (r *Recorder) delay(n int) time.Duration {
+	d := r.opts.RetryMin
+	for i := 1; i < n && d < r.opts.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, r.opts.RetryMax)
+}
+
+func (r *Recorder) samplePending(ctx context.Context) {
+	t := time.NewTicker(r.opts.PendingEvery)
+	defer t.Stop()
+	for {
+		info, err := r.cons.Info(ctx)
+		if err == nil {
+			r.metrics.pending.Set(float64(info.NumPending))
+		} else if !errors.Is(err, context.Canceled) {
+			r.log.DebugContext(ctx, "consumer_info_failed", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

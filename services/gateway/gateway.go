@@ -1,0 +1,182 @@
+// Package gateway is the REST front door of the staging service: it
+// validates requests, publishes commands and their queued or rejected
+// events, waits for or reads a request's events, asks the audit for
+// history and proxies downloads to the stager. It holds no state of its own.
+//
+// Routes: the native API under /api/v1 (stagings, methods, downloads), the
+// seed prototype's endpoints (/stage_data, /stage-data/, /config/,
+// /config/allowed-methods/, /create-file/ in demo mode) and /healthz,
+// /readyz, /metrics.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/service"
+	"github.com/skao/skao-staging/libs/telemetry"
+	"github.com/skao/skao-staging/services/gateway/internal/api"
+	"github.com/skao/skao-staging/services/gateway/internal/stagings"
+)
+
+// Config is the gateway's configuration; each variable takes the STAGING_
+// prefix (STAGING_HTTP_ADDR) or the matching flag (-http-addr). A zero field
+// takes its default, so tests may build a Config by hand.
+type Config struct {
+	HTTPAddr       string   `env:"HTTP_ADDR" envDefault:":8080" help:"address of the REST API listener"`
+	AllowedMethods []string `env:"ALLOWED_METHODS" envDefault:"local_copy,local_symlink,local_hardlink,direct_download,jupyter_copy" envSeparator:"," help:"staging methods allowed at this site"`
+	// StageWaitTimeout is how long the seed API waits for an outcome before
+	// answering 202 with a status URL.
+	StageWaitTimeout time.Duration `env:"STAGE_WAIT_TIMEOUT" envDefault:"30s" help:"how long POST /stage_data waits for the outcome"`
+	MaxBodyBytes     int64         `env:"MAX_BODY_BYTES" envDefault:"1048576" help:"largest request body accepted"`
+	// SourceRoot and UserAreaRoot are shown by GET /config/; SourceRoot is
+	// also where the demo's POST /create-file/ writes.
+	SourceRoot   string `env:"SOURCE_ROOT" help:"source storage root (shown by /config/; demo file creation)"`
+	UserAreaRoot string `env:"USER_AREA_ROOT" help:"root of the user areas (shown by /config/)"`
+	Demo         bool   `env:"DEMO" envDefault:"false" help:"enable POST /create-file/ (demo only)"`
+	// PublicURL, when set, makes status URLs absolute (https://staging.example.org).
+	PublicURL string `env:"PUBLIC_URL" help:"public base URL of the gateway, for absolute status URLs"`
+	// StagerDownloadURL is the stager's download listener, to which
+	// /api/v1/downloads/ is proxied unless WithDownloads replaces the proxy.
+	StagerDownloadURL string `env:"STAGER_DOWNLOAD_URL" envDefault:"http://127.0.0.1:8081" help:"base URL of the stager's download listener"`
+	// NATSTimeout bounds one publish or audit query.
+	NATSTimeout time.Duration `env:"NATS_TIMEOUT" envDefault:"5s" help:"how long a publish or audit query may take"`
+}
+
+// withDefaults fills zero fields with the documented defaults.
+func (c Config) withDefaults() Config {
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8080"
+	}
+	if len(c.AllowedMethods) == 0 {
+		for _, m := range contract.Methods {
+			c.AllowedMethods = append(c.AllowedMethods, string(m))
+		}
+	}
+	if c.StageWaitTimeout <= 0 {
+		c.StageWaitTimeout = 30 * time.Second
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.StagerDownloadURL == "" {
+		c.StagerDownloadURL = "http://127.0.0.1:8081"
+	}
+	if c.NATSTimeout <= 0 {
+		c.NATSTimeout = 5 * time.Second
+	}
+	return c
+}
+
+// Option adjusts how the gateway is mounted.
+type Option func(*options)
+
+type options struct {
+	gatherer  prometheus.Gatherer
+	routes    func(*mux.Router)
+	downloads http.Handler
+}
+
+// WithGatherer serves g on /metrics. By default the gateway serves
+// deps.Registerer when it is also a Gatherer (a *prometheus.Registry).
+func WithGatherer(g prometheus.Gatherer) Option {
+	return func(o *options) { o.gatherer = g }
+}
+
+// WithRoutes mounts extra routes on the gateway's router before its own, so
+// they take precedence and go through the same middleware (request id,
+// trace, access log, metrics).
+func WithRoutes(f func(*mux.Router)) Option {
+	return func(o *options) { o.routes = f }
+}
+
+// WithDownloads serves GET /api/v1/downloads/{token} with h instead of the
+// proxy to STAGER_DOWNLOAD_URL: the all-in-one passes the stager's download
+// handler. h receives the full path, /api/v1/downloads/<token>, and the
+// token in mux.Vars(r)["token"].
+func WithDownloads(h http.Handler) Option {
+	return func(o *options) { o.downloads = h }
+}
+
+// NewHandler returns the gateway's HTTP handler (every route, ops endpoints
+// included), for Run, tests and the all-in-one.
+func NewHandler(cfg Config, deps service.Deps, opts ...Option) (http.Handler, error) {
+	cfg = cfg.withDefaults()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if deps.NC == nil || deps.JS == nil || deps.Log == nil {
+		return nil, errors.New("gateway: deps need NC, JS and Log")
+	}
+	allowed, err := contract.ParseMethodSet(cfg.AllowedMethods)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: ALLOWED_METHODS: %w", err)
+	}
+	if o.downloads == nil {
+		target, err := url.Parse(cfg.StagerDownloadURL)
+		if err != nil || target.Scheme == "" || target.Host == "" {
+			return nil, fmt.Errorf("gateway: STAGER_DOWNLOAD_URL %q is not an absolute URL", cfg.StagerDownloadURL)
+		}
+		o.downloads = api.NewDownloadProxy(target, deps.Log.With("component", "download_proxy"))
+	}
+	reg := deps.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if o.gatherer == nil {
+		g, ok := reg.(prometheus.Gatherer)
+		if !ok {
+			return nil, errors.New("gateway: deps.Registerer is not a Gatherer; pass WithGatherer")
+		}
+		o.gatherer = g
+	}
+	tp := deps.Tracer
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	health := deps.Health
+	if health == nil {
+		health = telemetry.NewHealth()
+	}
+	return api.New(api.Config{
+		Client:           stagings.New(deps.NC, deps.JS, allowed, cfg.NATSTimeout),
+		Log:              deps.Log.With("component", "http"),
+		Tracer:           tp.Tracer("skao-staging/gateway"),
+		Registerer:       reg,
+		Gatherer:         o.gatherer,
+		Health:           health,
+		StageWaitTimeout: cfg.StageWaitTimeout,
+		MaxBodyBytes:     cfg.MaxBodyBytes,
+		SourceRoot:       cfg.SourceRoot,
+		UserAreaRoot:     cfg.UserAreaRoot,
+		Demo:             cfg.Demo,
+		PublicURL:        cfg.PublicURL,
+		Downloads:        o.downloads,
+		Routes:           o.routes,
+	})
+}
+
+// Run serves the gateway on cfg.HTTPAddr until ctx is cancelled, then lets
+// in-flight requests finish (a seed request may wait StageWaitTimeout for
+// its outcome) and returns nil; it returns an error if it cannot start.
+func Run(ctx context.Context, cfg Config, deps service.Deps, opts ...Option) error {
+	cfg = cfg.withDefaults()
+	h, err := NewHandler(cfg, deps, opts...)
+	if err != nil {
+		return err
+	}
+	if deps.Health != nil {
+		deps.Health.Add("nats", telemetry.NATSCheck(deps.NC))
+	}
+	return service.Serve(ctx, deps.Log.With("component", "gateway"), "gateway", cfg.HTTPAddr, h, cfg.StageWaitTimeout+5*time.Second)
+}

@@ -1,0 +1,725 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/skao/skao-staging/libs/bus"
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/natstest"
+	"github.com/skao/skao-staging/libs/service"
+	"github.com/skao/skao-staging/libs/telemetry"
+	"github.com/skao/skao-staging/services/gateway"
+)
+
+func TestMain(m *testing.M) {
+	// The services install this propagator at start (telemetry); the tests
+	// check that the trace travels from HTTP into NATS headers.
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	os.Exit(m.Run())
+}
+
+// env is a gateway over a real embedded JetStream server, reached through
+// a real HTTP server.
+type env struct {
+	t    *testing.T
+	url  string
+	srv  *server.Server
+	nc   *nats.Conn // the test's own connection: worker, audit fake, reads
+	js   jetstream.JetStream
+	gwNC *nats.Conn
+	deps service.Deps
+	logs *syncBuffer
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newEnv(t *testing.T, cfg gateway.Config, opts ...gateway.Option) *env {
+	t.Helper()
+	srv := natstest.StartServer(t, t.TempDir())
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	gwNC, err := bus.Connect(srv.ClientURL(), "gateway-test", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gwNC.Close)
+	gwJS, err := jetstream.New(gwNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := bus.EnsureStreams(ctx, gwJS, bus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := sdktrace.NewTracerProvider()
+	t.Cleanup(func() {
+		if err := tp.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	deps := service.Deps{
+		Log:        log,
+		NC:         gwNC,
+		JS:         gwJS,
+		Registerer: prometheus.NewRegistry(),
+		Tracer:     tp,
+		Health:     telemetry.NewHealth(),
+	}
+	h, err := gateway.NewHandler(cfg, deps, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	return &env{t: t, url: ts.URL, srv: srv, nc: nc, js: js, gwNC: gwNC, deps: deps, logs: logs}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (e *env) do(method, path, body string, header ...string) response {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.url+path, rd)
+	if err != nil {
+		e.t.Errorf("%s %s: %v", method, path, err)
+		return response{}
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	// Errorf, not Fatal: do also runs on goroutines of concurrent tests.
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Errorf("%s %s: %v", method, path, err)
+		return response{}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Errorf("%s %s: read body: %v", method, path, err)
+	}
+	r := response{status: resp.StatusCode, header: resp.Header, body: data}
+	if err := checkContract(method, path, r); err != nil {
+		e.t.Errorf("contract: %v", err)
+	}
+	return r
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("response is not a JSON object: %v\n%s", err, r.body)
+	}
+	return m
+}
+
+// lastEvent reads the current state of request id from the event stream.
+func (e *env) lastEvent(id string) (contract.Event, bool) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := e.js.Stream(ctx, contract.StreamEvents)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	msg, err := s.GetLastMsgForSubject(ctx, contract.EventSubject(id))
+	if err == jetstream.ErrMsgNotFound {
+		return contract.Event{}, false
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var ev contract.Event
+	if err := json.Unmarshal(msg.Data, &ev); err != nil {
+		e.t.Fatal(err)
+	}
+	return ev, true
+}
+
+// commands returns how many commands wait on the request stream.
+func (e *env) commands() uint64 {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := e.js.Stream(ctx, contract.StreamRequests)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// publishEvent publishes an event about cmd as a worker would.
+func (e *env) publishEvent(cmd contract.Command, ev contract.Event) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := bus.PublishEvent(ctx, e.js, ev); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// startWorker consumes every command and answers it as decide says, after
+// a started event: a stand-in for the stager, which lives in another
+// module.
+func (e *env) startWorker(decide func(cmd contract.Command) contract.Event) {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := bus.EnsureConsumer(ctx, e.js, bus.ConsumerOptions{
+		Stream:         contract.StreamRequests,
+		Durable:        "test-worker",
+		FilterSubjects: contract.RequestSubjects(contract.Methods...),
+		AckWait:        30 * time.Second,
+		MaxDeliver:     3,
+	})
+	if err != nil {
+		cancel()
+		e.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := bus.Consume(ctx, c, 4, func(ctx context.Context, msg jetstream.Msg) {
+			cmd, err := contract.DecodeCommand(msg.Data())
+			if err != nil {
+				e.t.Errorf("worker got a bad command: %v", err)
+				return
+			}
+			started := contract.EventFor(cmd, contract.EventStarted)
+			started.ID, started.Time, started.Source = cmd.ID+"-started", time.Now().UTC(), "test-worker"
+			if err := bus.PublishEvent(ctx, e.js, started); err != nil {
+				e.t.Errorf("publish started: %v", err)
+			}
+			ev := decide(cmd)
+			ev.SpecVersion, ev.RequestID, ev.Method, ev.Username = contract.SpecVersion, cmd.ID, cmd.Method, cmd.Username
+			ev.ID, ev.Time, ev.Source = cmd.ID+"-end", time.Now().UTC(), "test-worker"
+			if err := bus.PublishEvent(ctx, e.js, ev); err != nil {
+				e.t.Errorf("publish outcome: %v", err)
+			}
+			if err := msg.Ack(); err != nil {
+				e.t.Errorf("ack: %v", err)
+			}
+		})
+		if err != nil {
+			e.t.Errorf("consume: %v", err)
+		}
+	}()
+	e.t.Cleanup(func() { cancel(); <-done })
+}
+
+const validBody = `{"method":"local_copy","username":"alice","local_path_on_storage":"/mnt/storage_a/file.fits","relative_path":"data/file.fits"}`
+
+func TestSubmitPublishesCommandThenQueued(t *testing.T) {
+	e := newEnv(t, gateway.Config{})
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	resp := e.do(http.MethodPost, "/api/v1/stagings", validBody,
+		"traceparent", "00-"+traceID+"-00f067aa0ba902b7-01",
+		"X-Request-Id", "client-req-1")
+	if resp.status != http.StatusAccepted {
+		t.Fatalf("status = %d, want 202: %s", resp.status, resp.body)
+	}
+	body := resp.json(t)
+	id, _ := body["id"].(string)
+	if id == "" {
+		t.Fatalf("no id in %s", resp.body)
+	}
+	if diff := cmp.Diff(map[string]any{"id": id, "status": "queued", "status_url": "/api/v1/stagings/" + id}, body); diff != "" {
+		t.Errorf("body (-got +want):\n%s", diff)
+	}
+	if got := resp.header.Get("Location"); got != "/api/v1/stagings/"+id {
+		t.Errorf("Location = %q", got)
+	}
+	if got := resp.header.Get("X-Request-Id"); got != "client-req-1" {
+		t.Errorf("X-Request-Id = %q, want the caller's", got)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := e.js.Stream(ctx, contract.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := s.GetLastMsgForSubject(ctx, contract.RequestSubject(contract.MethodLocalCopy))
+	if err != nil {
+		t.Fatalf("command not on the stream: %v", err)
+	}
+	cmd, err := contract.DecodeCommand(msg.Data)
+	if err != nil {
+		t.Fatalf("published command does not validate: %v", err)
+	}
+	if cmd.RequestedAt.IsZero() {
+		t.Error("requested_at not set")
+	}
+	cmd.RequestedAt = time.Time{}
+	want := contract.Command{
+		SpecVersion: contract.SpecVersion, ID: id, Method: contract.MethodLocalCopy, Username: "alice",
+		LocalPathOnStorage: "/mnt/storage_a/file.fits", RelativePath: "data/file.fits", Origin: "gateway",
+	}
+	if diff := cmp.Diff(want, cmd); diff != "" {
+		t.Errorf("command (-got +want):\n%s", diff)
+	}
+	if got := msg.Header.Get(jetstream.MsgIDHeader); got != id {
+		t.Errorf("Nats-Msg-Id = %q, want %q", got, id)
+	}
+	if got := msg.Header.Get("traceparent"); !strings.Contains(got, traceID) {
+		t.Errorf("command traceparent = %q, want the caller's trace %s", got, traceID)
+	}
+
+	ev, ok := e.lastEvent(id)
+	if !ok {
+		t.Fatal("no queued event")
+	}
+	if ev.Type != contract.EventQueued || ev.Source != "gateway" || ev.Username != "alice" || ev.TraceID != traceID {
+		t.Errorf("queued event = %+v", ev)
+	}
+}
+
+// A worker faster than the gateway's queued event must not be hidden by it:
+// the current state stays the worker's.
+func TestQueuedNeverOverwritesWorkerState(t *testing.T) {
+	e := newEnv(t, gateway.Config{StageWaitTimeout: 10 * time.Second})
+	var mu sync.Mutex
+	var ids []string
+	e.startWorker(func(cmd contract.Command) contract.Event {
+		mu.Lock()
+		ids = append(ids, cmd.ID)
+		mu.Unlock()
+		return contract.Event{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged}
+	})
+	const n = 30
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			resp := e.do(http.MethodPost, "/stage_data?method=local_copy&username=alice", `{"local_path_on_storage":"a","relative_path":"b"}`)
+			if resp.status != http.StatusOK {
+				t.Errorf("status = %d: %s", resp.status, resp.body)
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ids) != n {
+		t.Fatalf("worker saw %d commands, want %d", len(ids), n)
+	}
+	for _, id := range ids {
+		got := e.do(http.MethodGet, "/api/v1/stagings/"+id, "").json(t)["status"]
+		if got != "succeeded" {
+			t.Errorf("request %s: status %v, want succeeded", id, got)
+		}
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	big := `{"method":"local_copy","username":"alice","local_path_on_storage":"` + strings.Repeat("a", 2048) + `","relative_path":"x"}`
+	tests := []struct {
+		name       string
+		path       string
+		body       string
+		wantStatus int
+		wantCode   contract.Code
+		// recorded: the request got an id and a rejected event.
+		recorded bool
+	}{
+		{"native unknown method", "/api/v1/stagings", `{"method":"scp","username":"alice","local_path_on_storage":"a","relative_path":"b"}`, 400, contract.CodeInvalidMethod, true},
+		{"native method not allowed", "/api/v1/stagings", `{"method":"jupyter_copy","username":"alice","local_path_on_storage":"a","relative_path":"b"}`, 400, contract.CodeMethodNotAllowed, true},
+		{"native invalid username", "/api/v1/stagings", `{"method":"local_copy","username":"Bad.User","local_path_on_storage":"a","relative_path":"b"}`, 400, contract.CodeInvalidUsername, true},
+		{"native missing field", "/api/v1/stagings", `{"method":"local_copy","username":"alice","local_path_on_storage":"a"}`, 422, contract.CodeMissingField, true},
+		{"native target climbs", "/api/v1/stagings", `{"method":"local_copy","username":"alice","local_path_on_storage":"a","relative_path":"../bob/x"}`, 400, contract.CodeOutsideUserArea, true},
+		{"native malformed JSON", "/api/v1/stagings", `{"method":`, 422, contract.CodeMalformed, false},
+		{"native wrong type", "/api/v1/stagings", `{"method":5}`, 422, contract.CodeMalformed, false},
+		{"native no body", "/api/v1/stagings", ``, 422, contract.CodeMissingField, false},
+		{"native body too large", "/api/v1/stagings", big, 413, contract.CodeBodyTooLarge, false},
+		{"seed unknown method", "/stage_data?method=symlink_copy&username=alice", `{"local_path_on_storage":"a","relative_path":"b"}`, 400, contract.CodeInvalidMethod, true},
+		{"seed method not allowed", "/stage-data/?method=jupyter_copy&username=alice", `{"local_path_on_storage":"a","relative_path":"b"}`, 400, contract.CodeMethodNotAllowed, true},
+		{"seed invalid username", "/stage_data?method=local_copy&username=../root", `{"data":{"local_path_on_storage":"a","relative_path":"b"}}`, 400, contract.CodeInvalidUsername, true},
+		{"seed missing method", "/stage_data?username=alice", `{"local_path_on_storage":"a","relative_path":"b"}`, 422, contract.CodeMissingField, true},
+		{"seed missing field", "/stage_data?method=local_copy&username=alice", `{"data":{"relative_path":"b"}}`, 422, contract.CodeMissingField, true},
+		{"seed malformed JSON", "/stage_data?method=local_copy&username=alice", `not json`, 422, contract.CodeMalformed, false},
+		{"seed no body", "/stage-data/?method=local_copy&username=alice", ``, 422, contract.CodeMissingField, false},
+		{"seed body too large", "/stage_data?method=local_copy&username=alice", big, 413, contract.CodeBodyTooLarge, false},
+	}
+	e := newEnv(t, gateway.Config{AllowedMethods: []string{"local_copy", "direct_download"}, MaxBodyBytes: 1024})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := e.do(http.MethodPost, tt.path, tt.body)
+			if resp.status != tt.wantStatus {
+				t.Errorf("status = %d, want %d: %s", resp.status, tt.wantStatus, resp.body)
+			}
+			body := resp.json(t)
+			if got := body["code"]; got != string(tt.wantCode) {
+				t.Errorf("code = %v, want %s", got, tt.wantCode)
+			}
+			if d, _ := body["detail"].(string); d == "" {
+				t.Error("no detail")
+			}
+			if got := body["request_id"]; got == nil || got != resp.header.Get("X-Request-Id") {
+				t.Errorf("request_id = %v, X-Request-Id = %q", got, resp.header.Get("X-Request-Id"))
+			}
+			id, _ := body["id"].(string)
+			if !tt.recorded {
+				if id != "" {
+					t.Errorf("id %q given for a request that was never recorded", id)
+				}
+				return
+			}
+			ev, ok := e.lastEvent(id)
+			if !ok {
+				t.Fatalf("no rejected event for id %q", id)
+			}
+			if ev.Type != contract.EventRejected || ev.Error == nil || ev.Error.Code != tt.wantCode || ev.Source != "gateway" {
+				t.Errorf("event = %+v, want rejected with %s", ev, tt.wantCode)
+			}
+		})
+	}
+	if n := e.commands(); n != 0 {
+		t.Errorf("%d commands published for bad input", n)
+	}
+}
+
+func TestNATSDownAnswers503(t *testing.T) {
+	e := newEnv(t, gateway.Config{})
+	e.srv.Shutdown()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.gwNC.Status() == nats.CONNECTED {
+		if time.Now().After(deadline) {
+			t.Fatal("gateway connection still connected after server shutdown")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	tests := []struct {
+		name, method, path, body string
+	}{
+		{"native submit", http.MethodPost, "/api/v1/stagings", validBody},
+		{"seed submit", http.MethodPost, "/stage_data?method=local_copy&username=alice", `{"local_path_on_storage":"a","relative_path":"b"}`},
+		{"get", http.MethodGet, "/api/v1/stagings/some-id", ""},
+		{"list", http.MethodGet, "/api/v1/stagings?username=alice", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := e.do(tt.method, tt.path, tt.body)
+			if resp.status != http.StatusServiceUnavailable {
+				t.Errorf("status = %d, want 503: %s", resp.status, resp.body)
+			}
+			body := resp.json(t)
+			if body["code"] != "unavailable" {
+				t.Errorf("code = %v, want unavailable", body["code"])
+			}
+			if d, _ := body["detail"].(string); !strings.Contains(d, "unreachable") && !strings.Contains(d, "did not answer") {
+				t.Errorf("detail %q does not say what is unreachable", d)
+			}
+		})
+	}
+}
+
+func TestGetReadsLastEvent(t *testing.T) {
+	e := newEnv(t, gateway.Config{})
+	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	cmd := contract.Command{
+		SpecVersion: contract.SpecVersion, ID: "req-1", Method: contract.MethodLocalCopy, Username: "alice",
+		LocalPathOnStorage: "/mnt/a/f.fits", RelativePath: "data/f.fits", Origin: "gateway",
+	}
+	publish := func(id string, t contract.EventType, change func(*contract.Event)) {
+		ev := contract.EventFor(cmd, t)
+		ev.ID, ev.Time, ev.Source = id, at, "stager"
+		change(&ev)
+		e.publishEvent(cmd, ev)
+	}
+	publish("e1", contract.EventQueued, func(*contract.Event) {})
+	publish("e2", contract.EventStarted, func(*contract.Event) {})
+	publish("e3", contract.EventSucceeded, func(ev *contract.Event) {
+		ev.Outcome, ev.Bytes, ev.Files, ev.Message = contract.OutcomeStaged, 2880, 1, "copied"
+	})
+	got := e.do(http.MethodGet, "/api/v1/stagings/req-1", "")
+	if got.status != http.StatusOK {
+		t.Fatalf("status = %d: %s", got.status, got.body)
+	}
+	want := map[string]any{
+		"id": "req-1", "status": "succeeded", "method": "local_copy", "username": "alice",
+		"local_path_on_storage": "/mnt/a/f.fits", "relative_path": "data/f.fits",
+		"outcome": "staged", "message": "copied", "bytes": 2880.0, "files": 1.0,
+		"updated_at": "2026-11-27T10:00:00Z",
+	}
+	if diff := cmp.Diff(want, got.json(t)); diff != "" {
+		t.Errorf("state (-want +got):\n%s", diff)
+	}
+
+	cmd.ID = "req-2"
+	publish("f1", contract.EventFailed, func(ev *contract.Event) {
+		ev.Error = contract.Errorf(contract.CodeSourceNotFound, "no such file")
+	})
+	body := e.do(http.MethodGet, "/api/v1/stagings/req-2", "").json(t)
+	if diff := cmp.Diff(map[string]any{"code": "source_not_found", "detail": "no such file"}, body["error"]); diff != "" || body["status"] != "failed" {
+		t.Errorf("failed state = %v (error diff %s)", body, diff)
+	}
+}
+
+func TestGetFallsBackToAudit(t *testing.T) {
+	e := newEnv(t, gateway.Config{})
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	// A stand-in for the audit service (another module); the end-to-end
+	// tests use the real one.
+	sub, err := e.nc.Subscribe(contract.SubjectAuditGet, func(m *nats.Msg) {
+		var req contract.AuditGetRequest
+		reply := contract.AuditGetReply{}
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			reply.Error = contract.Errorf(contract.CodeMalformed, "bad query")
+		} else if req.ID == "old-1" {
+			reply.Record = &contract.Record{
+				ID: "old-1", Method: contract.MethodLocalSymlink, Username: "bob", LocalPathOnStorage: "/a", RelativePath: "b",
+				Status: contract.StatusFailed, ErrorCode: contract.CodeTargetConflict, ErrorReason: "exists",
+				CreatedAt: created, UpdatedAt: created,
+			}
+		} else {
+			reply.Error = contract.Errorf(contract.CodeNotFound, "no request %s", req.ID)
+		}
+		data, _ := json.Marshal(reply)
+		if err := m.Respond(data); err != nil {
+			t.Errorf("respond: %v", err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name       string
+		id         string
+		wantStatus int
+		want       map[string]any
+	}{
+		{"from the audit", "old-1", 200, map[string]any{
+			"id": "old-1", "status": "failed", "method": "local_symlink", "username": "bob",
+			"local_path_on_storage": "/a", "relative_path": "b", "bytes": 0.0, "files": 0.0,
+			"error":      map[string]any{"code": "target_conflict", "detail": "exists"},
+			"created_at": "2026-01-02T03:04:05Z", "updated_at": "2026-01-02T03:04:05Z",
+		}},
+		{"unknown", "nobody-knows", 404, nil},
+		{"invalid id", "bad.id", 400, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := e.do(http.MethodGet, "/api/v1/stagings/"+tt.id, "")
+			if resp.status != tt.wantStatus {
+				t.Fatalf("status = %d, want %d: %s", resp.status, tt.wantStatus, resp.body)
+			}
+			body := resp.json(t)
+			switch tt.wantStatus {
+			case 200:
+				if diff := cmp.Diff(tt.want, body); diff != "" {
+					t.Errorf("state (-want +got):\n%s", diff)
+				}
+			case 404:
+				if body["code"] != "not_found" {
+					t.Errorf("code = %v, want not_found", body["code"])
+				}
+			case 400:
+				if body["code"] != "invalid_id" {
+					t.Errorf("code = %v, want invalid_id", body["code"])
+				}
+			}
+		})
+	}
+
+	// With no audit answering, the gateway says so instead of "not found".
+	if err := sub.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	resp := e.do(http.MethodGet, "/api/v1/stagings/old-1", "")
+	if resp.status != http.StatusServiceUnavailable || resp.json(t)["code"] != "unavailable" {
+		t.Errorf("without audit: %d %s, want 503 unavailable", resp.status, resp.body)
+	}
+}
+
+func TestListAsksTheAudit(t *testing.T) {
+	e := newEnv(t, gateway.Config{})
+	got := make(chan contract.AuditListRequest, 1)
+	_, err := e.nc.Subscribe(contract.SubjectAuditList, func(m *nats.Msg) {
+		var req contract.AuditListRequest
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			t.Errorf("list query: %v", err)
+		}
+		got <- req
+		data, _ := json.Marshal(contract.AuditListReply{
+			Items:      []contract.Record{{ID: "r1", Method: contract.MethodLocalCopy, Username: "alice", Status: contract.StatusFailed}},
+			NextCursor: "c2",
+		})
+		if err := m.Respond(data); err != nil {
+			t.Errorf("respond: %v", err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	resp := e.do(http.MethodGet, "/api/v1/stagings?username=alice&status=failed&method=local_copy&since=2026-01-01T00:00:00Z&limit=10&cursor=c1", "")
+	if resp.status != http.StatusOK {
+		t.Fatalf("status = %d: %s", resp.status, resp.body)
+	}
+	wantQuery := contract.AuditListRequest{
+		Username: "alice", Status: contract.StatusFailed, Method: contract.MethodLocalCopy,
+		Since: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Limit: 10, Cursor: "c1",
+	}
+	if diff := cmp.Diff(wantQuery, <-got); diff != "" {
+		t.Errorf("query (-want +got):\n%s", diff)
+	}
+	var page struct {
+		Items      []contract.Record `json:"items"`
+		NextCursor string            `json:"next_cursor"`
+	}
+	if err := json.Unmarshal(resp.body, &page); err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Items) != 1 || page.Items[0].ID != "r1" || page.NextCursor != "c2" {
+		t.Errorf("page = %+v", page)
+	}
+
+	for _, q := range []string{"limit=0", "limit=x", "status=done", "method=scp", "username=Bad.User", "since=yesterday"} {
+		t.Run(q, func(t *testing.T) {
+			resp := e.do(http.MethodGet, "/api/v1/stagings?"+q, "")
+			if resp.status != http.StatusBadRequest {
+				t.Errorf("status = %d, want 400: %s", resp.status, resp.body)
+			}
+		})
+	}
+}
+
+func TestStageDataWaitsForOutcome(t *testing.T) {
+	e := newEnv(t, gateway.Config{StageWaitTimeout: 10 * time.Second})
+	e.startWorker(func(cmd contract.Command) contract.Event {
+		switch cmd.RelativePath {
+		case "present":
+			return contract.Event{Type: contract.EventSucceeded, Outcome: contract.OutcomeAlreadyPresent}
+		case "missing":
+			return contract.Event{Type: contract.EventFailed, Error: contract.Errorf(contract.CodeSourceNotFound, "source %s does not exist", cmd.LocalPathOnStorage)}
+		case "conflict":
+			return contract.Event{Type: contract.EventFailed, Error: contract.Errorf(contract.CodeTargetConflict, "something else is there")}
+		case "outside":
+			return contract.Event{Type: contract.EventRejected, Error: contract.Errorf(contract.CodeOutsideStorage, "not in a storage root")}
+		default:
+			return contract.Event{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged, Message: "copied " + cmd.LocalPathOnStorage}
+		}
+	})
+	tests := []struct {
+		name       string
+		path       string
+		body       string
+		wantStatus int
+		want       map[string]any
+	}{
+		{"staged", "/stage_data?method=local_copy&username=alice&jupyter_token=s3cret-token", `{"local_path_on_storage":"/mnt/a/f","relative_path":"f"}`,
+			200, map[string]any{"status": "success", "message": "copied /mnt/a/f"}},
+		{"data wrapper", "/stage-data/?method=local_symlink&username=alice", `{"data":{"local_path_on_storage":"/mnt/a/g","relative_path":"g"}}`,
+			200, map[string]any{"status": "success", "message": "copied /mnt/a/g"}},
+		{"already present", "/stage_data?method=local_copy&username=alice", `{"local_path_on_storage":"/mnt/a/f","relative_path":"present"}`,
+			200, map[string]any{"status": "success", "message": "present was already available for alice"}},
+		{"missing source", "/stage_data?method=local_copy&username=alice", `{"local_path_on_storage":"/mnt/a/nope","relative_path":"missing"}`,
+			400, map[string]any{"code": "source_not_found", "detail": "source /mnt/a/nope does not exist"}},
+		{"conflict", "/stage_data?method=local_copy&username=alice", `{"local_path_on_storage":"/mnt/a/f","relative_path":"conflict"}`,
+			409, map[string]any{"code": "target_conflict", "detail": "something else is there"}},
+		{"rejected by worker", "/stage_data?method=local_copy&username=alice", `{"local_path_on_storage":"/etc/passwd","relative_path":"outside"}`,
+			400, map[string]any{"code": "outside_storage", "detail": "not in a storage root"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := e.do(http.MethodPost, tt.path, tt.body)
+			if resp.status != tt.wantStatus {
+				t.Fatalf("status = %d, want %d: %s", resp.status, tt.wantStatus, resp.body)
+			}
+			body := resp.json(t)
+			// Errors also carry ids; compare the seed's keys.
+			for _, k := range []string{"request_id", "id", "status_url"} {
+				delete(body, k)
+			}
+			if diff := cmp.Diff(tt.want, body); diff != "" {
+				t.Errorf("body (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if strings.Contains(e.logs.String(), "s3cret-token") {
+		t.Error("the jupyter token appears in the logs")
+	}
+}
+
+func TestStageDataTimeoutAnswers202(t *testing.T) {
+	e := newEnv(t, gateway.Config{StageWaitTimeout: 100 * time.Millisecond})
+	resp := e.do(http.MethodPost, "/stage_data?method=local_copy&username=alice", `{"local_path_on_storage":"a","relative_path":"b"}`)
+	if resp.status != http.StatusAccepted {
+		t.Fatalf("status = %d, want 202: %s", resp.status, resp.body)
+	}
+	body := resp.json(t)
+	id, _ := body["id"].(string)
+	if body["status"] != "accepted" || id == "" || body["status_url"] != "/api/v1/stagings/"+id || body["detail"] == "" {
+		t.Errorf("body = %s", resp.body)
+	}
+	if n := e.commands(); n != 1 {
+		t.Errorf("%d commands waiting, want 1", n)
+	}
+}

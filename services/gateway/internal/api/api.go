@@ -1,0 +1,147 @@
+// Package api is the gateway's HTTP surface: the native /api/v1 API, the
+// seed prototype's endpoints kept for its clients, the download proxy and
+// the ops endpoints, with the middleware every request goes through
+// (request id, trace, access log, metrics).
+package api
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/telemetry"
+	"github.com/skao/skao-staging/services/gateway/internal/stagings"
+)
+
+// DownloadsPrefix is where download links live; the stager issues links
+// under it and the gateway serves them there.
+const DownloadsPrefix = "/api/v1/downloads/"
+
+// Config is what the API needs. Every field is required unless said.
+type Config struct {
+	Client *stagings.Client
+	Log    *slog.Logger
+	Tracer trace.Tracer
+	// Registerer takes the HTTP metrics; Gatherer is served on /metrics.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	Health     *telemetry.Health
+
+	StageWaitTimeout time.Duration
+	MaxBodyBytes     int64
+	SourceRoot       string
+	UserAreaRoot     string
+	// Demo enables POST /create-file/.
+	Demo bool
+	// PublicURL, when set, makes status URLs absolute.
+	PublicURL string
+	// Downloads serves GET /api/v1/downloads/{token} (full path); nil
+	// leaves the route to Routes or unserved.
+	Downloads http.Handler
+	// Routes, when set, mounts extra routes before the gateway's own, so
+	// they take precedence.
+	Routes func(*mux.Router)
+}
+
+// Server answers the gateway's HTTP requests.
+type Server struct {
+	cfg     Config
+	client  *stagings.Client
+	log     *slog.Logger
+	tracer  trace.Tracer
+	metrics *metrics
+	router  *mux.Router
+	handler http.Handler
+}
+
+// New builds the gateway's handler.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.Client == nil:
+		return nil, errors.New("api: a stagings client is required")
+	case cfg.Log == nil, cfg.Tracer == nil, cfg.Registerer == nil, cfg.Gatherer == nil, cfg.Health == nil:
+		return nil, errors.New("api: log, tracer, registerer, gatherer and health are required")
+	case cfg.MaxBodyBytes <= 0:
+		return nil, fmt.Errorf("api: max body bytes must be positive, not %d", cfg.MaxBodyBytes)
+	case cfg.StageWaitTimeout <= 0:
+		return nil, fmt.Errorf("api: stage wait timeout must be positive, not %s", cfg.StageWaitTimeout)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
+	s := &Server{cfg: cfg, client: cfg.Client, log: cfg.Log, tracer: cfg.Tracer, metrics: m}
+	s.router = s.routes()
+	s.handler = s.instrument(s.router)
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+func (s *Server) routes() *mux.Router {
+	r := mux.NewRouter()
+	r.Use(routeTemplate)
+	if s.cfg.Routes != nil {
+		s.cfg.Routes(r)
+	}
+
+	// Full paths rather than a subrouter: gorilla answers 404 instead of
+	// 405 for a wrong method on a subrouter's route.
+	r.HandleFunc("/api/v1/stagings", s.submit).Methods(http.MethodPost)
+	r.HandleFunc("/api/v1/stagings", s.list).Methods(http.MethodGet)
+	r.HandleFunc("/api/v1/stagings/{id}", s.get).Methods(http.MethodGet)
+	r.HandleFunc("/api/v1/methods", s.methods).Methods(http.MethodGet)
+	if s.cfg.Downloads != nil {
+		r.Handle(DownloadsPrefix+"{token}", s.cfg.Downloads).Methods(http.MethodGet, http.MethodHead)
+	}
+
+	// The seed's paths, with and without the trailing slash its clients
+	// may or may not send.
+	r.HandleFunc("/stage_data", s.stageData).Methods(http.MethodPost)
+	r.HandleFunc("/stage-data/", s.stageData).Methods(http.MethodPost)
+	r.HandleFunc("/stage-data", s.stageData).Methods(http.MethodPost)
+	r.HandleFunc("/config/", s.config).Methods(http.MethodGet)
+	r.HandleFunc("/config", s.config).Methods(http.MethodGet)
+	r.HandleFunc("/config/allowed-methods/", s.allowedMethods).Methods(http.MethodGet)
+	r.HandleFunc("/config/allowed-methods", s.allowedMethods).Methods(http.MethodGet)
+	if s.cfg.Demo {
+		r.HandleFunc("/create-file/", s.createFile).Methods(http.MethodPost)
+		r.HandleFunc("/create-file", s.createFile).Methods(http.MethodPost)
+	}
+
+	r.HandleFunc("/openapi.json", serveOpenAPI).Methods(http.MethodGet)
+	telemetry.Mount(routeAdder{r}, s.cfg.Health, s.cfg.Gatherer)
+
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, contract.Errorf(contract.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeErrorBody(w, r, http.StatusMethodNotAllowed, errorBody{
+			Code:   contract.CodeNotFound,
+			Detail: fmt.Sprintf("%s does not accept %s", r.URL.Path, r.Method),
+		})
+	})
+	return r
+}
+
+// routeAdder lets telemetry.Mount register on a gorilla router.
+type routeAdder struct{ r *mux.Router }
+
+func (a routeAdder) Handle(pattern string, h http.Handler) {
+	a.r.Handle(pattern, h).Methods(http.MethodGet, http.MethodHead)
+}
+
+// statusURL is where request id's state is read.
+func (s *Server) statusURL(id string) string {
+	return s.cfg.PublicURL + "/api/v1/stagings/" + id
+}

@@ -1,0 +1,36 @@
+package api
+
+import (
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+
+	"github.com/skao/skao-staging/libs/contract"
+)
+
+// NewDownloadProxy forwards download requests, path unchanged, to the
+// stager's download listener at target. Bodies stream through in both
+// directions and Range headers pass untouched, so resumed and large
+// downloads work without the gateway holding a file.
+func NewDownloadProxy(target *url.URL, log *slog.Logger) http.Handler {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.SetXForwarded()
+		},
+		// Flush as data arrives: a slow archive stream should reach the
+		// client as it is produced.
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			log.ErrorContext(r.Context(), "download_proxy_failed", "request_id", RequestID(r.Context()), "error", err)
+			if r.Context().Err() != nil {
+				return
+			}
+			writeErrorBody(w, r, http.StatusBadGateway, errorBody{
+				Code:   contract.CodeUnavailable,
+				Detail: "the download service is unreachable; try again later",
+			})
+		},
+	}
+}

@@ -1,0 +1,84 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/skao/skao-staging/libs/contract"
+)
+
+// statusFor maps a contract code to an HTTP status: 4xx for the caller's
+// mistakes and for stagings the data does not allow, 5xx only for faults of
+// the system. The seed API's statuses (400 for a bad method or source, 422
+// for a missing or malformed body) are kept.
+func statusFor(code contract.Code) int {
+	switch code {
+	case contract.CodeMissingField, contract.CodeMalformed, contract.CodeChecksumMismatch:
+		return http.StatusUnprocessableEntity
+	case contract.CodeBodyTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case contract.CodeInvalidMethod, contract.CodeMethodNotAllowed, contract.CodeInvalidUsername,
+		contract.CodeInvalidPath, contract.CodeInvalidID, contract.CodeUnsupported,
+		contract.CodeOutsideStorage, contract.CodeOutsideUserArea, contract.CodeSourceNotFound:
+		return http.StatusBadRequest
+	case contract.CodeTargetConflict, contract.CodeCrossDevice:
+		return http.StatusConflict
+	case contract.CodeNoSpace:
+		return http.StatusInsufficientStorage
+	case contract.CodeNotFound:
+		return http.StatusNotFound
+	case contract.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	case contract.CodeTimeout:
+		return http.StatusGatewayTimeout
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// errorBody is every error the gateway answers. The seed's clients read
+// detail; new clients switch on code. ID and StatusURL are set when the
+// refused request was recorded under an id.
+type errorBody struct {
+	Code      contract.Code `json:"code"`
+	Detail    string        `json:"detail"`
+	RequestID string        `json:"request_id,omitempty"`
+	ID        string        `json:"id,omitempty"`
+	StatusURL string        `json:"status_url,omitempty"`
+}
+
+// writeError answers err as JSON with the status its code maps to.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	writeErrorBody(w, r, statusFor(contract.CodeOf(err)), errorFor(r, err))
+}
+
+func errorFor(r *http.Request, err error) errorBody {
+	e := contract.AsError(err)
+	detail := e.Detail
+	if e.Code == contract.CodeInternal && !isContractError(err) {
+		// An unexpected error's text may name internals; the log has it.
+		detail = "internal error; the request id identifies it in the logs"
+	}
+	return errorBody{Code: e.Code, Detail: detail, RequestID: RequestID(r.Context())}
+}
+
+func isContractError(err error) bool {
+	_, ok := errors.AsType[*contract.Error](err)
+	return ok
+}
+
+func writeErrorBody(w http.ResponseWriter, r *http.Request, status int, body errorBody) {
+	if body.RequestID == "" {
+		body.RequestID = RequestID(r.Context())
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	// The status is on the wire; a failed write means the client left.
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,190 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/services/gateway/internal/stagings"
+)
+
+// submitRequest is the body of POST /api/v1/stagings.
+type submitRequest struct {
+	Method             string `json:"method"`
+	Username           string `json:"username"`
+	LocalPathOnStorage string `json:"local_path_on_storage"`
+	RelativePath       string `json:"relative_path"`
+	ExpectedAdler32    string `json:"expected_adler32,omitempty"`
+}
+
+// submitted answers an accepted submission.
+type submitted struct {
+	ID        string          `json:"id"`
+	Status    contract.Status `json:"status"`
+	StatusURL string          `json:"status_url"`
+}
+
+func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
+	var body submitRequest
+	if err := decodeBody(w, r, s.cfg.MaxBodyBytes, &body); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	cmd := s.client.NewCommand(stagings.Item{
+		Method:             body.Method,
+		Username:           body.Username,
+		LocalPathOnStorage: body.LocalPathOnStorage,
+		RelativePath:       body.RelativePath,
+		ExpectedAdler32:    body.ExpectedAdler32,
+	})
+	if err := s.client.Validate(cmd); err != nil {
+		s.reject(w, r, cmd, err)
+		return
+	}
+	if !s.publish(w, r, cmd) {
+		return
+	}
+	w.Header().Set("Location", s.statusURL(cmd.ID))
+	writeJSON(w, http.StatusAccepted, submitted{ID: cmd.ID, Status: contract.StatusQueued, StatusURL: s.statusURL(cmd.ID)})
+}
+
+// publish submits cmd and answers 503 when it could not be; it reports
+// whether the caller should go on answering.
+func (s *Server) publish(w http.ResponseWriter, r *http.Request, cmd contract.Command) bool {
+	err := s.client.Submit(r.Context(), cmd)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, stagings.ErrQueuedNotRecorded):
+		s.log.WarnContext(r.Context(), "queued_event_not_recorded", "request_id", RequestID(r.Context()), "id", cmd.ID, "error", err)
+		return true
+	default:
+		s.log.ErrorContext(r.Context(), "submit_failed", "request_id", RequestID(r.Context()), "id", cmd.ID, "error", err)
+		writeError(w, r, err)
+		return false
+	}
+}
+
+// reject records cmd as rejected, so the audit keeps every refused request
+// too, and answers the validation error with the id it was recorded under.
+func (s *Server) reject(w http.ResponseWriter, r *http.Request, cmd contract.Command, cause error) {
+	body := errorFor(r, cause)
+	if err := s.client.Reject(r.Context(), cmd, cause); err != nil {
+		// The caller's mistake is still the answer; only the record is lost.
+		s.log.WarnContext(r.Context(), "rejection_not_recorded", "request_id", body.RequestID, "id", cmd.ID, "error", err)
+	} else {
+		body.ID, body.StatusURL = cmd.ID, s.statusURL(cmd.ID)
+	}
+	writeErrorBody(w, r, statusFor(contract.CodeOf(cause)), body)
+}
+
+// decodeBody reads a JSON body of at most limit bytes into v.
+func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return contract.Errorf(contract.CodeBodyTooLarge, "request body is larger than %d bytes", limit)
+		}
+		return contract.Errorf(contract.CodeMalformed, "request body could not be read: %v", err)
+	}
+	if len(data) == 0 {
+		return contract.Errorf(contract.CodeMissingField, "a JSON request body is required")
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return contract.Errorf(contract.CodeMalformed, "request body is not valid JSON of the expected shape: %v", err)
+	}
+	return nil
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request) {
+	state, err := s.client.Get(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		s.logFault(r, "get_failed", err)
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, state)
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	q, err := listQuery(r)
+	if err != nil {
+		writeErrorBody(w, r, http.StatusBadRequest, errorFor(r, err))
+		return
+	}
+	reply, err := s.client.List(r.Context(), q)
+	if err != nil {
+		s.logFault(r, "list_failed", err)
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, reply)
+}
+
+// listQuery reads the list filters; any bad one is the caller's mistake.
+func listQuery(r *http.Request) (contract.AuditListRequest, error) {
+	v := r.URL.Query()
+	q := contract.AuditListRequest{
+		Username: v.Get("username"),
+		Status:   contract.Status(v.Get("status")),
+		Method:   contract.Method(v.Get("method")),
+		JobID:    v.Get("job_id"),
+		Cursor:   v.Get("cursor"),
+	}
+	if q.Username != "" {
+		if err := contract.ValidateUsername(q.Username); err != nil {
+			return q, err
+		}
+	}
+	if q.Method != "" {
+		if _, err := contract.ParseMethod(string(q.Method)); err != nil {
+			return q, err
+		}
+	}
+	if q.Status != "" && q.Status.Rank() == 0 {
+		return q, contract.Errorf(contract.CodeMalformed, "status %q is not one of queued, running, succeeded, failed, rejected", q.Status)
+	}
+	if q.JobID != "" {
+		if err := contract.ValidateID("job_id", q.JobID); err != nil {
+			return q, err
+		}
+	}
+	for name, dst := range map[string]*time.Time{"since": &q.Since, "until": &q.Until} {
+		if s := v.Get(name); s != "" {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return q, contract.Errorf(contract.CodeMalformed, "%s must be an RFC 3339 time such as 2026-01-02T15:04:05Z", name)
+			}
+			*dst = t
+		}
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 500 {
+			return q, contract.Errorf(contract.CodeMalformed, "limit must be a whole number from 1 to 500")
+		}
+		q.Limit = n
+	}
+	return q, nil
+}
+
+func (s *Server) methods(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, allowedMethods{Methods: s.client.Allowed()})
+}
+
+type allowedMethods struct {
+	Methods contract.MethodSet `json:"allowed_methods"`
+}
+
+// logFault logs errors that are the system's, not the caller's.
+func (s *Server) logFault(r *http.Request, msg string, err error) {
+	if statusFor(contract.CodeOf(err)) >= 500 {
+		s.log.ErrorContext(r.Context(), msg, "request_id", RequestID(r.Context()), "error", err)
+	}
+}

@@ -1,0 +1,101 @@
+// Package downloads issues and serves direct-download links. A link is an
+// unguessable token bound to one source path and one user, kept in a
+// JetStream key-value bucket whose TTL expires it, so any stager replica can
+// serve a link another one issued.
+package downloads
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Bucket is the key-value bucket holding the links.
+const Bucket = "STAGING_DOWNLOADS"
+
+// PathPrefix starts the URL path of every link; the token follows it.
+const PathPrefix = "/api/v1/downloads/"
+
+// Link is what a token stands for.
+type Link struct {
+	// Path is the source, relative to the storage.
+	Path      string    `json:"path"`
+	Username  string    `json:"username"`
+	RequestID string    `json:"request_id"`
+	Expires   time.Time `json:"expires"`
+}
+
+// ErrNotFound is returned for a token that is unknown or expired.
+var ErrNotFound = errors.New("no such download link")
+
+// Store issues and looks up links.
+type Store struct {
+	kv  jetstream.KeyValue
+	ttl time.Duration
+}
+
+// OpenStore creates or updates the bucket, whose entries live ttl.
+func OpenStore(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (*Store, error) {
+	if ttl <= 0 {
+		return nil, fmt.Errorf("download link lifetime must be positive, not %s", ttl)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "Direct-download links issued by the stager: token -> source path and user.",
+		TTL:         ttl,
+		History:     1,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create or update bucket %s: %w", Bucket, err)
+	}
+	return &Store{kv: kv, ttl: ttl}, nil
+}
+
+// Issue stores a new link to path for username and returns its URL path.
+func (s *Store) Issue(ctx context.Context, username, path, requestID string) (string, error) {
+	// 32 random bytes: 256 bits, beyond guessing.
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("download token: %w", err)
+	}
+	token := base64.RawURLEncoding.EncodeToString(b)
+	data, err := json.Marshal(Link{Path: path, Username: username, RequestID: requestID, Expires: time.Now().UTC().Add(s.ttl)})
+	if err != nil {
+		return "", fmt.Errorf("encode download link: %w", err)
+	}
+	if _, err := s.kv.Create(ctx, token, data); err != nil {
+		return "", fmt.Errorf("store download link: %w", err)
+	}
+	return PathPrefix + token, nil
+}
+
+// Lookup returns the link of token, or ErrNotFound.
+func (s *Store) Lookup(ctx context.Context, token string) (Link, error) {
+	if len(token) != 43 {
+		return Link{}, ErrNotFound
+	}
+	e, err := s.kv.Get(ctx, token)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+		return Link{}, ErrNotFound
+	}
+	if err != nil {
+		return Link{}, fmt.Errorf("look up download link: %w", err)
+	}
+	var l Link
+	if err := json.Unmarshal(e.Value(), &l); err != nil {
+		return Link{}, fmt.Errorf("decode download link: %w", err)
+	}
+	// The bucket's TTL removes entries lazily; the link's own expiry is
+	// the one that counts.
+	if !time.Now().Before(l.Expires) {
+		return Link{}, ErrNotFound
+	}
+	return l, nil
+}

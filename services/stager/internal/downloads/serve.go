@@ -1,0 +1,195 @@
+package downloads
+
+import (
+	"archive/tar"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+	"mime"
+	"net/http"
+	"path"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/storage"
+)
+
+// Pattern is the route of a download link, for http.ServeMux.
+const Pattern = "GET " + PathPrefix + "{token}"
+
+// Handler serves links: a file with http.ServeContent (Range, If-Range,
+// HEAD, conditional requests), a directory as a tar archive streamed as it
+// is read.
+type Handler struct {
+	store  *Store
+	source *storage.Root
+	log    *slog.Logger
+	bytes  prometheus.Counter
+	mux    *http.ServeMux
+}
+
+// NewHandler returns the handler, with its metric registered on reg.
+func NewHandler(store *Store, source *storage.Root, log *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
+	h := &Handler{
+		store:  store,
+		source: source,
+		log:    log,
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "staging_stager_download_bytes_total",
+			Help: "Bytes sent by the stager's download links.",
+		}),
+		mux: http.NewServeMux(),
+	}
+	if err := reg.Register(h.bytes); err != nil {
+		return nil, err
+	}
+	h.mux.HandleFunc(Pattern, h.serve)
+	return h, nil
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	link, err := h.store.Lookup(ctx, r.PathValue("token"))
+	if errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, contract.Errorf(contract.CodeNotFound, "this download link is unknown or has expired"))
+		return
+	}
+	if err != nil {
+		h.log.ErrorContext(ctx, "download_lookup_failed", "error", err)
+		writeError(w, http.StatusServiceUnavailable, contract.Errorf(contract.CodeUnavailable, "download links cannot be looked up now"))
+		return
+	}
+	log := h.log.With("request_id", link.RequestID, "username", link.Username, "path", link.Path)
+	// Opened through the storage's os.Root: the path was checked when the
+	// link was issued, and is checked again now, in case it changed.
+	f, err := h.source.OS().Open(link.Path)
+	if err != nil {
+		err = storage.SourceError(link.Path, err)
+		log.WarnContext(ctx, "download_source_unavailable", "error", err)
+		writeError(w, http.StatusNotFound, contract.AsError(err))
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		log.ErrorContext(ctx, "download_stat_failed", "error", err)
+		writeError(w, http.StatusInternalServerError, contract.Errorf(contract.CodeIOError, "the source cannot be read"))
+		return
+	}
+	cw := &countingWriter{ResponseWriter: w}
+	defer func() { h.bytes.Add(float64(cw.n)) }()
+	name := path.Base(link.Path)
+	switch {
+	case fi.Mode().IsRegular():
+		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+		log.InfoContext(ctx, "download_started", "bytes", fi.Size(), "range", r.Header.Get("Range"))
+		http.ServeContent(cw, r, name, fi.ModTime(), f)
+	case fi.IsDir():
+		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name + ".tar"}))
+		w.Header().Set("Content-Type", "application/x-tar")
+		if r.Method == http.MethodHead {
+			return
+		}
+		log.InfoContext(ctx, "download_started", "archive", "tar")
+		if err := h.writeTar(cw, link.Path, name); err != nil {
+			// The status is sent; all that can be done is to cut the
+			// stream short, so the client sees a truncated archive.
+			log.WarnContext(ctx, "download_archive_failed", "error", err)
+			panic(http.ErrAbortHandler)
+		}
+	default:
+		writeError(w, http.StatusNotFound, contract.Errorf(contract.CodeSourceNotFound, "%s is neither a file nor a directory", link.Path))
+		return
+	}
+	log.InfoContext(ctx, "download_finished", "sent_bytes", cw.n)
+}
+
+// writeTar streams the tree at dir as a tar archive whose entries start
+// with top. A symbolic link is followed when it stays on the storage and
+// names a file; any other link is left out.
+func (h *Handler) writeTar(w io.Writer, dir, top string) error {
+	tw := tar.NewWriter(w)
+	root := h.source.OS()
+	err := fs.WalkDir(root.FS(), dir, func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		entry := top
+		if name != dir {
+			entry = top + "/" + strings.TrimPrefix(name, dir+"/")
+		}
+		fi, err := root.Stat(name)
+		if err != nil {
+			if d.Type()&fs.ModeSymlink != 0 {
+				return nil
+			}
+			return err
+		}
+		if fi.IsDir() && d.Type()&fs.ModeSymlink != 0 || !fi.IsDir() && !fi.Mode().IsRegular() {
+			return nil
+		}
+		hdr, err := tar.FileInfoHeader(fi, "")
+		if err != nil {
+			return err
+		}
+		hdr.Name = entry
+		if fi.IsDir() {
+			hdr.Name += "/"
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if fi.IsDir() {
+			return nil
+		}
+		f, err := root.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.CopyN(tw, f, fi.Size())
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// countingWriter counts what is sent and keeps the sendfile path open:
+// ReadFrom hands files to the connection's own ReadFrom.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
+		n, err := rf.ReadFrom(r)
+		c.n += n
+		return n, err
+	}
+	n, err := io.Copy(struct{ io.Writer }{c}, r)
+	return n, err
+}
+
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+func writeError(w http.ResponseWriter, status int, e *contract.Error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	// A client gone away is not worth reporting.
+	_ = json.NewEncoder(w).Encode(e)
+}

@@ -1,0 +1,414 @@
+package stage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/adler32"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/storage"
+)
+
+// chunk is how much of a file is copied between two progress updates. The
+// copy of a chunk stays on the kernel's copy_file_range path: io.CopyN
+// hands *os.File.ReadFrom an *io.LimitedReader, which it knows.
+const chunk = 16 << 20
+
+// plan is what a copy will do, known before anything is written.
+type plan struct {
+	tree  bool
+	dirs  []string // of a tree, relative to its top ("." first), parents first
+	files []file
+	bytes int64
+}
+
+type file struct {
+	src  string // relative to the storage
+	sub  string // relative to the top of the result
+	size int64
+}
+
+// Copy copies the source file or directory tree to the target and leaves
+// the result read-only: files 0400, directories 0500.
+func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress ProgressFunc) (Result, error) {
+	rel, fi, err := s.resolve(ctx, cmd)
+	if err != nil {
+		return Result{}, err
+	}
+
+	_, span := s.Tracer.Start(ctx, "stager.check")
+	t, p, err := s.prepareCopy(cmd, rel, fi)
+	span.End()
+	if err != nil || t == nil {
+		return Result{}, err
+	}
+	defer t.close()
+	if r, done, err := t.settle(p.kind()); done {
+		return r, err
+	}
+	if err := t.checkSpace(p); err != nil {
+		return Result{}, err
+	}
+
+	cctx, span := s.Tracer.Start(ctx, "stager.copy")
+	m := startMeter(progress, s.progressEvery(), contract.Progress{BytesTotal: p.bytes, FilesTotal: int64(len(p.files))})
+	sum, err := s.copyPlan(cctx, t, p, m, cmd.ExpectedAdler32 != "")
+	m.stop()
+	if err != nil {
+		span.RecordError(err)
+		span.End()
+		return Result{}, errors.Join(err, removeTemp(t.user, t.tmpRel))
+	}
+	span.End()
+	if cmd.ExpectedAdler32 != "" && sum != cmd.ExpectedAdler32 {
+		return Result{}, errors.Join(
+			contract.Errorf(contract.CodeChecksumMismatch, "the copy of %s has adler32 %s, expected %s", cmd.LocalPathOnStorage, sum, cmd.ExpectedAdler32),
+			removeTemp(t.user, t.tmpRel))
+	}
+
+	_, span = s.Tracer.Start(ctx, "stager.finalize")
+	defer span.End()
+	if r, done, err := t.finalize(p.kind()); done {
+		return r, err
+	}
+	return Result{
+		Outcome: contract.OutcomeStaged,
+		Bytes:   p.bytes,
+		Files:   int64(len(p.files)),
+		Adler32: sum,
+		Message: fmt.Sprintf("staged %s (%s) to %s", plural(int64(len(p.files)), "file"), plural(p.bytes, "byte"), t.shown),
+	}, nil
+}
+
+func plural(n int64, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+func (p *plan) kind() fs.FileMode {
+	if p.tree {
+		return fs.ModeDir
+	}
+	return 0
+}
+
+func (s *Stager) progressEvery() time.Duration {
+	if s.ProgressEvery > 0 {
+		return s.ProgressEvery
+	}
+	return time.Second
+}
+
+func (s *Stager) workers() int {
+	if s.Workers > 0 {
+		return s.Workers
+	}
+	return 4
+}
+
+// prepareCopy opens the target and plans the copy.
+func (s *Stager) prepareCopy(cmd contract.Command, rel string, fi fs.FileInfo) (*target, *plan, error) {
+	p := &plan{files: []file{{src: rel, sub: ".", size: fi.Size()}}, bytes: fi.Size()}
+	if fi.IsDir() {
+		var err error
+		if p, err = s.planTree(rel); err != nil {
+			return nil, nil, err
+		}
+	}
+	t, err := s.openTarget(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, p, nil
+}
+
+// planTree lists the directories and files below rel. A symbolic link in
+// the tree is followed when it stays on the storage and names a file;
+// one leading outside fails the whole request.
+func (s *Stager) planTree(rel string) (*plan, error) {
+	p := &plan{tree: true}
+	root := s.Source.OS()
+	err := fs.WalkDir(root.FS(), rel, func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		sub := "."
+		if name != rel {
+			sub = name[len(rel)+1:]
+		}
+		if d.IsDir() {
+			p.dirs = append(p.dirs, sub)
+			return nil
+		}
+		fi, err := root.Stat(name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case fi.Mode().IsRegular():
+			p.files = append(p.files, file{src: name, sub: sub, size: fi.Size()})
+			p.bytes += fi.Size()
+		case fi.IsDir():
+			return contract.Errorf(contract.CodeInvalidPath, "%s is a symbolic link to a directory; only links to files are followed in a tree", name)
+		default:
+			return contract.Errorf(contract.CodeInvalidPath, "%s is neither a file nor a directory", name)
+		}
+		return nil
+	})
+	if err != nil {
+		if _, ok := errors.AsType[*contract.Error](err); ok {
+			return nil, err
+		}
+		return nil, storage.SourceError(rel, err)
+	}
+	return p, nil
+}
+
+// checkSpace refuses a copy the user area has no room for, before anything
+// is written.
+func (t *target) checkSpace(p *plan) error {
+	d, err := t.user.Open(t.dir)
+	if err != nil {
+		return targetError(t.shown, err)
+	}
+	defer d.Close()
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(d.Fd()), &st); err != nil {
+		return fmt.Errorf("free space of %s: %w", t.shown, err)
+	}
+	block := max(st.Bsize, 512)
+	need := int64(len(p.dirs)) * block
+	for _, f := range p.files {
+		need += (f.size + block - 1) / block * block
+	}
+	if avail := int64(st.Bavail) * block; need > avail {
+		return contract.Errorf(contract.CodeNoSpace, "%s needs %d bytes but the user area has %d free", t.shown, need, avail)
+	}
+	return nil
+}
+
+// copyPlan writes the result under the target's temporary name and returns
+// the adler32 of a single file when sum is set.
+func (s *Stager) copyPlan(ctx context.Context, t *target, p *plan, m *meter, sum bool) (string, error) {
+	if !p.tree {
+		return s.copyFile(ctx, t, p.files[0], t.tmpRel, m, sum, true)
+	}
+	for _, d := range p.dirs {
+		if err := t.user.Mkdir(path.Join(t.tmpRel, d), 0o700); err != nil {
+			return "", targetError(t.shown, err)
+		}
+	}
+	if err := s.copyFiles(ctx, t, p.files, m); err != nil {
+		return "", err
+	}
+	// Read-only from the bottom up: a directory is filled before it loses
+	// its write permission. Renaming it later needs write permission on its
+	// parent only.
+	for i := len(p.dirs) - 1; i >= 0; i-- {
+		d := path.Join(t.tmpRel, p.dirs[i])
+		if t.own {
+			if err := t.user.Lchown(d, t.owner.UID, t.owner.GID); err != nil {
+				return "", targetError(t.shown, err)
+			}
+		}
+		if err := t.user.Chmod(d, readOnlyDir); err != nil {
+			return "", targetError(t.shown, err)
+		}
+	}
+	// One syncfs instead of an fsync per file: as durable before the
+	// rename, much faster for many small files.
+	d, err := t.user.Open(t.tmpRel)
+	if err != nil {
+		return "", targetError(t.shown, err)
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return "", targetError(t.shown, err)
+	}
+	return "", nil
+}
+
+// copyFiles copies the files of a tree with a bounded pool of workers.
+func (s *Stager) copyFiles(ctx context.Context, t *target, files []file, m *meter) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobs := make(chan file)
+	var wg sync.WaitGroup
+	for range min(s.workers(), len(files)) {
+		wg.Go(func() {
+			for f := range jobs {
+				if _, err := s.copyFile(ctx, t, f, path.Join(t.tmpRel, f.sub), m, false, false); err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+feed:
+	for _, f := range files {
+		select {
+		case jobs <- f:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	return context.Cause(ctx)
+}
+
+// copyFile copies one file to dst in the user's area, verifies its size,
+// and makes it read-only. The copy is fsynced when sync is set (a tree is
+// synced once as a whole).
+func (s *Stager) copyFile(ctx context.Context, t *target, f file, dst string, m *meter, sum, sync bool) (string, error) {
+	// O_NONBLOCK: should the file have been swapped for a FIFO since the
+	// plan, opening it must not hang. It changes nothing for regular files.
+	in, err := s.Source.OS().OpenFile(f.src, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return "", storage.SourceError(f.src, err)
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return "", storage.SourceError(f.src, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", contract.Errorf(contract.CodeInvalidPath, "%s is no longer a regular file", f.src)
+	}
+	out, err := t.user.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", targetError(t.shown, err)
+	}
+	defer out.Close()
+
+	var src io.Reader = in
+	h := adler32.New()
+	if sum {
+		// Only when a checksum is asked for: wrapping the file leaves the
+		// copy_file_range path.
+		src = io.TeeReader(in, h)
+	}
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", fmt.Errorf("copy %s: %w", f.src, err)
+		}
+		c, err := io.CopyN(out, src, chunk)
+		n += c
+		m.bytes.Add(c)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return "", targetError(t.shown, fmt.Errorf("copy %s: %w", f.src, err))
+		}
+	}
+	if n != fi.Size() {
+		return "", fmt.Errorf("copy %s: %d bytes copied but the source has %d: it changed during the copy", f.src, n, fi.Size())
+	}
+	if sync {
+		if err := out.Sync(); err != nil {
+			return "", targetError(t.shown, err)
+		}
+	}
+	// Through the descriptor, not the name: nothing else can be changed.
+	if t.own {
+		if err := out.Chown(t.owner.UID, t.owner.GID); err != nil {
+			return "", targetError(t.shown, err)
+		}
+	}
+	if err := out.Chmod(readOnlyFile); err != nil {
+		return "", targetError(t.shown, err)
+	}
+	if err := out.Close(); err != nil {
+		return "", targetError(t.shown, err)
+	}
+	m.files.Add(1)
+	if !sum {
+		return "", nil
+	}
+	return fmt.Sprintf("%08x", h.Sum32()), nil
+}
+
+// finalize renames the temporary result into place, never over something
+// that appeared meanwhile (then the request is settled as for an existing
+// target), and makes the rename durable.
+func (t *target) finalize(want fs.FileMode) (Result, bool, error) {
+	d, err := t.user.Open(t.dir)
+	if err != nil {
+		return Result{}, true, errors.Join(targetError(t.shown, err), removeTemp(t.user, t.tmpRel))
+	}
+	defer d.Close()
+	fd := int(d.Fd())
+	err = unix.Renameat2(fd, path.Base(t.tmpRel), fd, t.name, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		// The filesystem cannot refuse to replace (NFS): plain rename.
+		err = t.user.Rename(t.tmpRel, t.rel)
+	}
+	if errors.Is(err, fs.ErrExist) {
+		if rerr := removeTemp(t.user, t.tmpRel); rerr != nil {
+			return Result{}, true, rerr
+		}
+		return t.settle(want)
+	}
+	if err != nil {
+		return Result{}, true, errors.Join(targetError(t.shown, err), removeTemp(t.user, t.tmpRel))
+	}
+	if err := d.Sync(); err != nil {
+		return Result{}, true, targetError(t.shown, err)
+	}
+	return Result{}, false, nil
+}
+
+// meter counts a copy's progress and reports it every interval while it
+// moves.
+type meter struct {
+	bytes, files atomic.Int64
+	total        contract.Progress
+	done         chan struct{}
+	finished     chan struct{}
+}
+
+func startMeter(fn ProgressFunc, every time.Duration, total contract.Progress) *meter {
+	m := &meter{total: total, done: make(chan struct{}), finished: make(chan struct{})}
+	go func() {
+		defer close(m.finished)
+		if fn == nil {
+			return
+		}
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		var last contract.Progress
+		for {
+			select {
+			case <-m.done:
+				return
+			case <-tick.C:
+				p := m.total
+				p.BytesDone, p.FilesDone = m.bytes.Load(), m.files.Load()
+				if p != last {
+					fn(p)
+					last = p
+				}
+			}
+		}
+	}()
+	return m
+}
+
+func (m *meter) stop() {
+	close(m.done)
+	<-m.finished
+}

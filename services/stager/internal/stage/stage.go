@@ -1,0 +1,343 @@
+// Package stage carries out the stager's filesystem methods: copy a file or
+// a tree into a user's area, link to the source with a symbolic or a hard
+// link, and check a source before a download link is issued for it.
+//
+// Every path goes through os.Root, on the storage (libs/storage) and on the
+// user area, so no request can reach outside either. Results appear
+// atomically: they are built under a temporary name in the destination
+// directory and renamed into place, so a crash at any moment leaves no
+// partial result, and the leftovers are removed when the request is tried
+// again.
+package stage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/storage"
+	"github.com/skao/skao-staging/services/stager/internal/ownership"
+)
+
+// Stager stages requests from one storage into one user area.
+type Stager struct {
+	Source *storage.Root
+	// Users is the user area: each user's items go below <Users>/<username>.
+	Users *os.Root
+	// Workers bounds the files of a tree copied at once (default 4).
+	Workers int
+	// Owners gives staged data to its user (nil: it keeps the stager's
+	// owner).
+	Owners *ownership.Owners
+	// ProgressEvery is the interval of progress reports (default 1 s).
+	ProgressEvery time.Duration
+	// Tracer makes the resolve, check, copy and finalize spans.
+	Tracer trace.Tracer
+}
+
+// Result is what a successful staging did.
+type Result struct {
+	Outcome contract.Outcome
+	Bytes   int64
+	Files   int64
+	// Adler32 is the copy's checksum, when one was asked for.
+	Adler32 string
+	// Message tells a person what happened.
+	Message string
+}
+
+// ProgressFunc receives the progress of a long copy, at most about once a
+// second, from a single goroutine.
+type ProgressFunc func(contract.Progress)
+
+// tempPrefix starts the name of every temporary entry in a user area.
+const tempPrefix = ".staging-"
+
+// tempName is the temporary name of request id's result. It depends on the
+// id only, so a redelivery of the request finds and removes what a crashed
+// attempt left.
+func tempName(id string) string { return tempPrefix + id + ".tmp" }
+
+// Modes of the parent directories the stager creates in a user area, and of
+// the copied data (read-only: the staged copy is a snapshot of the source).
+const (
+	dirMode      = 0o755
+	readOnlyFile = 0o400
+	readOnlyDir  = 0o500
+)
+
+// target is where a request's result goes: a directory inside the user's
+// area (opened as a root of its own) and a name in it.
+type target struct {
+	user   *os.Root
+	dir    string // relative to the user's area; "." for the area itself
+	name   string
+	rel    string // dir/name
+	shown  string // username/rel, for messages
+	tmpRel string // dir/<temporary name>
+	owner  ownership.ID
+	own    bool // give what is made to owner
+}
+
+func (t *target) close() error { return t.user.Close() }
+
+// openTarget creates the user's area and the parents of relative_path as
+// needed and returns where the result of cmd goes. Leftovers of an earlier
+// attempt of the same request are removed.
+func (s *Stager) openTarget(cmd contract.Command) (*target, error) {
+	if err := contract.ValidateUsername(cmd.Username); err != nil {
+		return nil, err
+	}
+	if err := contract.ValidateRelativePath(cmd.RelativePath); err != nil {
+		return nil, err
+	}
+	owner, own, err := s.Owners.Lookup(cmd.Username)
+	if err != nil {
+		return nil, err
+	}
+	if err := mkdir(s.Users, cmd.Username, owner, own); err != nil {
+		return nil, targetError(cmd.Username, err)
+	}
+	user, err := s.Users.OpenRoot(cmd.Username)
+	if err != nil {
+		return nil, targetError(cmd.Username, err)
+	}
+	rel := path.Clean(cmd.RelativePath)
+	t := &target{user: user, dir: path.Dir(rel), name: path.Base(rel), rel: rel, shown: cmd.Username + "/" + rel, owner: owner, own: own}
+	t.tmpRel = path.Join(t.dir, tempName(cmd.ID))
+	if strings.HasPrefix(t.name, tempPrefix) {
+		user.Close()
+		return nil, contract.Errorf(contract.CodeInvalidPath, "relative_path %q may not start with %q: that name is the stager's", cmd.RelativePath, tempPrefix)
+	}
+	if err := t.mkdirParents(); err != nil {
+		user.Close()
+		return nil, targetError(t.shown, err)
+	}
+	if err := removeTemp(user, t.tmpRel); err != nil {
+		user.Close()
+		return nil, targetError(t.shown, err)
+	}
+	return t, nil
+}
+
+// mkdir makes directory name in r unless it exists, and gives a new one to
+// owner when own is set, so the user can manage what is staged below it.
+func mkdir(r *os.Root, name string, owner ownership.ID, own bool) error {
+	err := r.Mkdir(name, dirMode)
+	if errors.Is(err, fs.ErrExist) {
+		// Stat follows a symbolic link only inside the root.
+		fi, err := r.Stat(name)
+		if err == nil && !fi.IsDir() {
+			err = &fs.PathError{Op: "mkdir", Path: name, Err: syscall.ENOTDIR}
+		}
+		return err
+	}
+	if err != nil || !own {
+		return err
+	}
+	return r.Lchown(name, owner.UID, owner.GID)
+}
+
+// mkdirParents makes the parent directories of the target, one at a time,
+// so each new one can be given to the user.
+func (t *target) mkdirParents() error {
+	if t.dir == "." {
+		return nil
+	}
+	p := ""
+	for part := range strings.SplitSeq(t.dir, "/") {
+		p = path.Join(p, part)
+		if err := mkdir(t.user, p, t.owner, t.own); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// present reports whether the target already exists. It is present when it
+// is the same kind of thing the request would make (want: a regular file, a
+// directory or a symbolic link); anything else in the way is a conflict.
+func (t *target) present(want fs.FileMode) (bool, error) {
+	fi, err := t.user.Lstat(t.rel)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, targetError(t.shown, err)
+	case fi.Mode().Type() != want:
+		return false, contract.Errorf(contract.CodeTargetConflict, "%s already exists and is a %s, not a %s", t.shown, kind(fi.Mode()), kind(want))
+	}
+	return true, nil
+}
+
+func kind(m fs.FileMode) string {
+	switch m.Type() {
+	case 0:
+		return "file"
+	case fs.ModeDir:
+		return "directory"
+	case fs.ModeSymlink:
+		return "symbolic link"
+	}
+	return "special file"
+}
+
+// removeTemp removes a temporary entry and everything below it. A tree
+// left by a crash may already be read-only, so its directories are made
+// writable first.
+func removeTemp(r *os.Root, name string) error {
+	fi, err := r.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inspect leftover %s: %w", name, err)
+	}
+	if fi.IsDir() {
+		err := fs.WalkDir(r.FS(), name, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				err = r.Chmod(p, 0o700)
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("unlock leftover %s: %w", name, err)
+		}
+	}
+	if err := r.RemoveAll(name); err != nil {
+		return fmt.Errorf("remove leftover %s: %w", name, err)
+	}
+	return nil
+}
+
+// targetError maps an error from writing in the user area to the contract's
+// codes. Errors without a code (an I/O fault) may pass on a retry.
+func targetError(what string, err error) error {
+	code, detail := contract.Code(""), ""
+	switch {
+	case storage.IsEscape(err), errors.Is(err, syscall.ELOOP):
+		code, detail = contract.CodeOutsideUserArea, "leads outside the user's area"
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		code, detail = contract.CodeNoSpace, "no space left on the user area"
+	case errors.Is(err, syscall.EXDEV):
+		code, detail = contract.CodeCrossDevice, "is on another filesystem than the source"
+	case errors.Is(err, fs.ErrExist), errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.ENOTEMPTY):
+		code, detail = contract.CodeTargetConflict, "is in the way of something already there"
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+		code, detail = contract.CodeIOError, "cannot be written: permission denied"
+	default:
+		return fmt.Errorf("write %s: %w", what, err)
+	}
+	return fmt.Errorf("%w: %w", contract.Errorf(code, "%s %s", what, detail), err)
+}
+
+// resolve finds the source of cmd on the storage.
+func (s *Stager) resolve(ctx context.Context, cmd contract.Command) (string, fs.FileInfo, error) {
+	_, span := s.Tracer.Start(ctx, "stager.resolve")
+	defer span.End()
+	rel, fi, err := s.Source.Stat(cmd.LocalPathOnStorage)
+	if err != nil {
+		span.RecordError(err)
+		return "", nil, err
+	}
+	if !fi.Mode().IsRegular() && !fi.IsDir() {
+		return "", nil, contract.Errorf(contract.CodeInvalidPath, "%s is neither a file nor a directory", cmd.LocalPathOnStorage)
+	}
+	return rel, fi, nil
+}
+
+// Symlink makes a symbolic link at the target pointing at the source's
+// absolute path on disk. The link is never followed to change the source:
+// no mode or owner is set through it.
+func (s *Stager) Symlink(ctx context.Context, cmd contract.Command) (Result, error) {
+	rel, _, err := s.resolve(ctx, cmd)
+	if err != nil {
+		return Result{}, err
+	}
+	dest := filepath.Join(s.Source.Dir(), filepath.FromSlash(rel))
+	_, span := s.Tracer.Start(ctx, "stager.check")
+	t, err := s.openTarget(cmd)
+	span.End()
+	if err != nil {
+		return Result{}, err
+	}
+	defer t.close()
+	if r, done, err := t.linkPresent(dest); done {
+		return r, err
+	}
+	_, span = s.Tracer.Start(ctx, "stager.finalize")
+	defer span.End()
+	if err := t.user.Symlink(dest, t.rel); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			if r, done, err := t.linkPresent(dest); done {
+				return r, err
+			}
+		}
+		return Result{}, targetError(t.shown, err)
+	}
+	if t.own {
+		// Lchown: the link itself, never the source it points at.
+		if err := t.user.Lchown(t.rel, t.owner.UID, t.owner.GID); err != nil {
+			return Result{}, targetError(t.shown, err)
+		}
+	}
+	return Result{Outcome: contract.OutcomeStaged, Message: fmt.Sprintf("linked %s to %s", t.shown, dest)}, nil
+}
+
+// linkPresent settles a symbolic link request whose target exists: done
+// with already_present when it links to dest, with target_conflict when it
+// is anything else.
+func (t *target) linkPresent(dest string) (Result, bool, error) {
+	ok, err := t.present(fs.ModeSymlink)
+	if err != nil {
+		return Result{}, true, err
+	}
+	if !ok {
+		return Result{}, false, nil
+	}
+	got, err := t.user.Readlink(t.rel)
+	if err != nil {
+		return Result{}, true, targetError(t.shown, err)
+	}
+	if got != dest {
+		return Result{}, true, contract.Errorf(contract.CodeTargetConflict, "%s already exists and links to %s, not %s", t.shown, got, dest)
+	}
+	return already(t), true, nil
+}
+
+// settle is present for the other methods: done with already_present when
+// the target is there and of kind want, with an error when something else
+// is in the way.
+func (t *target) settle(want fs.FileMode) (Result, bool, error) {
+	ok, err := t.present(want)
+	if err != nil {
+		return Result{}, true, err
+	}
+	if !ok {
+		return Result{}, false, nil
+	}
+	return already(t), true, nil
+}
+
+func already(t *target) Result {
+	return Result{Outcome: contract.OutcomeAlreadyPresent, Message: fmt.Sprintf("already present at %s; nothing was changed", t.shown)}
+}
+
+// Check validates the source of a direct download and returns its path
+// relative to the storage.
+func (s *Stager) Check(ctx context.Context, cmd contract.Command) (string, fs.FileInfo, error) {
+	if err := contract.ValidateUsername(cmd.Username); err != nil {
+		return "", nil, err
+	}
+	return s.resolve(ctx, cmd)
+}

@@ -1,0 +1,170 @@
+// Package stager is the service that carries out the filesystem staging
+// methods (local_copy, local_symlink, local_hardlink, direct_download): a
+// durable JetStream consumer of their commands, and an HTTP listener that
+// serves the download links it issues.
+package stager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skao/skao-staging/libs/bus"
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/service"
+	"github.com/skao/skao-staging/libs/storage"
+	"github.com/skao/skao-staging/services/stager/internal/downloads"
+	"github.com/skao/skao-staging/services/stager/internal/ownership"
+	"github.com/skao/skao-staging/services/stager/internal/stage"
+	"github.com/skao/skao-staging/services/stager/internal/worker"
+)
+
+// DownloadPath is the route of a download link on the stager's listener
+// (and, by convention, on the gateway that proxies it).
+const DownloadPath = downloads.PathPrefix + "{token}"
+
+// Config is the stager's configuration (environment variables with the
+// STAGING_ prefix, or the matching flags).
+type Config struct {
+	SourceRoot     string        `env:"SOURCE_ROOT" help:"the storage mount requests stage from (required), e.g. /mnt/storage_a"`
+	UserAreaRoot   string        `env:"USER_AREA_ROOT" help:"the user area; items go to <USER_AREA_ROOT>/<username>/<relative_path> (required)"`
+	AllowedMethods []string      `env:"ALLOWED_METHODS" envDefault:"local_copy,local_symlink,local_hardlink,direct_download" envSeparator:"," help:"staging methods allowed at this site"`
+	Concurrency    int           `env:"STAGER_CONCURRENCY" envDefault:"4" help:"requests staged at once"`
+	CopyWorkers    int           `env:"COPY_WORKERS" envDefault:"4" help:"files of one directory tree copied at once"`
+	AckWait        time.Duration `env:"STAGER_ACK_WAIT" envDefault:"30s" help:"how long a delivery may go unacknowledged before redelivery"`
+	MaxDeliver     int           `env:"STAGER_MAX_DELIVER" envDefault:"5" help:"deliveries of one request before it fails"`
+	StageTimeout   time.Duration `env:"STAGE_TIMEOUT" envDefault:"6h" help:"longest one delivery of a request may take"`
+	DownloadAddr   string        `env:"DOWNLOAD_ADDR" envDefault:":8081" help:"listen address for download links; empty for none"`
+	DownloadTTL    time.Duration `env:"DOWNLOAD_TTL" envDefault:"1h" help:"lifetime of a download link"`
+	Ownership      string        `env:"OWNERSHIP" envDefault:"none" help:"who owns staged data: none (the stager), passwd (the user, looked up through os/user) or map (from OWNERSHIP_MAP_FILE)"`
+	OwnershipMap   string        `env:"OWNERSHIP_MAP_FILE" help:"file of \"username uid:gid\" lines, for OWNERSHIP=map"`
+	ShutdownGrace  time.Duration `env:"SHUTDOWN_GRACE" envDefault:"10s" help:"how long open downloads may take to finish at shutdown"`
+}
+
+// Run stages requests until ctx is cancelled, then stops taking new ones,
+// finishes those in hand and returns nil. It fails when it cannot start.
+func Run(ctx context.Context, cfg Config, deps service.Deps) error {
+	log := deps.Log.With("component", "stager")
+	allowed, err := contract.ParseMethodSet(cfg.AllowedMethods)
+	if err != nil {
+		return fmt.Errorf("allowed methods: %w", err)
+	}
+	owners, err := ownership.New(cfg.Ownership, cfg.OwnershipMap)
+	if err != nil {
+		return err
+	}
+	source, err := storage.Open(cfg.SourceRoot)
+	if err != nil {
+		return fmt.Errorf("source root (STAGING_SOURCE_ROOT): %w", err)
+	}
+	defer source.Close()
+	if cfg.UserAreaRoot == "" {
+		return errors.New("user area root (STAGING_USER_AREA_ROOT) is not set")
+	}
+	users, err := os.OpenRoot(cfg.UserAreaRoot)
+	if err != nil {
+		return fmt.Errorf("user area root (STAGING_USER_AREA_ROOT): %w", err)
+	}
+	defer users.Close()
+	links, err := downloads.OpenStore(ctx, deps.JS, cfg.DownloadTTL)
+	if err != nil {
+		return err
+	}
+	metrics, err := worker.NewMetrics(deps.Registerer)
+	if err != nil {
+		return err
+	}
+	w := &worker.Worker{
+		JS:         deps.JS,
+		Stager:     &stage.Stager{Source: source, Users: users, Owners: owners, Workers: cfg.CopyWorkers, Tracer: deps.Tracer.Tracer("skao-staging/stager")},
+		Links:      links,
+		Allowed:    allowed,
+		Log:        log,
+		Tracer:     deps.Tracer.Tracer("skao-staging/stager"),
+		Metrics:    metrics,
+		MaxDeliver: cfg.MaxDeliver,
+	}
+	concurrency := max(cfg.Concurrency, 1)
+	consumer, err := bus.EnsureConsumer(ctx, deps.JS, bus.ConsumerOptions{
+		Stream:         contract.StreamRequests,
+		Durable:        contract.ConsumerStager,
+		FilterSubjects: contract.RequestSubjects(contract.StagerMethods...),
+		AckWait:        cfg.AckWait,
+		MaxDeliver:     cfg.MaxDeliver,
+		MaxAckPending:  concurrency * 2,
+	})
+	if err != nil {
+		return err
+	}
+	deps.Health.Add("stager_storage", storageCheck(source, users))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	if cfg.DownloadAddr != "" {
+		h, err := downloads.NewHandler(links, source, log, deps.Registerer)
+		if err != nil {
+			return fmt.Errorf("download handler: %w", err)
+		}
+		go func() {
+			err := service.Serve(ctx, log, "downloads", cfg.DownloadAddr, h, cfg.ShutdownGrace)
+			if err != nil {
+				cancel()
+			}
+			errc <- err
+		}()
+	} else {
+		errc <- nil
+	}
+
+	policy := bus.AckPolicy{
+		Log:        log,
+		AckWait:    cfg.AckWait,
+		MaxDeliver: cfg.MaxDeliver,
+		Timeout:    cfg.StageTimeout,
+		OnFailure:  w.OnFailure,
+	}
+	log.InfoContext(ctx, "stager_started", "source_root", source.Dir(), "user_area_root", cfg.UserAreaRoot, "methods", fmt.Sprint(allowed))
+	cerr := bus.Consume(ctx, consumer, concurrency, func(ctx context.Context, msg jetstream.Msg) {
+		policy.Handle(ctx, msg, w.Handle)
+	})
+	cancel()
+	return errors.Join(cerr, <-errc)
+}
+
+// NewDownloadHandler returns the handler of download links, for a process
+// that mounts it on a listener of its own (set DownloadAddr empty then). The
+// returned close function releases the storage.
+func NewDownloadHandler(ctx context.Context, cfg Config, deps service.Deps) (http.Handler, func() error, error) {
+	source, err := storage.Open(cfg.SourceRoot)
+	if err != nil {
+		return nil, nil, fmt.Errorf("source root (STAGING_SOURCE_ROOT): %w", err)
+	}
+	links, err := downloads.OpenStore(ctx, deps.JS, cfg.DownloadTTL)
+	if err != nil {
+		return nil, nil, errors.Join(err, source.Close())
+	}
+	h, err := downloads.NewHandler(links, source, deps.Log.With("component", "downloads"), deps.Registerer)
+	if err != nil {
+		return nil, nil, errors.Join(fmt.Errorf("download handler: %w", err), source.Close())
+	}
+	return h, source.Close, nil
+}
+
+// storageCheck reports the stager ready while both roots can be read.
+func storageCheck(source *storage.Root, users *os.Root) func(context.Context) error {
+	return func(context.Context) error {
+		if _, err := source.OS().Stat("."); err != nil {
+			return fmt.Errorf("source root: %w", err)
+		}
+		if _, err := users.Stat("."); err != nil {
+			return fmt.Errorf("user area root: %w", err)
+		}
+		return nil
+	}
+}

@@ -1,0 +1,621 @@
+package stager_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/skao/skao-staging/libs/bus"
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/natstest"
+	"github.com/skao/skao-staging/libs/service"
+	"github.com/skao/skao-staging/libs/telemetry"
+	"github.com/skao/skao-staging/services/stager"
+)
+
+// system is a stager running against an embedded NATS server, with a
+// storage and a user area in temporary directories.
+type system struct {
+	js       jetstream.JetStream
+	deps     service.Deps
+	cfg      stager.Config
+	storage  string
+	userArea string
+}
+
+func startStager(t *testing.T, edit func(*stager.Config)) *system {
+	t.Helper()
+	url := natstest.Start(t)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s := &system{js: js, storage: filepath.Join(dir, "storage_a"), userArea: filepath.Join(dir, "users")}
+	for _, d := range []string{s.storage, s.userArea} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { makeRemovable(t, s.userArea) })
+	s.cfg = stager.Config{
+		SourceRoot:     s.storage,
+		UserAreaRoot:   s.userArea,
+		AllowedMethods: []string{"local_copy", "local_symlink", "local_hardlink", "direct_download"},
+		Concurrency:    2,
+		CopyWorkers:    2,
+		AckWait:        5 * time.Second,
+		MaxDeliver:     3,
+		StageTimeout:   time.Minute,
+		DownloadTTL:    time.Hour,
+		ShutdownGrace:  time.Second,
+	}
+	if edit != nil {
+		edit(&s.cfg)
+	}
+	s.deps = service.Deps{
+		Log:        slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		NC:         nc,
+		JS:         js,
+		Registerer: prometheus.NewRegistry(),
+		Tracer:     sdktrace.NewTracerProvider(),
+		Health:     telemetry.NewHealth(),
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- stager.Run(runCtx, s.cfg, s.deps) }()
+	// The consumer is declared once the roots are open.
+	waitFor(t, "the stager's consumer", func() bool {
+		_, err := js.Consumer(context.Background(), contract.StreamRequests, contract.ConsumerStager)
+		return err == nil
+	})
+	t.Cleanup(func() {
+		stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return after cancel")
+		}
+	})
+	return s
+}
+
+// makeRemovable restores write permission on the read-only results, so the
+// temporary directory can be removed by a user other than root.
+func makeRemovable(t *testing.T, dir string) {
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			err = os.Chmod(p, 0o755)
+		}
+		return err
+	})
+	if err != nil {
+		t.Logf("restore permissions: %v", err)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}
+
+func (s *system) write(t *testing.T, rel, content string) {
+	t.Helper()
+	p := filepath.Join(s.storage, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *system) submit(t *testing.T, method contract.Method, src, rel string) string {
+	t.Helper()
+	cmd := contract.Command{
+		SpecVersion:        contract.SpecVersion,
+		ID:                 uuid.NewString(),
+		Method:             method,
+		Username:           "alice",
+		LocalPathOnStorage: src,
+		RelativePath:       rel,
+		Origin:             "test",
+		RequestedAt:        time.Now().UTC(),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := bus.PublishCommand(ctx, s.js, cmd); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.ID
+}
+
+// publishRaw publishes a command body as another system might.
+func (s *system) publishRaw(t *testing.T, method contract.Method, body []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.js.Publish(ctx, contract.RequestSubject(method), body); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// events reads the events on subject until a terminal one, checking each
+// against the event schema.
+func (s *system) events(t *testing.T, subject string) []contract.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := s.js.OrderedConsumer(ctx, contract.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := eventSchema(t)
+	var evs []contract.Event
+	for {
+		msg, err := c.Next(jetstream.FetchContext(ctx))
+		if err != nil {
+			t.Fatalf("waiting for events on %s (got %d so far: %+v): %v", subject, len(evs), evs, err)
+		}
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(msg.Data()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := schema.Validate(doc); err != nil {
+			t.Errorf("event does not match the schema: %v\n%s", err, msg.Data())
+		}
+		var ev contract.Event
+		if err := json.Unmarshal(msg.Data(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+		if ev.Type.Terminal() {
+			return evs
+		}
+	}
+}
+
+func eventSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	data, err := contract.Schemas.ReadFile("schema/event.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource("event.schema.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile("event.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// summary keeps the fields of an event a test compares.
+type summary struct {
+	Type    contract.EventType
+	Outcome contract.Outcome
+	Code    contract.Code
+	Bytes   int64
+	Files   int64
+}
+
+func summarize(evs []contract.Event) []summary {
+	var out []summary
+	for _, ev := range evs {
+		if ev.Type == contract.EventProgress {
+			continue
+		}
+		s := summary{Type: ev.Type, Outcome: ev.Outcome, Bytes: ev.Bytes, Files: ev.Files}
+		if ev.Error != nil {
+			s.Code = ev.Error.Code
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestLocalCopyThroughNATS(t *testing.T) {
+	s := startStager(t, nil)
+	s.write(t, "obs/x.fits", "hello, sky")
+	id := s.submit(t, contract.MethodLocalCopy, filepath.Join(s.storage, "obs/x.fits"), "data/x.fits")
+	evs := s.events(t, contract.EventSubject(id))
+	want := []summary{{Type: contract.EventStarted}, {Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged, Bytes: 10, Files: 1}}
+	if diff := cmp.Diff(summarize(evs), want); diff != "" {
+		t.Fatalf("events (-got +want):\n%s", diff)
+	}
+	last := evs[len(evs)-1]
+	if got, want := last.Message, "staged 1 file (10 bytes) to alice/data/x.fits"; got != want {
+		t.Errorf("message = %q, want %q", got, want)
+	}
+	for _, ev := range evs {
+		if ev.Source != "stager" || ev.RequestID != id || ev.Attempt != 1 || ev.TraceID == "" || ev.Username != "alice" {
+			t.Errorf("event %s lacks request fields: %+v", ev.Type, ev)
+		}
+	}
+	target := filepath.Join(s.userArea, "alice/data/x.fits")
+	got, err := os.ReadFile(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "hello, sky" {
+		t.Errorf("staged content = %q", got)
+	}
+	fi, err := os.Stat(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o400 {
+		t.Errorf("staged file mode = %v, want 0400", fi.Mode().Perm())
+	}
+
+	// The same item again: already present, nothing touched.
+	id = s.submit(t, contract.MethodLocalCopy, "obs/x.fits", "data/x.fits")
+	evs = s.events(t, contract.EventSubject(id))
+	want = []summary{{Type: contract.EventStarted}, {Type: contract.EventSucceeded, Outcome: contract.OutcomeAlreadyPresent}}
+	if diff := cmp.Diff(summarize(evs), want); diff != "" {
+		t.Fatalf("second request events (-got +want):\n%s", diff)
+	}
+}
+
+func TestFailuresAreRecordedOnce(t *testing.T) {
+	s := startStager(t, func(c *stager.Config) {
+		c.AllowedMethods = []string{"local_copy", "direct_download"}
+	})
+	s.write(t, "obs/x.fits", "x")
+	tests := []struct {
+		name   string
+		method contract.Method
+		src    string
+		want   summary
+	}{
+		{"missing source", contract.MethodLocalCopy, "obs/none.fits", summary{Type: contract.EventFailed, Code: contract.CodeSourceNotFound}},
+		{"outside the storage", contract.MethodLocalCopy, "/etc/passwd", summary{Type: contract.EventFailed, Code: contract.CodeOutsideStorage}},
+		{"method not allowed here", contract.MethodLocalSymlink, "obs/x.fits", summary{Type: contract.EventRejected, Code: contract.CodeMethodNotAllowed}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := s.submit(t, tt.method, tt.src, "data/"+tt.name)
+			evs := s.events(t, contract.EventSubject(id))
+			got := summarize(evs)
+			if diff := cmp.Diff(got[len(got)-1], tt.want); diff != "" {
+				t.Errorf("outcome (-got +want):\n%s", diff)
+			}
+			if tt.want.Type == contract.EventFailed {
+				if diff := cmp.Diff(got[0], summary{Type: contract.EventStarted}); diff != "" {
+					t.Errorf("first event (-got +want):\n%s", diff)
+				}
+			}
+		})
+	}
+	// Every failure ended in one terminal event, after one delivery: the
+	// work queue is empty and no event came twice.
+	waitFor(t, "the requests to leave the work queue", func() bool {
+		info, err := s.js.Stream(context.Background(), contract.StreamRequests)
+		if err != nil {
+			return false
+		}
+		si, err := info.Info(context.Background())
+		return err == nil && si.State.Msgs == 0
+	})
+	info, err := s.js.Stream(context.Background(), contract.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	si, err := info.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// started+failed twice, rejected once.
+	if si.State.Msgs != 5 {
+		t.Errorf("event stream holds %d events, want 5", si.State.Msgs)
+	}
+}
+
+func TestMalformedCommandsAreRejected(t *testing.T) {
+	s := startStager(t, nil)
+	tests := []struct {
+		name     string
+		body     string
+		wantCode contract.Code
+		wantID   string
+	}{
+		{"not json", `{"id": `, contract.CodeMalformed, ""},
+		{"bad username", `{"spec_version":"1.0","id":"req-1","method":"local_copy","username":"Alice!","local_path_on_storage":"a","relative_path":"b"}`, contract.CodeInvalidUsername, "req-1"},
+		{"bad id", `{"spec_version":"1.0","id":"a.b","method":"local_copy","username":"alice","local_path_on_storage":"a","relative_path":"b"}`, contract.CodeInvalidID, ""},
+		{"climbing target", `{"spec_version":"1.0","id":"req-2","method":"local_copy","username":"alice","local_path_on_storage":"a","relative_path":"../bob/x"}`, contract.CodeOutsideUserArea, "req-2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sub, err := s.deps.NC.SubscribeSync(contract.SubjectEventsAll)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Unsubscribe()
+			s.publishRaw(t, contract.MethodLocalCopy, []byte(tt.body))
+			msg, err := sub.NextMsg(10 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ev contract.Event
+			if err := json.Unmarshal(msg.Data, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if ev.Type != contract.EventRejected || ev.Error == nil || ev.Error.Code != tt.wantCode {
+				t.Fatalf("event = %+v, want rejected with %s", ev, tt.wantCode)
+			}
+			if tt.wantID != "" && ev.RequestID != tt.wantID {
+				t.Errorf("request id = %q, want %q", ev.RequestID, tt.wantID)
+			}
+			if err := contract.ValidateID("request_id", ev.RequestID); err != nil {
+				t.Errorf("rejected event's request id: %v", err)
+			}
+		})
+	}
+}
+
+func TestDirectDownload(t *testing.T) {
+	s := startStager(t, nil)
+	content := bytes.Repeat([]byte("0123456789"), 1000)
+	s.write(t, "obs/big.ms", string(content))
+	id := s.submit(t, contract.MethodDirectDownload, "obs/big.ms", "big.ms")
+	evs := s.events(t, contract.EventSubject(id))
+	last := evs[len(evs)-1]
+	if last.Type != contract.EventSucceeded || last.Outcome != contract.OutcomeLinkIssued || last.DownloadURL == "" {
+		t.Fatalf("last event = %+v, want succeeded with a download link", last)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg := s.cfg
+	deps := s.deps
+	deps.Registerer = prometheus.NewRegistry()
+	h, closeH, err := stager.NewDownloadHandler(ctx, cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeH()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	fi, err := os.Stat(filepath.Join(s.storage, "obs/big.ms"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	modTime := fi.ModTime().UTC().Format(http.TimeFormat)
+
+	tests := []struct {
+		name       string
+		path       string
+		method     string
+		rangeHdr   string
+		ifRange    string
+		wantStatus int
+		wantBody   []byte
+	}{
+		{"whole file", last.DownloadURL, http.MethodGet, "", "", http.StatusOK, content},
+		{"range", last.DownloadURL, http.MethodGet, "bytes=100-109", "", http.StatusPartialContent, content[100:110]},
+		{"resume", last.DownloadURL, http.MethodGet, "bytes=9990-", "", http.StatusPartialContent, content[9990:]},
+		{"resume of a changed file", last.DownloadURL, http.MethodGet, "bytes=9990-", "Mon, 02 Jan 2006 15:04:05 GMT", http.StatusOK, content},
+		{"resume of the same file", last.DownloadURL, http.MethodGet, "bytes=9990-", modTime, http.StatusPartialContent, content[9990:]},
+		{"head", last.DownloadURL, http.MethodHead, "", "", http.StatusOK, nil},
+		{"unknown token", "/api/v1/downloads/" + string(bytes.Repeat([]byte("A"), 43)), http.MethodGet, "", "", http.StatusNotFound, nil},
+		{"malformed token", "/api/v1/downloads/x", http.MethodGet, "", "", http.StatusNotFound, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(tt.method, srv.URL+tt.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.rangeHdr != "" {
+				req.Header.Set("Range", tt.rangeHdr)
+			}
+			if tt.ifRange != "" {
+				req.Header.Set("If-Range", tt.ifRange)
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("status = %d, want %d (%s)", resp.StatusCode, tt.wantStatus, body)
+			}
+			if tt.wantStatus == http.StatusNotFound {
+				var e contract.Error
+				if err := json.Unmarshal(body, &e); err != nil || e.Code != contract.CodeNotFound {
+					t.Errorf("body = %s, want a not_found error", body)
+				}
+				return
+			}
+			if !bytes.Equal(body, tt.wantBody) {
+				t.Errorf("body has %d bytes, want %d", len(body), len(tt.wantBody))
+			}
+			if got, want := resp.Header.Get("Content-Disposition"), `attachment; filename=big.ms`; got != want {
+				t.Errorf("Content-Disposition = %q, want %q", got, want)
+			}
+			if tt.method == http.MethodHead && resp.ContentLength != int64(len(content)) {
+				t.Errorf("HEAD Content-Length = %d, want %d", resp.ContentLength, len(content))
+			}
+		})
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestTreeCopyAndLinks(t *testing.T) {
+	s := startStager(t, nil)
+	s.write(t, "run/a.txt", "a")
+	s.write(t, "run/sub/b.txt", "bb")
+	tests := []struct {
+		method contract.Method
+		src    string
+		rel    string
+		want   summary
+	}{
+		{contract.MethodLocalCopy, "run", "copy/run", summary{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged, Bytes: 3, Files: 2}},
+		{contract.MethodLocalSymlink, "run", "links/run", summary{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged}},
+		{contract.MethodLocalHardlink, "run/a.txt", "links/a.txt", summary{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged, Bytes: 1, Files: 1}},
+		{contract.MethodLocalHardlink, "run", "links/dir", summary{Type: contract.EventFailed, Code: contract.CodeInvalidPath}},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.method)+" "+tt.rel, func(t *testing.T) {
+			id := s.submit(t, tt.method, tt.src, tt.rel)
+			got := summarize(s.events(t, contract.EventSubject(id)))
+			if diff := cmp.Diff(got[len(got)-1], tt.want); diff != "" {
+				t.Errorf("outcome (-got +want):\n%s", diff)
+			}
+		})
+	}
+	b, err := os.ReadFile(filepath.Join(s.userArea, "alice/copy/run/sub/b.txt"))
+	if err != nil || string(b) != "bb" {
+		t.Errorf("copied tree file = %q, %v", b, err)
+	}
+	dest, err := os.Readlink(filepath.Join(s.userArea, "alice/links/run"))
+	if err != nil || dest != filepath.Join(s.storage, "run") {
+		t.Errorf("symlink = %q, %v", dest, err)
+	}
+}
+
+// A failure that retrying might cure is retried up to MaxDeliver times and
+// then recorded once as failed, so the request still ends in the audit.
+func TestTransientFailureExhaustsRetries(t *testing.T) {
+	s := startStager(t, func(c *stager.Config) { c.MaxDeliver = 2 })
+	s.write(t, "obs/x.fits", "x")
+	// The stager holds the user area open; removing the directory makes
+	// every write in it fail with an I/O error that is not a verdict on
+	// the request.
+	if err := os.RemoveAll(s.userArea); err != nil {
+		t.Fatal(err)
+	}
+	id := s.submit(t, contract.MethodLocalCopy, "obs/x.fits", "x.fits")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := s.js.OrderedConsumer(ctx, contract.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{contract.EventSubject(id)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []summary
+	var attempts []int
+	for len(got) == 0 || !got[len(got)-1].Type.Terminal() {
+		msg, err := c.Next(jetstream.FetchContext(ctx))
+		if err != nil {
+			t.Fatalf("events so far %+v: %v", got, err)
+		}
+		var ev contract.Event
+		if err := json.Unmarshal(msg.Data(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, summarize([]contract.Event{ev})...)
+		attempts = append(attempts, ev.Attempt)
+	}
+	want := []summary{{Type: contract.EventStarted}, {Type: contract.EventStarted}, {Type: contract.EventFailed, Code: contract.CodeRetriesExhausted}}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("events (-got +want):\n%s", diff)
+	}
+	if diff := cmp.Diff(attempts, []int{1, 2, 2}); diff != "" {
+		t.Errorf("attempts (-got +want):\n%s", diff)
+	}
+}
+
+func TestDirectDownloadOfDirectory(t *testing.T) {
+	s := startStager(t, nil)
+	s.write(t, "run/a.txt", "a")
+	s.write(t, "run/sub/b.txt", "bb")
+	id := s.submit(t, contract.MethodDirectDownload, "run", "run")
+	evs := s.events(t, contract.EventSubject(id))
+	last := evs[len(evs)-1]
+	if last.Outcome != contract.OutcomeLinkIssued {
+		t.Fatalf("last event = %+v", last)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	deps := s.deps
+	deps.Registerer = prometheus.NewRegistry()
+	h, closeH, err := stager.NewDownloadHandler(ctx, s.cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeH()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL + last.DownloadURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/x-tar" {
+		t.Fatalf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	var got []string
+	tr := tar.NewReader(resp.Body)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, hdr.Name+" "+string(b))
+	}
+	want := []string{"run/ ", "run/a.txt a", "run/sub/ ", "run/sub/b.txt bb"}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("archive (-got +want):\n%s", diff)
+	}
+}
