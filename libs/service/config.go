@@ -101,7 +101,7 @@ func defineFlags(fs *flag.FlagSet, v reflect.Value, fields map[string][]reflect.
 		case *time.Duration:
 			fs.DurationVar(p, flagName, *p, usage)
 		case *[]string:
-			fs.Func(flagName, usage+" (comma-separated)", func(s string) error {
+			fs.Func(flagName, fmt.Sprintf("%s (comma-separated; default %q)", usage, strings.Join(*p, ",")), func(s string) error {
 				*p = splitList(s)
 				return nil
 			})

@@ -616,3 +616,35 @@ func TestOpenMySQLBadDSNHidesPassword(t *testing.T) {
 		t.Errorf("OpenMySQL(bad dsn) = %v, want an error without the password", err)
 	}
 }
+
+func TestPurgeDeletesOnlyFinishedBeforeCutoff(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *auditstore.Store) {
+		old, recent, running := cmd("old"), cmd("recent"), cmd("running")
+		apply(t, s, lifecycle(old)...)
+		apply(t, s, event(running, contract.EventQueued, 1, at(0)), event(running, contract.EventStarted, 2, at(1)))
+		for _, ev := range lifecycle(recent) {
+			ev.Time = ev.Time.Add(time.Hour)
+			apply(t, s, ev)
+		}
+		n, err := s.Purge(t.Context(), at(60))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Errorf("purged %d requests, want 1", n)
+		}
+		if _, _, err := s.Get(t.Context(), "old", true); !errors.Is(err, auditstore.ErrNotFound) {
+			t.Errorf("Get(old) = %v, want ErrNotFound", err)
+		}
+		for _, id := range []string{"recent", "running"} {
+			if _, evs, err := s.Get(t.Context(), id, true); err != nil || len(evs) == 0 {
+				t.Errorf("Get(%s) = %d events, %v; want it kept with its events", id, len(evs), err)
+			}
+		}
+		// The purged request's events went with it: replaying them
+		// stores them anew rather than counting them as duplicates.
+		if st := apply(t, s, lifecycle(old)...); st.Events != 4 {
+			t.Errorf("replay after purge stored %d events, want 4", st.Events)
+		}
+	})
+}

@@ -199,7 +199,6 @@ func (r *Recorder) Run(ctx context.Context) error {
 
 // batch is one fetch: the events to store and the messages they came in.
 type batch struct {
-	start  time.Time
 	events []contract.Event
 	msgs   []jetstream.Msg
 	spans  []trace.Span
@@ -227,7 +226,6 @@ func (r *Recorder) fetch(ctx, work context.Context) (batch, bool) {
 	}
 	r.metrics.batchSize.Observe(float64(len(msgs)))
 	b := batch{
-		start:  time.Now(),
 		events: make([]contract.Event, 0, len(msgs)),
 		msgs:   make([]jetstream.Msg, 0, len(msgs)),
 		spans:  make([]trace.Span, 0, len(msgs)),
@@ -257,6 +255,7 @@ func (r *Recorder) fetch(ctx, work context.Context) (batch, bool) {
 // commit stores one batch and settles its messages. attempt counts the
 // failed batches in a row, this one included.
 func (r *Recorder) commit(ctx context.Context, b batch, attempt int) error {
+	start := time.Now()
 	actx, cancel := context.WithTimeout(ctx, r.opts.ApplyTimeout)
 	stats, err := r.store.Apply(actx, b.events)
 	cancel()
@@ -290,7 +289,7 @@ func (r *Recorder) commit(ctx context.Context, b batch, attempt int) error {
 	r.metrics.events.WithLabelValues("stored").Add(float64(stats.Events))
 	r.metrics.events.WithLabelValues("duplicate").Add(float64(stats.Duplicates))
 	r.metrics.rows.Add(float64(stats.Rows))
-	r.metrics.batchTime.Observe(time.Since(b.start).Seconds())
+	r.metrics.batchTime.Observe(time.Since(start).Seconds())
 	return nil
 }
 
