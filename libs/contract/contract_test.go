@@ -104,10 +104,14 @@ func TestEventForMatchesSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmd.JupyterToken = "secret-token-value"
 	ev := contract.EventFor(cmd, contract.EventFailed)
 	ev.ID, ev.Source, ev.Time = "e1", "stager", cmd.RequestedAt
 	ev.Error = contract.Errorf(contract.CodeSourceNotFound, "gone")
 	raw, _ := json.Marshal(ev)
+	if bytes.Contains(raw, []byte(cmd.JupyterToken)) {
+		t.Errorf("the command's jupyter_token reached the event: %s", raw)
+	}
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 	if err != nil {
 		t.Fatal(err)
@@ -166,6 +170,10 @@ func TestCommandValidate(t *testing.T) {
 		{"target is the area", func(c *contract.Command) { c.RelativePath = "./" }, contract.CodeInvalidPath},
 		{"target backslash", func(c *contract.Command) { c.RelativePath = `..\x` }, contract.CodeInvalidPath},
 		{"bad checksum", func(c *contract.Command) { c.ExpectedAdler32 = "xyz" }, contract.CodeMalformed},
+		{"jupyter token", func(c *contract.Command) { c.Method, c.JupyterToken = contract.MethodJupyterCopy, "0123456789abcdef" }, ""},
+		{"jupyter token too short", func(c *contract.Command) { c.Method, c.JupyterToken = contract.MethodJupyterCopy, "abc" }, contract.CodeMalformed},
+		{"jupyter token with space", func(c *contract.Command) { c.Method, c.JupyterToken = contract.MethodJupyterCopy, "0123 456789" }, contract.CodeMalformed},
+		{"jupyter token on local_copy", func(c *contract.Command) { c.JupyterToken = "0123456789abcdef" }, contract.CodeMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -25,6 +25,12 @@ type Command struct {
 	// ExpectedAdler32 is the source's checksum (8 hex digits, as Rucio
 	// reports it); when set, the staged copy is compared with it.
 	ExpectedAdler32 string `json:"expected_adler32,omitempty"`
+	// JupyterToken is the user's own JupyterHub token for jupyter_copy
+	// (the seed API's jupyter_token); without it the bridge uses its
+	// service token. A secret: it is never copied into events, the audit,
+	// logs or error messages, and the command itself leaves the work queue
+	// once handled.
+	JupyterToken string `json:"jupyter_token,omitempty"`
 	// Origin names the system that submitted the request ("gateway" for
 	// the REST API).
 	Origin      string    `json:"origin,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -129,6 +130,13 @@ func (c Command) Validate() error {
 	}
 	if err := ValidateRelativePath(c.RelativePath); err != nil {
 		return err
+	}
+	if c.JupyterToken != "" && (len(c.JupyterToken) < 8 || len(c.JupyterToken) > 512 || strings.ContainsFunc(c.JupyterToken, unicode.IsSpace)) {
+		// The token itself is never echoed back.
+		return Errorf(CodeMalformed, "jupyter_token must be 8 to 512 characters without spaces")
+	}
+	if c.JupyterToken != "" && c.Method != MethodJupyterCopy {
+		return Errorf(CodeMalformed, "jupyter_token is only used by jupyter_copy")
 	}
 	if c.ExpectedAdler32 != "" && !adler32RE.MatchString(c.ExpectedAdler32) {
 		return Errorf(CodeMalformed, "expected_adler32 must be 8 lower-case hex digits")
