@@ -3,7 +3,6 @@ package bus_test
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -23,25 +22,14 @@ import (
 	"github.com/skao/skao-staging/libs/testenv"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = slog.New(slog.DiscardHandler)
 
 func setup(t *testing.T) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := bus.Connect(natstest.Start(t), "bus-test", quiet)
-	if err != nil {
+	nc, js := natstest.JetStream(t)
+	// Again: creating the streams is idempotent.
+	if err := bus.EnsureStreams(t.Context(), js, bus.StreamOptions{}); err != nil {
 		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := t.Context()
-	// Twice: creating the streams is idempotent.
-	for range 2 {
-		if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return nc, js
 }
@@ -147,7 +135,7 @@ func TestAckPolicy(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Settled = the work queue is empty: acked or terminated.
-			waitFor(t, "the message to be settled", func() bool {
+			testenv.Eventually(t, 15*time.Second, "the message to be settled", func() bool {
 				info, err := cons.Info(ctx)
 				return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && calls.Load() >= tt.wantCalls
 			})
@@ -206,16 +194,5 @@ func TestConnectRefusesOldServer(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "needs "+bus.MinServerVersion) {
 		t.Fatalf("Connect(%s) = %v, want a refusal naming the minimum version", url, err)
-	}
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -1,13 +1,20 @@
 // Package natstest gives tests a NATS server with JetStream: an embedded one
 // on a random port with a temporary store (the default), or the external
-// one named by STAGING_TEST_NATS_URL.
+// one named by STAGING_TEST_NATS_URL; and a connection to it set up as the
+// services set theirs up.
 package natstest
 
 import (
+	"context"
+	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/natsembed"
 	"github.com/skao/skao-staging/libs/testenv"
 )
@@ -33,6 +40,36 @@ func StartServer(t testing.TB, dir string) *server.Server {
 		s.WaitForShutdown()
 	})
 	return s
+}
+
+// JetStream starts an embedded server for the test and connects to it as
+// Connect does.
+func JetStream(t testing.TB) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	return Connect(t, Start(t))
+}
+
+// Connect connects to the server at url with bus.Connect, as a service
+// does (reconnecting forever, logs discarded), and makes sure the streams
+// exist. The connection is closed when the test ends; closing it earlier
+// is harmless.
+func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := bus.Connect(url, t.Name(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
 }
 
 // External returns the URL of the external NATS server for integration

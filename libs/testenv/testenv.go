@@ -1,10 +1,12 @@
 // Package testenv lets integration tests find the real services they need
 // (an external NATS, MySQL/MariaDB, JupyterHub). A test whose service is
 // missing is skipped with a visible message, or fails when
-// STAGING_REQUIRE_INTEGRATION=1, as it is in CI.
+// STAGING_REQUIRE_INTEGRATION=1, as it is in CI. It also holds what tests
+// of running services share: waiting for a condition, collecting output.
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -12,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,4 +91,38 @@ func randomSuffix(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return strings.ToLower(hex.EncodeToString(b))
+}
+
+// Eventually checks cond every 20ms until it holds, and fails the test when
+// it has not within timeout; what names the awaited state for the message.
+// cond runs on the test's goroutine, so it may call t.Fatal itself, e.g.
+// when the process it waits for has ended.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Buffer collects output written from several goroutines, such as the logs
+// of a service under test.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

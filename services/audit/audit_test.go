@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -25,10 +24,11 @@ import (
 	"github.com/skao/skao-staging/libs/natstest"
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/libs/telemetry"
+	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/audit"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = slog.New(slog.DiscardHandler)
 
 // env is a NATS server with the streams, and the pieces a Run needs.
 type env struct {
@@ -40,18 +40,7 @@ type env struct {
 func newEnv(t testing.TB) env {
 	t.Helper()
 	url := natstest.Start(t)
-	nc, err := bus.Connect(url, "audit-test", quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bus.EnsureStreams(t.Context(), js, bus.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	nc, js := natstest.Connect(t, url)
 	return env{nc: nc, js: js, url: url}
 }
 
@@ -66,14 +55,7 @@ type running struct {
 // would, until the returned stop is called (or the test ends).
 func (e env) start(t testing.TB, cfg audit.Config) running {
 	t.Helper()
-	nc, err := bus.Connect(e.url, "audit", quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := natstest.Connect(t, e.url)
 	r := running{reg: prometheus.NewRegistry(), health: telemetry.NewHealth()}
 	deps := service.Deps{Log: quiet, NC: nc, JS: js, Registerer: r.reg, Tracer: noop.NewTracerProvider(), Health: r.health}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -98,7 +80,7 @@ func (e env) start(t testing.TB, cfg audit.Config) running {
 		nc.Close()
 	}
 	t.Cleanup(r.stop)
-	waitFor(t, "the audit to answer queries", 15*time.Second, func() bool {
+	testenv.Eventually(t, 15*time.Second, "the audit to answer queries", func() bool {
 		_, err := e.nc.Request(contract.SubjectAuditList, []byte("{}"), time.Second)
 		return err == nil
 	})
@@ -189,17 +171,6 @@ func listAll(t *testing.T, nc *nats.Conn, req contract.AuditListRequest) []contr
 	}
 }
 
-func waitFor(t testing.TB, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // metric returns the value of the counter or gauge name with the given
 // label values, or of the histogram's sample count.
 func metric(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
@@ -254,7 +225,7 @@ func TestRecordsEventsAndAnswersQueries(t *testing.T) {
 	}
 	publish(t, e.js, published...)
 
-	waitFor(t, "every request to be recorded as finished", 15*time.Second, func() bool {
+	testenv.Eventually(t, 15*time.Second, "every request to be recorded as finished", func() bool {
 		got := statuses(listAll(t, e.nc, contract.AuditListRequest{Limit: 25}))
 		return got[contract.StatusSucceeded] == n*4/5 && got[contract.StatusFailed] == n/5
 	})
@@ -345,11 +316,11 @@ func TestPoisonMessageDoesNotBlock(t *testing.T) {
 		}
 	}
 	publish(t, e.js, good[1:]...)
-	waitFor(t, "the good request to be recorded", 15*time.Second, func() bool {
+	testenv.Eventually(t, 15*time.Second, "the good request to be recorded", func() bool {
 		rep := query[contract.AuditGetReply](t, e.nc, contract.SubjectAuditGet, contract.AuditGetRequest{ID: "req-1"})
 		return rep.Record != nil && rep.Record.Status == contract.StatusSucceeded
 	})
-	waitFor(t, "the poison to be terminated", 15*time.Second, func() bool {
+	testenv.Eventually(t, 15*time.Second, "the poison to be terminated", func() bool {
 		c, err := e.js.Consumer(t.Context(), contract.StreamEvents, contract.ConsumerAudit)
 		if err != nil {
 			return false
@@ -383,7 +354,7 @@ func TestEventGapsFilledFromTheMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rec *contract.Record
-	waitFor(t, "the request to be recorded", 15*time.Second, func() bool {
+	testenv.Eventually(t, 15*time.Second, "the request to be recorded", func() bool {
 		rec = query[contract.AuditGetReply](t, e.nc, contract.SubjectAuditGet, contract.AuditGetRequest{ID: "req-1"}).Record
 		return rec != nil
 	})
@@ -404,7 +375,7 @@ func TestReplayFromTheStartChangesNothing(t *testing.T) {
 		published = append(published, lifecycle(command(fmt.Sprintf("req-%02d", i)), i, i%3 == 0)...)
 	}
 	publish(t, e.js, published...)
-	waitFor(t, "every event to be stored", 15*time.Second, func() bool {
+	testenv.Eventually(t, 15*time.Second, "every event to be stored", func() bool {
 		return metric(t, a.reg, "staging_audit_events_total", "result", "stored") == float64(len(published))
 	})
 	before := snapshot(t, e.nc)
@@ -414,7 +385,7 @@ func TestReplayFromTheStartChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := e.start(t, cfg)
-	waitFor(t, "the replay to be consumed", 15*time.Second, func() bool {
+	testenv.Eventually(t, 15*time.Second, "the replay to be consumed", func() bool {
 		return metric(t, b.reg, "staging_audit_events_total", "result", "duplicate") == float64(len(published))
 	})
 	if got := metric(t, b.reg, "staging_audit_events_total", "result", "stored"); got != 0 {

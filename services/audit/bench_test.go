@@ -71,7 +71,7 @@ func benchBacklog(b *testing.B, batchSize int) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	waitFor(b, "the backlog to be stored", 5*time.Minute, func() bool {
+	testenv.Eventually(b, 5*time.Minute, "the backlog to be stored", func() bool {
 		var n int
 		return db.QueryRow("SELECT COUNT(*) FROM staging_events").Scan(&n) == nil && n == len(events)
 	})

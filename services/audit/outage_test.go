@@ -161,7 +161,7 @@ func TestMySQLOutageLosesNothing(t *testing.T) {
 	// Before the outage: recorded as usual.
 	warmup := lifecycle(command("warm-up"), 0, false)
 	publish(t, e.js, warmup...)
-	waitFor(t, "the warm-up request to be stored", 15*time.Second, func() bool {
+	testenv.Eventually(t, 15*time.Second, "the warm-up request to be stored", func() bool {
 		return count(t, direct, "SELECT COUNT(*) FROM staging_events") == len(warmup)
 	})
 
@@ -174,7 +174,7 @@ func TestMySQLOutageLosesNothing(t *testing.T) {
 		published = append(published, evs[0], evs[2])
 	}
 	publish(t, e.js, published...)
-	waitFor(t, "the audit to see the database fail", 15*time.Second, func() bool {
+	testenv.Eventually(t, 15*time.Second, "the audit to see the database fail", func() bool {
 		return metric(t, a.reg, "staging_audit_db_errors_total") >= 2
 	})
 	failed := a.health.Ready(t.Context())
@@ -186,7 +186,7 @@ func TestMySQLOutageLosesNothing(t *testing.T) {
 	}
 
 	px.restore()
-	waitFor(t, "every request to be stored", 30*time.Second, func() bool {
+	testenv.Eventually(t, 30*time.Second, "every request to be stored", func() bool {
 		return count(t, direct, "SELECT COUNT(*) FROM staging_requests WHERE status IN ('succeeded', 'failed')") == n+1
 	})
 	if got, want := count(t, direct, "SELECT COUNT(*) FROM staging_events"), len(warmup)+len(published); got != want {
@@ -195,10 +195,10 @@ func TestMySQLOutageLosesNothing(t *testing.T) {
 	if got, want := count(t, direct, "SELECT COUNT(*) FROM staging_requests WHERE status = 'failed'"), n/10; got != want {
 		t.Errorf("failed requests = %d, want %d", got, want)
 	}
-	waitFor(t, "the audit to be ready again", 15*time.Second, func() bool {
+	testenv.Eventually(t, 15*time.Second, "the audit to be ready again", func() bool {
 		return len(a.health.Ready(t.Context())) == 0
 	})
-	waitFor(t, "every event to be acknowledged", 15*time.Second, func() bool {
+	testenv.Eventually(t, 15*time.Second, "every event to be acknowledged", func() bool {
 		c, err := e.js.Consumer(t.Context(), contract.StreamEvents, contract.ConsumerAudit)
 		if err != nil {
 			return false
@@ -248,7 +248,7 @@ func TestSQLiteLockedLosesNothing(t *testing.T) {
 		published = append(published, evs[0], evs[2])
 	}
 	publish(t, e.js, published...)
-	waitFor(t, "the audit to see the database fail", 30*time.Second, func() bool {
+	testenv.Eventually(t, 30*time.Second, "the audit to see the database fail", func() bool {
 		return metric(t, a.reg, "staging_audit_db_errors_total") >= 1
 	})
 	if failed := a.health.Ready(t.Context()); failed["database"] == "" {
@@ -258,13 +258,13 @@ func TestSQLiteLockedLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	waitFor(t, "every request to be stored", 60*time.Second, func() bool {
+	testenv.Eventually(t, 60*time.Second, "every request to be stored", func() bool {
 		return count(t, locker, "SELECT COUNT(*) FROM staging_requests WHERE status = 'succeeded'") == n
 	})
 	if got, want := count(t, locker, "SELECT COUNT(*) FROM staging_events"), len(published); got != want {
 		t.Errorf("events stored = %d, want %d", got, want)
 	}
-	waitFor(t, "the audit to be ready again", 15*time.Second, func() bool {
+	testenv.Eventually(t, 15*time.Second, "the audit to be ready again", func() bool {
 		return len(a.health.Ready(t.Context())) == 0
 	})
 }

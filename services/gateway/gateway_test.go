@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -28,6 +27,7 @@ import (
 	"github.com/skao/skao-staging/libs/natstest"
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/libs/telemetry"
+	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/gateway"
 )
 
@@ -48,54 +48,16 @@ type env struct {
 	js   jetstream.JetStream
 	gwNC *nats.Conn
 	deps service.Deps
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs *testenv.Buffer
 }
 
 func newEnv(t *testing.T, cfg gateway.Config, opts ...gateway.Option) *env {
 	t.Helper()
 	srv := natstest.StartServer(t, t.TempDir())
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	gwNC, err := bus.Connect(srv.ClientURL(), "gateway-test", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(gwNC.Close)
-	gwJS, err := jetstream.New(gwNC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := bus.EnsureStreams(ctx, gwJS, bus.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	gwNC, gwJS := natstest.Connect(t, srv.ClientURL())
+	nc, js := natstest.Connect(t, srv.ClientURL())
 	tp := sdktrace.NewTracerProvider()
 	t.Cleanup(func() {
 		if err := tp.Shutdown(context.Background()); err != nil {
@@ -117,6 +79,28 @@ func newEnv(t *testing.T, cfg gateway.Config, opts ...gateway.Option) *env {
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
 	return &env{t: t, url: ts.URL, srv: srv, nc: nc, js: js, gwNC: gwNC, deps: deps, logs: logs}
+}
+
+// answer stands in for the audit on subject: each query gets reply's
+// answer as JSON. Unsubscribe to take the audit away.
+func (e *env) answer(subject string, reply func(query []byte) any) *nats.Subscription {
+	e.t.Helper()
+	sub, err := e.nc.Subscribe(subject, func(m *nats.Msg) {
+		data, err := json.Marshal(reply(m.Data))
+		if err == nil {
+			err = m.Respond(data)
+		}
+		if err != nil {
+			e.t.Errorf("answer on %s: %v", subject, err)
+		}
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.nc.Flush(); err != nil {
+		e.t.Fatal(err)
+	}
+	return sub
 }
 
 type response struct {
@@ -439,13 +423,9 @@ func TestBadInput(t *testing.T) {
 func TestNATSDownAnswers503(t *testing.T) {
 	e := newEnv(t, gateway.Config{})
 	e.srv.Shutdown()
-	deadline := time.Now().Add(5 * time.Second)
-	for e.gwNC.Status() == nats.CONNECTED {
-		if time.Now().After(deadline) {
-			t.Fatal("gateway connection still connected after server shutdown")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, "the gateway's connection to notice the shutdown", func() bool {
+		return e.gwNC.Status() != nats.CONNECTED
+	})
 	tests := []struct {
 		name, method, path, body string
 	}{
@@ -518,10 +498,10 @@ func TestGetFallsBackToAudit(t *testing.T) {
 	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	// A stand-in for the audit service (another module); the end-to-end
 	// tests use the real one.
-	sub, err := e.nc.Subscribe(contract.SubjectAuditGet, func(m *nats.Msg) {
+	sub := e.answer(contract.SubjectAuditGet, func(query []byte) any {
 		var req contract.AuditGetRequest
 		reply := contract.AuditGetReply{}
-		if err := json.Unmarshal(m.Data, &req); err != nil {
+		if err := json.Unmarshal(query, &req); err != nil {
 			reply.Error = contract.Errorf(contract.CodeMalformed, "bad query")
 		} else if req.ID == "old-1" {
 			reply.Record = &contract.Record{
@@ -532,17 +512,8 @@ func TestGetFallsBackToAudit(t *testing.T) {
 		} else {
 			reply.Error = contract.Errorf(contract.CodeNotFound, "no request %s", req.ID)
 		}
-		data, _ := json.Marshal(reply)
-		if err := m.Respond(data); err != nil {
-			t.Errorf("respond: %v", err)
-		}
+		return reply
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
 
 	tests := []struct {
 		name       string
@@ -599,26 +570,17 @@ func TestGetFallsBackToAudit(t *testing.T) {
 func TestListAsksTheAudit(t *testing.T) {
 	e := newEnv(t, gateway.Config{})
 	got := make(chan contract.AuditListRequest, 1)
-	_, err := e.nc.Subscribe(contract.SubjectAuditList, func(m *nats.Msg) {
+	e.answer(contract.SubjectAuditList, func(query []byte) any {
 		var req contract.AuditListRequest
-		if err := json.Unmarshal(m.Data, &req); err != nil {
+		if err := json.Unmarshal(query, &req); err != nil {
 			t.Errorf("list query: %v", err)
 		}
 		got <- req
-		data, _ := json.Marshal(contract.AuditListReply{
+		return contract.AuditListReply{
 			Items:      []contract.Record{{ID: "r1", Method: contract.MethodLocalCopy, Username: "alice", Status: contract.StatusFailed}},
 			NextCursor: "c2",
-		})
-		if err := m.Respond(data); err != nil {
-			t.Errorf("respond: %v", err)
 		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
 	resp := e.do(http.MethodGet, "/api/v1/stagings?username=alice&status=failed&method=local_copy&since=2026-01-01T00:00:00Z&limit=10&cursor=c1", "")
 	if resp.status != http.StatusOK {
 		t.Fatalf("status = %d: %s", resp.status, resp.body)

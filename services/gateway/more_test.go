@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/gateway"
 )
 
@@ -224,30 +225,23 @@ func TestMetricsAndAccessLog(t *testing.T) {
 func TestRunServesUntilCancelled(t *testing.T) {
 	e := newEnv(t, gateway.Config{})
 	deps := e.deps
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	deps.Log = slog.New(slog.NewJSONHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- gateway.Run(ctx, gateway.Config{HTTPAddr: "127.0.0.1:0"}, deps) }()
 
 	addr := ""
-	deadline := time.Now().Add(5 * time.Second)
-	for addr == "" {
-		for _, line := range strings.Split(logs.String(), "\n") {
-			var rec struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
+	testenv.Eventually(t, 5*time.Second, "the gateway to listen", func() bool {
+		for line := range strings.Lines(logs.String()) {
+			var rec struct{ Msg, Addr string }
 			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "http_listening" {
 				addr = rec.Addr
 			}
 		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("gateway did not start listening:\n%s", logs)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return addr != ""
+	})
 	resp, err := http.Get("http://" + addr + "/api/v1/methods")
 	if err != nil {
 		t.Fatal(err)

@@ -7,18 +7,18 @@ package jupyterbridge
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/libs/storage"
+	"github.com/skao/skao-staging/libs/worker"
 	"github.com/skao/skao-staging/services/jupyter-bridge/internal/hubclient"
 	"github.com/skao/skao-staging/services/jupyter-bridge/internal/jupytercopy"
-	"github.com/skao/skao-staging/services/jupyter-bridge/internal/worker"
 )
 
 // The variables JupyterHub itself uses to tell a service where the hub is
@@ -67,7 +67,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		<-ctx.Done()
 		return nil
 	}
-	metrics, err := worker.NewMetrics(deps.Registerer)
+	metrics, err := newMetrics(deps.Registerer)
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		URL:       cfg.HubURL,
 		Token:     cfg.HubToken,
 		ChunkSize: cfg.ChunkSize,
-		Observer:  metrics.ObserveHubCall,
+		Observer:  metrics.observeHubCall,
 	})
 	if err != nil {
 		return fmt.Errorf("jupyterhub (JUPYTERHUB_URL, JUPYTERHUB_API_TOKEN): %w", err)
@@ -86,23 +86,27 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	}
 	defer source.Close()
 
-	w := &worker.Worker{
-		JS:         deps.JS,
-		Hub:        hub,
-		Copier:     &jupytercopy.Copier{Source: source, SpawnTimeout: cfg.SpawnTimeout},
-		Log:        log,
-		Tracer:     deps.Tracer.Tracer("skao-staging/jupyter-bridge"),
-		Metrics:    metrics,
-		MaxDeliver: cfg.MaxDeliver,
+	work := &upload{
+		hub:     hub,
+		copier:  &jupytercopy.Copier{Source: source, SpawnTimeout: cfg.SpawnTimeout},
+		log:     log,
+		metrics: metrics,
 	}
-	concurrency := max(cfg.Concurrency, 1)
-	consumer, err := bus.EnsureConsumer(ctx, deps.JS, bus.ConsumerOptions{
-		Stream:         contract.StreamRequests,
-		Durable:        contract.ConsumerJupyterBridge,
-		FilterSubjects: []string{contract.RequestSubject(contract.MethodJupyterCopy)},
-		AckWait:        cfg.AckWait,
-		MaxDeliver:     cfg.MaxDeliver,
-		MaxAckPending:  concurrency * 2,
+	w, err := worker.New(worker.Options{
+		Source:          "jupyter-bridge",
+		Methods:         contract.MethodSet{contract.MethodJupyterCopy},
+		Stage:           work.stage,
+		JS:              deps.JS,
+		Log:             log,
+		Tracer:          deps.Tracer.Tracer("skao-staging/jupyter-bridge"),
+		Registerer:      deps.Registerer,
+		MetricPrefix:    "staging_jupyter",
+		DurationBuckets: prometheus.ExponentialBuckets(0.01, 4, 10),
+		Durable:         contract.ConsumerJupyterBridge,
+		Concurrency:     cfg.Concurrency,
+		AckWait:         cfg.AckWait,
+		MaxDeliver:      cfg.MaxDeliver,
+		Timeout:         cfg.StageTimeout,
 	})
 	if err != nil {
 		return err
@@ -115,19 +119,105 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		return nil
 	})
 
-	policy := bus.AckPolicy{
-		Log:        log,
-		AckWait:    cfg.AckWait,
-		MaxDeliver: cfg.MaxDeliver,
-		Timeout:    cfg.StageTimeout,
-		OnFailure:  w.OnFailure,
-	}
 	log.InfoContext(ctx, "jupyter_bridge_started", "hub_url", cfg.HubURL, "source_root", source.Dir(), "chunk_size", hub.ChunkSize())
-	err = bus.Consume(ctx, consumer, concurrency, func(ctx context.Context, msg jetstream.Msg) {
-		policy.Handle(ctx, msg, w.Handle)
+	return w.Run(ctx)
+}
+
+// upload carries out jupyter_copy for the shared worker.
+type upload struct {
+	hub     *hubclient.Client
+	copier  *jupytercopy.Copier
+	log     *slog.Logger
+	metrics *metrics
+}
+
+// stage is the jupyter-bridge's worker.StageFunc: it reports every step of
+// a server start as a message, and the upload's progress.
+func (u *upload) stage(ctx context.Context, cmd contract.Command, report *worker.Reporter) (worker.Result, error) {
+	res, err := u.copier.Copy(ctx, u.hub, jupytercopy.Request{
+		Username: cmd.Username,
+		Source:   cmd.LocalPathOnStorage,
+		Target:   cmd.RelativePath,
+	}, func(up jupytercopy.Update) {
+		if up.Message != "" {
+			report.Message(up.Message)
+			return
+		}
+		report.Progress(up.Progress)
 	})
-	if err != nil {
-		return fmt.Errorf("consume jupyter_copy commands: %w", err)
+	if res.ServerStarted {
+		u.metrics.serverStarts.Inc()
+		if res.StartDuration > 0 {
+			u.metrics.startDuration.Observe(res.StartDuration.Seconds())
+		}
+		u.log.InfoContext(ctx, "jupyter_server_started", "request_id", cmd.ID, "username", cmd.Username, "duration", res.StartDuration.String())
 	}
-	return nil
+	if err != nil {
+		return worker.Result{}, err
+	}
+	out := worker.Result{Outcome: res.Outcome, Bytes: res.Bytes, Files: res.Files}
+	if res.Outcome == contract.OutcomeAlreadyPresent {
+		out.Message = fmt.Sprintf("%s is already present in the Jupyter server of %s; nothing uploaded", cmd.RelativePath, cmd.Username)
+	} else {
+		out.Message = fmt.Sprintf("uploaded %d files (%d bytes) to %s in the Jupyter server of %s", res.Files, res.Bytes, cmd.RelativePath, cmd.Username)
+	}
+	if res.Outcome == contract.OutcomeStaged {
+		u.metrics.bytes.Add(float64(res.Bytes))
+		u.metrics.files.Add(float64(res.Files))
+	}
+	return out, nil
+}
+
+// metrics are what the bridge counts beyond the request metrics of the
+// shared worker.
+type metrics struct {
+	hubCalls      *prometheus.CounterVec
+	hubDuration   *prometheus.HistogramVec
+	serverStarts  prometheus.Counter
+	startDuration prometheus.Histogram
+	bytes         prometheus.Counter
+	files         prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		hubCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "staging_jupyter_hub_calls_total",
+			Help: "HTTP calls to JupyterHub and users' servers, by endpoint and status code (error: no response).",
+		}, []string{"endpoint", "status"}),
+		hubDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "staging_jupyter_hub_call_duration_seconds",
+			Help:    "Duration of HTTP calls to JupyterHub and users' servers, by endpoint.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 4, 9),
+		}, []string{"endpoint"}),
+		serverStarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "staging_jupyter_server_starts_total",
+			Help: "Users' Jupyter servers the bridge had to start.",
+		}),
+		startDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "staging_jupyter_server_start_duration_seconds",
+			Help:    "Time from asking for a user's server until it was ready.",
+			Buckets: prometheus.ExponentialBuckets(0.25, 2, 10),
+		}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "staging_jupyter_uploaded_bytes_total",
+			Help: "Bytes of staged items uploaded into users' Jupyter servers.",
+		}),
+		files: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "staging_jupyter_uploaded_files_total",
+			Help: "Files uploaded into users' Jupyter servers.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.hubCalls, m.hubDuration, m.serverStarts, m.startDuration, m.bytes, m.files} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register jupyter-bridge metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// observeHubCall is a hubclient.Observer.
+func (m *metrics) observeHubCall(endpoint, status string, d time.Duration) {
+	m.hubCalls.WithLabelValues(endpoint, status).Inc()
+	m.hubDuration.WithLabelValues(endpoint).Observe(d.Seconds())
 }

@@ -3,7 +3,6 @@ package jupyterbridge_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -39,21 +38,10 @@ type bridge struct {
 // test ends, and checks that it then returns nil.
 func startBridge(t *testing.T, cfg jupyterbridge.Config) bridge {
 	t.Helper()
-	nc, err := nats.Connect(natstest.Start(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := natstest.JetStream(t)
 	ctx, cancel := context.WithCancel(t.Context())
-	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	deps := service.Deps{
-		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:        slog.New(slog.DiscardHandler),
 		NC:         nc,
 		JS:         js,
 		Registerer: prometheus.NewRegistry(),

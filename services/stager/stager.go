@@ -12,16 +12,15 @@ import (
 	"os"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/libs/storage"
+	"github.com/skao/skao-staging/libs/worker"
 	"github.com/skao/skao-staging/services/stager/internal/downloads"
 	"github.com/skao/skao-staging/services/stager/internal/ownership"
 	"github.com/skao/skao-staging/services/stager/internal/stage"
-	"github.com/skao/skao-staging/services/stager/internal/worker"
 )
 
 // DownloadPath is the route of a download link on the stager's listener
@@ -75,28 +74,31 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	if err != nil {
 		return err
 	}
-	metrics, err := worker.NewMetrics(deps.Registerer)
+	tracer := deps.Tracer.Tracer("skao-staging/stager")
+	work, err := newMethods(deps.Registerer, links, &stage.Stager{
+		Source: source, Users: users, Owners: owners, Workers: cfg.CopyWorkers, Tracer: tracer,
+		// The copy meter samples more often than the worker publishes, so
+		// the worker's spacing of progress events sets the pace.
+		ProgressEvery: worker.DefaultProgressEvery / 4,
+	})
 	if err != nil {
 		return err
 	}
-	w := &worker.Worker{
-		JS:         deps.JS,
-		Stager:     &stage.Stager{Source: source, Users: users, Owners: owners, Workers: cfg.CopyWorkers, Tracer: deps.Tracer.Tracer("skao-staging/stager")},
-		Links:      links,
-		Allowed:    allowed,
-		Log:        log,
-		Tracer:     deps.Tracer.Tracer("skao-staging/stager"),
-		Metrics:    metrics,
-		MaxDeliver: cfg.MaxDeliver,
-	}
-	concurrency := max(cfg.Concurrency, 1)
-	consumer, err := bus.EnsureConsumer(ctx, deps.JS, bus.ConsumerOptions{
-		Stream:         contract.StreamRequests,
-		Durable:        contract.ConsumerStager,
-		FilterSubjects: contract.RequestSubjects(contract.StagerMethods...),
-		AckWait:        cfg.AckWait,
-		MaxDeliver:     cfg.MaxDeliver,
-		MaxAckPending:  concurrency * 2,
+	w, err := worker.New(worker.Options{
+		Source:       "stager",
+		Methods:      contract.StagerMethods,
+		Allowed:      allowed,
+		Stage:        work.stage,
+		JS:           deps.JS,
+		Log:          log,
+		Tracer:       tracer,
+		Registerer:   deps.Registerer,
+		MetricPrefix: "staging_stager",
+		Durable:      contract.ConsumerStager,
+		Concurrency:  cfg.Concurrency,
+		AckWait:      cfg.AckWait,
+		MaxDeliver:   cfg.MaxDeliver,
+		Timeout:      cfg.StageTimeout,
 	})
 	if err != nil {
 		return err
@@ -122,17 +124,8 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		errc <- nil
 	}
 
-	policy := bus.AckPolicy{
-		Log:        log,
-		AckWait:    cfg.AckWait,
-		MaxDeliver: cfg.MaxDeliver,
-		Timeout:    cfg.StageTimeout,
-		OnFailure:  w.OnFailure,
-	}
 	log.InfoContext(ctx, "stager_started", "source_root", source.Dir(), "user_area_root", cfg.UserAreaRoot, "methods", fmt.Sprint(allowed))
-	cerr := bus.Consume(ctx, consumer, concurrency, func(ctx context.Context, msg jetstream.Msg) {
-		policy.Handle(ctx, msg, w.Handle)
-	})
+	cerr := w.Run(ctx)
 	cancel()
 	return errors.Join(cerr, <-errc)
 }
@@ -167,4 +160,81 @@ func storageCheck(source *storage.Root, users *os.Root) func(context.Context) er
 		}
 		return nil
 	}
+}
+
+// methods carries out the stager's methods for the shared worker, and
+// counts what they stage.
+type methods struct {
+	stager       *stage.Stager
+	links        *downloads.Store
+	bytes, files prometheus.Counter
+}
+
+func newMethods(reg prometheus.Registerer, links *downloads.Store, s *stage.Stager) (*methods, error) {
+	m := &methods{
+		stager: s,
+		links:  links,
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "staging_stager_bytes_total",
+			Help: "Bytes copied or linked by the stager.",
+		}),
+		files: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "staging_stager_files_total",
+			Help: "Files copied or linked by the stager.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.bytes, m.files} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register stager metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// stage is the stager's worker.StageFunc.
+func (m *methods) stage(ctx context.Context, cmd contract.Command, report *worker.Reporter) (worker.Result, error) {
+	var r stage.Result
+	var err error
+	switch cmd.Method {
+	case contract.MethodLocalCopy:
+		r, err = m.stager.Copy(ctx, cmd, report.Progress)
+	case contract.MethodLocalSymlink:
+		r, err = m.stager.Symlink(ctx, cmd)
+	case contract.MethodLocalHardlink:
+		r, err = m.stager.Hardlink(ctx, cmd)
+	case contract.MethodDirectDownload:
+		return m.issueLink(ctx, cmd)
+	default:
+		return worker.Result{}, contract.Errorf(contract.CodeInvalidMethod, "the stager does not carry out %q", cmd.Method)
+	}
+	if err != nil {
+		return worker.Result{}, err
+	}
+	if r.Outcome == contract.OutcomeStaged {
+		m.bytes.Add(float64(r.Bytes))
+		m.files.Add(float64(r.Files))
+	}
+	return worker.Result{Outcome: r.Outcome, Bytes: r.Bytes, Files: r.Files, Adler32: r.Adler32, Message: r.Message}, nil
+}
+
+// issueLink carries out direct_download: it checks the source and issues a
+// link to it.
+func (m *methods) issueLink(ctx context.Context, cmd contract.Command) (worker.Result, error) {
+	rel, fi, err := m.stager.Check(ctx, cmd)
+	if err != nil {
+		return worker.Result{}, err
+	}
+	url, err := m.links.Issue(ctx, cmd.Username, rel, cmd.ID)
+	if err != nil {
+		return worker.Result{}, fmt.Errorf("issue download link: %w", err)
+	}
+	what := "file"
+	if fi.IsDir() {
+		what = "directory (as a tar archive)"
+	}
+	return worker.Result{
+		Outcome:     contract.OutcomeLinkIssued,
+		Message:     fmt.Sprintf("download link issued for %s %s", what, cmd.LocalPathOnStorage),
+		DownloadURL: url,
+	}, nil
 }

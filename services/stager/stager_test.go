@@ -16,7 +16,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -27,6 +26,7 @@ import (
 	"github.com/skao/skao-staging/libs/natstest"
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/libs/telemetry"
+	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/stager"
 )
 
@@ -42,21 +42,7 @@ type system struct {
 
 func startStager(t *testing.T, edit func(*stager.Config)) *system {
 	t.Helper()
-	url := natstest.Start(t)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	nc, js := natstest.JetStream(t)
 	dir := t.TempDir()
 	s := &system{js: js, storage: filepath.Join(dir, "storage_a"), userArea: filepath.Join(dir, "users")}
 	for _, d := range []string{s.storage, s.userArea} {
@@ -92,7 +78,7 @@ func startStager(t *testing.T, edit func(*stager.Config)) *system {
 	done := make(chan error, 1)
 	go func() { done <- stager.Run(runCtx, s.cfg, s.deps) }()
 	// The consumer is declared once the roots are open.
-	waitFor(t, "the stager's consumer", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the stager's consumer", func() bool {
 		_, err := js.Consumer(context.Background(), contract.StreamRequests, contract.ConsumerStager)
 		return err == nil
 	})
@@ -328,7 +314,7 @@ func TestFailuresAreRecordedOnce(t *testing.T) {
 	}
 	// Every failure ended in one terminal event, after one delivery: the
 	// work queue is empty and no event came twice.
-	waitFor(t, "the requests to leave the work queue", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the requests to leave the work queue", func() bool {
 		info, err := s.js.Stream(context.Background(), contract.StreamRequests)
 		if err != nil {
 			return false
@@ -480,17 +466,6 @@ func TestDirectDownload(t *testing.T) {
 				t.Errorf("HEAD Content-Length = %d, want %d", resp.ContentLength, len(content))
 			}
 		})
-	}
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

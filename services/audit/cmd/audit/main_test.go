@@ -1,25 +1,21 @@
 package main
 
 import (
-	"bytes"
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	_ "modernc.org/sqlite"
 
-	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/natstest"
+	"github.com/skao/skao-staging/libs/testenv"
 )
 
 // The test binary doubles as the audit binary: started with
@@ -33,28 +29,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// syncBuffer collects a process's output for the test log.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func startAudit(t *testing.T, env ...string) (*exec.Cmd, *syncBuffer) {
+func startAudit(t *testing.T, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
-	out := &syncBuffer{}
+	out := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), append(env, "AUDIT_TEST_AS_MAIN=1")...)
 	if err := cmd.Start(); err != nil {
@@ -69,7 +47,7 @@ func startAudit(t *testing.T, env ...string) (*exec.Cmd, *syncBuffer) {
 			t.Logf("audit output:\n%s", out)
 		}
 	})
-	return cmd, out
+	return cmd
 }
 
 func count(t *testing.T, db *sql.DB, query string) int {
@@ -82,33 +60,11 @@ func count(t *testing.T, db *sql.DB, query string) int {
 	return n
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // The audit process is killed (SIGKILL) while it works through a backlog
 // and started again: every event is stored once, none is lost.
 func TestKilledMidBatchLosesNothing(t *testing.T) {
 	url := natstest.Start(t)
-	nc, err := bus.Connect(url, "test", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bus.EnsureStreams(t.Context(), js, bus.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.Connect(t, url)
 	const n = 3000
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	for i := range n {
@@ -140,8 +96,8 @@ func TestKilledMidBatchLosesNothing(t *testing.T) {
 	}
 	defer db.Close()
 
-	first, _ := startAudit(t, env...)
-	waitFor(t, "the first process to store some events", 30*time.Second, func() bool {
+	first := startAudit(t, env...)
+	testenv.Eventually(t, 30*time.Second, "the first process to store some events", func() bool {
 		return count(t, db, "SELECT COUNT(*) FROM staging_events") > 200
 	})
 	if err := first.Process.Kill(); err != nil {
@@ -154,14 +110,14 @@ func TestKilledMidBatchLosesNothing(t *testing.T) {
 	}
 	t.Logf("killed after %d of %d events", stored, 2*n)
 
-	second, _ := startAudit(t, env...)
-	waitFor(t, "every event to be stored", 60*time.Second, func() bool {
+	second := startAudit(t, env...)
+	testenv.Eventually(t, 60*time.Second, "every event to be stored", func() bool {
 		return count(t, db, "SELECT COUNT(*) FROM staging_events") == 2*n
 	})
 	if got := count(t, db, "SELECT COUNT(*) FROM staging_requests WHERE status = 'succeeded'"); got != n {
 		t.Errorf("succeeded requests = %d, want %d", got, n)
 	}
-	waitFor(t, "every event to be acknowledged", 30*time.Second, func() bool {
+	testenv.Eventually(t, 30*time.Second, "every event to be acknowledged", func() bool {
 		c, err := js.Consumer(t.Context(), contract.StreamEvents, contract.ConsumerAudit)
 		if err != nil {
 			return false

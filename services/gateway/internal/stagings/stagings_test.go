@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skao/skao-staging/libs/bus"
@@ -18,20 +17,7 @@ import (
 
 func setup(t *testing.T) (*stagings.Client, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(natstest.Start(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	nc, js := natstest.JetStream(t)
 	return stagings.New(nc, js, contract.MethodSet(contract.Methods), time.Second), js
 }
 

@@ -9,22 +9,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/natstest"
+	"github.com/skao/skao-staging/libs/testenv"
 )
 
 func TestRunStartsAndStops(t *testing.T) {
 	url := natstest.Start(t)
+	_, js := natstest.Connect(t, url)
 	dir := t.TempDir()
 	for _, d := range []string{"storage", "users"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
@@ -36,31 +35,15 @@ func TestRunStartsAndStops(t *testing.T) {
 			"-download-addr", "127.0.0.1:0",
 		}, io.Discard)
 	}()
-
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := js.Consumer(ctx, contract.StreamRequests, contract.ConsumerStager); err == nil {
-			break
-		}
+	testenv.Eventually(t, 10*time.Second, "the stager's consumer", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("run returned before its consumer existed: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the stager's consumer did not appear")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		_, err := js.Consumer(ctx, contract.StreamRequests, contract.ConsumerStager)
+		return err == nil
+	})
 	cancel()
 	select {
 	case err := <-done:
@@ -74,7 +57,7 @@ func TestRunStartsAndStops(t *testing.T) {
 
 func TestRunRefusesMissingRoots(t *testing.T) {
 	url := natstest.Start(t)
-	err := run(context.Background(), []string{"-nats-url", url, "-ops-addr", "127.0.0.1:0", "-download-addr", ""}, io.Discard)
+	err := run(t.Context(), []string{"-nats-url", url, "-ops-addr", "127.0.0.1:0", "-download-addr", ""}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "STAGING_SOURCE_ROOT") {
 		t.Fatalf("run = %v, want an error naming STAGING_SOURCE_ROOT", err)
 	}

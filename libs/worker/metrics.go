@@ -1,0 +1,53 @@
+package worker
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/skao/skao-staging/libs/contract"
+)
+
+// metrics are the request metrics every worker keeps. What a service
+// counts beyond them (bytes copied, hub calls) it registers itself.
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inFlight prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, prefix, source string, buckets []float64) (*metrics, error) {
+	if buckets == nil {
+		buckets = prometheus.ExponentialBuckets(0.005, 4, 10)
+	}
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: prefix + "_requests_total",
+			Help: fmt.Sprintf("Requests handled by the %s, by method and outcome (staged, already_present, link_issued, failed, rejected).", source),
+		}, []string{"method", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    prefix + "_duration_seconds",
+			Help:    fmt.Sprintf("Time the %s spent on one delivery of a request, by method.", source),
+			Buckets: buckets,
+		}, []string{"method"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: prefix + "_in_flight",
+			Help: fmt.Sprintf("Requests the %s is working on now.", source),
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inFlight} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register %s request metrics: %w", source, err)
+		}
+	}
+	return m, nil
+}
+
+// metricMethod keeps the method label's values bounded: a malformed
+// command may name anything.
+func metricMethod(m contract.Method) string {
+	if _, err := contract.ParseMethod(string(m)); err != nil {
+		return "invalid"
+	}
+	return string(m)
+}

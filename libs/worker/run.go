@@ -1,0 +1,48 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skao/skao-staging/libs/bus"
+	"github.com/skao/skao-staging/libs/contract"
+)
+
+// Run declares the worker's durable consumer on the commands of its
+// methods and handles them under the one acknowledgement policy until ctx
+// is cancelled; then it stops taking new commands, finishes those in hand
+// and returns nil. It fails when it cannot start.
+func (w *Worker) Run(ctx context.Context) error {
+	if w.o.Durable == "" {
+		return errors.New("worker: Durable is required to run")
+	}
+	concurrency := max(w.o.Concurrency, 1)
+	consumer, err := bus.EnsureConsumer(ctx, w.o.JS, bus.ConsumerOptions{
+		Stream:         contract.StreamRequests,
+		Durable:        w.o.Durable,
+		FilterSubjects: contract.RequestSubjects(w.o.Methods...),
+		AckWait:        w.o.AckWait,
+		MaxDeliver:     w.o.MaxDeliver,
+		MaxAckPending:  concurrency * 2,
+	})
+	if err != nil {
+		return err
+	}
+	policy := bus.AckPolicy{
+		Log:        w.o.Log,
+		AckWait:    w.o.AckWait,
+		MaxDeliver: w.o.MaxDeliver,
+		Timeout:    w.o.Timeout,
+		OnFailure:  w.OnFailure,
+	}
+	err = bus.Consume(ctx, consumer, concurrency, func(ctx context.Context, msg jetstream.Msg) {
+		policy.Handle(ctx, msg, w.Handle)
+	})
+	if err != nil {
+		return fmt.Errorf("consume %s commands: %w", w.o.Durable, err)
+	}
+	return nil
+}
