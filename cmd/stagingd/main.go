@@ -7,23 +7,16 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/skao/skao-staging/libs/service"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "stagingd:", err)
-		os.Exit(1)
-	}
+	service.Main("stagingd", func(ctx context.Context, args []string, stdout io.Writer) error {
+		return run(ctx, args, stdout, os.Stderr)
+	})
 }
 
 // run is the whole program; banner receives the human-readable start-up

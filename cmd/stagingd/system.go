@@ -110,9 +110,9 @@ func start(ctx context.Context, cfg config, logs io.Writer) (*system, error) {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return stager.Run(gctx, sys.cfg.Stager, rt.Deps) })
-	g.Go(func() error { return audit.Run(gctx, sys.cfg.Audit, rt.Deps) })
-	g.Go(func() error { return jupyterbridge.Run(gctx, sys.cfg.Jupyter, rt.Deps) })
+	g.Go(func() error { return service.StoppedEarly(gctx, stager.Run(gctx, sys.cfg.Stager, rt.Deps)) })
+	g.Go(func() error { return service.StoppedEarly(gctx, audit.Run(gctx, sys.cfg.Audit, rt.Deps)) })
+	g.Go(func() error { return service.StoppedEarly(gctx, jupyterbridge.Run(gctx, sys.cfg.Jupyter, rt.Deps)) })
 	g.Go(func() error {
 		err := service.ServeListener(gctx, rt.Log, "gateway", ln, handler, sys.cfg.Gateway.StageWaitTimeout+5*time.Second)
 		return errors.Join(err, closeDownloads())

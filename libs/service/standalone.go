@@ -64,7 +64,7 @@ func RunStandalone[C any](ctx context.Context, name string, args []string, out i
 		}
 		opsErr <- err
 	}()
-	err = run(ctx, cfg.Service, rt.Deps)
+	err = StoppedEarly(ctx, run(ctx, cfg.Service, rt.Deps))
 	cancel()
 	return errors.Join(err, <-opsErr)
 }
@@ -82,4 +82,13 @@ func Main(name string, run func(ctx context.Context, args []string, stdout io.Wr
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(1)
 	}
+}
+
+// StoppedEarly reports err as nil when it only says that ctx was cancelled:
+// a service asked to stop while it was still starting has not failed.
+func StoppedEarly(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }
