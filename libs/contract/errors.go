@@ -41,6 +41,13 @@ const (
 	CodeInternal         Code = "internal"          // a fault of the service itself
 )
 
+// Error codes of the HTTP gateway's access control and idempotency.
+const (
+	CodeUnauthorized         Code = "unauthorized"           // no credentials, or invalid or expired ones
+	CodeForbidden            Code = "forbidden"              // the caller may not act for that user
+	CodeIdempotencyKeyReused Code = "idempotency_key_reused" // an Idempotency-Key was reused with a different request
+)
+
 // Error codes of jupyter_copy.
 const (
 	CodeJupyterUserNotFound Code = "jupyter_user_not_found" // the hub has no such user

@@ -25,7 +25,15 @@ const (
 	SubjectAuditGet = "staging.audit.get"
 	// SubjectAuditList answers a filtered, paged list of records (request/reply).
 	SubjectAuditList = "staging.audit.list"
+
+	// SubjectLogsAll matches the log records of every service (core NATS,
+	// no stream: a record nobody listens to is gone).
+	SubjectLogsAll    = subjectLogsPrefix + ">"
+	subjectLogsPrefix = "staging.logs."
 )
+
+// LogSubject is the subject service publishes its JSON log records on.
+func LogSubject(service string) string { return subjectLogsPrefix + service }
 
 // Durable consumer names.
 const (

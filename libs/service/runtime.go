@@ -49,10 +49,14 @@ type Runtime struct {
 // Start builds the runtime of the process named name from base, with logs
 // written to logOut.
 func Start(ctx context.Context, name string, base Base, logOut io.Writer) (*Runtime, error) {
-	log, closer, err := telemetry.NewLogger(logOut, telemetry.LogConfig{Level: base.LogLevel, File: base.LogFile})
+	// Every record also goes to NATS (staging.logs.<name>) for the
+	// gateway's GET /logs/ window, once connected; never blocking.
+	logPub := telemetry.NewLogPublisher(name, 0)
+	log, closer, err := telemetry.NewLogger(io.MultiWriter(logOut, logPub), telemetry.LogConfig{Level: base.LogLevel, File: base.LogFile})
 	if err != nil {
 		return nil, err
 	}
+	closer = telemetry.JoinClosers(logPub, closer)
 	log = log.With("service", name)
 	tp, err := telemetry.NewTracerProvider(ctx, name)
 	if err != nil {
@@ -70,6 +74,7 @@ func Start(ctx context.Context, name string, base Base, logOut io.Writer) (*Runt
 		rt.Close(ctx)
 		return nil, err
 	}
+	logPub.Attach(rt.NC)
 	return rt, nil
 }
 

@@ -25,6 +25,8 @@ import (
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/libs/telemetry"
 	"github.com/skao/skao-staging/services/gateway/internal/api"
+	"github.com/skao/skao-staging/services/gateway/internal/auth"
+	"github.com/skao/skao-staging/services/gateway/internal/idempotency"
 	"github.com/skao/skao-staging/services/gateway/internal/stagings"
 )
 
@@ -50,6 +52,23 @@ type Config struct {
 	StagerDownloadURL string `env:"STAGER_DOWNLOAD_URL" envDefault:"http://127.0.0.1:8081" help:"base URL of the stager's download listener"`
 	// NATSTimeout bounds one publish or audit query.
 	NATSTimeout time.Duration `env:"NATS_TIMEOUT" envDefault:"5s" help:"how long a publish or audit query may take"`
+	// LogWindowLines is how many of the system's newest log lines GET
+	// /logs/ keeps in memory.
+	LogWindowLines int `env:"LOG_WINDOW_LINES" envDefault:"1000" help:"log lines of the whole system kept for GET /logs/"`
+
+	// AuthMode is none (a demo: anyone may act for anyone), tokens (static
+	// bearer tokens from AuthTokensFile) or oidc (JWTs of OIDCIssuer).
+	AuthMode          string   `env:"AUTH_MODE" envDefault:"none" help:"authentication: none, tokens or oidc"`
+	AuthTokensFile    string   `env:"AUTH_TOKENS_FILE" help:"static bearer tokens, lines of '<token|sha256:hex> <username> [role,role]' (AUTH_MODE=tokens)"`
+	AuthAdminRoles    []string `env:"AUTH_ADMIN_ROLES" envDefault:"admin,service" envSeparator:"," help:"roles that may act for any user"`
+	OIDCIssuer        string   `env:"OIDC_ISSUER" help:"OIDC issuer URL (AUTH_MODE=oidc); its discovery document names the JWKS"`
+	OIDCAudience      string   `env:"OIDC_AUDIENCE" help:"audience a token must carry (AUTH_MODE=oidc)"`
+	OIDCUsernameClaim string   `env:"OIDC_USERNAME_CLAIM" envDefault:"preferred_username" help:"claim holding the username"`
+	OIDCRolesClaim    string   `env:"OIDC_ROLES_CLAIM" envDefault:"roles" help:"claim holding the roles (dotted for nested, e.g. realm_access.roles)"`
+	OIDCJWKSURL       string   `env:"OIDC_JWKS_URL" help:"JWKS URL instead of the one discovery names"`
+	// CORSAllowedOrigins get CORS headers (https://app.example.org, or *).
+	CORSAllowedOrigins []string `env:"CORS_ALLOWED_ORIGINS" envSeparator:"," help:"origins allowed by CORS, comma-separated (empty: no CORS headers)"`
+	JobMaxItems        int      `env:"JOB_MAX_ITEMS" envDefault:"1000" help:"most items of one batch job"`
 }
 
 // withDefaults fills zero fields with the documented defaults.
@@ -74,6 +93,9 @@ func (c Config) withDefaults() Config {
 	if c.NATSTimeout <= 0 {
 		c.NATSTimeout = 5 * time.Second
 	}
+	if c.LogWindowLines <= 0 {
+		c.LogWindowLines = 1000
+	}
 	return c
 }
 
@@ -84,6 +106,14 @@ type options struct {
 	gatherer  prometheus.Gatherer
 	routes    func(*mux.Router)
 	downloads http.Handler
+	// httpClient reaches the OIDC issuer (nil: http.DefaultClient).
+	httpClient *http.Client
+}
+
+// WithHTTPClient makes the gateway reach the OIDC issuer and its keys
+// with c (a proxy, a private CA, a test server's client).
+func WithHTTPClient(c *http.Client) Option {
+	return func(o *options) { o.httpClient = c }
 }
 
 // WithGatherer serves g on /metrics. By default the gateway serves
@@ -148,21 +178,51 @@ func NewHandler(cfg Config, deps service.Deps, opts ...Option) (http.Handler, er
 	if health == nil {
 		health = telemetry.NewHealth()
 	}
+	events, logs, ui, err := liveParts(cfg, deps, allowed)
+	if err != nil {
+		return nil, err
+	}
+	authn, err := auth.New(auth.Config{
+		Mode:       cfg.AuthMode,
+		TokensFile: cfg.AuthTokensFile,
+		AdminRoles: cfg.AuthAdminRoles,
+		OIDC: auth.OIDCConfig{
+			Issuer:        cfg.OIDCIssuer,
+			Audience:      cfg.OIDCAudience,
+			UsernameClaim: cfg.OIDCUsernameClaim,
+			RolesClaim:    cfg.OIDCRolesClaim,
+			JWKSURL:       cfg.OIDCJWKSURL,
+		},
+	}, o.httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	var authIface api.Authenticator
+	if authn != nil {
+		authIface = authn
+	}
 	return api.New(api.Config{
-		Client:           stagings.New(deps.NC, deps.JS, allowed, cfg.NATSTimeout),
-		Log:              deps.Log.With("component", "http"),
-		Tracer:           tp.Tracer("skao-staging/gateway"),
-		Registerer:       reg,
-		Gatherer:         o.gatherer,
-		Health:           health,
-		StageWaitTimeout: cfg.StageWaitTimeout,
-		MaxBodyBytes:     cfg.MaxBodyBytes,
-		SourceRoot:       cfg.SourceRoot,
-		UserAreaRoot:     cfg.UserAreaRoot,
-		Demo:             cfg.Demo,
-		PublicURL:        cfg.PublicURL,
-		Downloads:        o.downloads,
-		Routes:           o.routes,
+		Client:             stagings.New(deps.NC, deps.JS, allowed, cfg.NATSTimeout),
+		Log:                deps.Log.With("component", "http"),
+		Tracer:             tp.Tracer("skao-staging/gateway"),
+		Registerer:         reg,
+		Gatherer:           o.gatherer,
+		Health:             health,
+		StageWaitTimeout:   cfg.StageWaitTimeout,
+		MaxBodyBytes:       cfg.MaxBodyBytes,
+		SourceRoot:         cfg.SourceRoot,
+		UserAreaRoot:       cfg.UserAreaRoot,
+		Demo:               cfg.Demo,
+		PublicURL:          cfg.PublicURL,
+		Downloads:          o.downloads,
+		Routes:             o.routes,
+		Auth:               authIface,
+		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
+		Idempotency:        idempotency.NewStore(deps.JS),
+		JobMaxItems:        cfg.JobMaxItems,
+		Events:             events,
+		Logs:               logs,
+		UI:                 ui,
 	})
 }
 

@@ -18,6 +18,8 @@ import (
 
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/telemetry"
+	"github.com/skao/skao-staging/services/gateway/internal/live"
+	"github.com/skao/skao-staging/services/gateway/internal/logwindow"
 	"github.com/skao/skao-staging/services/gateway/internal/stagings"
 )
 
@@ -49,6 +51,24 @@ type Config struct {
 	// Routes, when set, mounts extra routes before the gateway's own, so
 	// they take precedence.
 	Routes func(*mux.Router)
+
+	// Auth, when set, authenticates every request but the open routes;
+	// nil: authentication is off and every caller may act for anyone.
+	Auth Authenticator
+	// CORSAllowedOrigins get CORS headers; empty: none.
+	CORSAllowedOrigins []string
+	// Idempotency remembers Idempotency-Key fingerprints; nil: the header
+	// is refused.
+	Idempotency IdempotencyStore
+	// JobMaxItems bounds the items of one batch job (default 1000).
+	JobMaxItems int
+
+	// Events serves the live event streams (SSE); Logs is the system log
+	// window behind GET /logs/; UI is the web UI at / and /ui/. Each nil
+	// leaves its routes out.
+	Events *live.Handler
+	Logs   *logwindow.Window
+	UI     http.Handler
 }
 
 // Server answers the gateway's HTTP requests.
@@ -81,7 +101,10 @@ func New(cfg Config) (*Server, error) {
 	cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
 	s := &Server{cfg: cfg, client: cfg.Client, log: cfg.Log, tracer: cfg.Tracer, metrics: m}
 	s.router = s.routes()
-	s.handler = s.instrument(s.router)
+	if s.cfg.JobMaxItems <= 0 {
+		s.cfg.JobMaxItems = 1000
+	}
+	s.handler = s.instrument(withCORS(cfg.CORSAllowedOrigins, s.router))
 	return s, nil
 }
 
@@ -90,7 +113,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 
 func (s *Server) routes() *mux.Router {
 	r := mux.NewRouter()
-	r.Use(routeTemplate)
+	r.Use(routeTemplate, s.authenticate)
 	if s.cfg.Routes != nil {
 		s.cfg.Routes(r)
 	}
@@ -101,8 +124,10 @@ func (s *Server) routes() *mux.Router {
 	r.HandleFunc("/api/v1/stagings", s.list).Methods(http.MethodGet)
 	r.HandleFunc("/api/v1/stagings/{id}", s.get).Methods(http.MethodGet)
 	r.HandleFunc("/api/v1/methods", s.methods).Methods(http.MethodGet)
+	r.HandleFunc("/api/v1/jobs", s.submitJob).Methods(http.MethodPost)
+	r.HandleFunc("/api/v1/jobs/{job_id}", s.getJob).Methods(http.MethodGet)
 	if s.cfg.Downloads != nil {
-		r.Handle(DownloadsPrefix+"{token}", s.cfg.Downloads).Methods(http.MethodGet, http.MethodHead)
+		r.Handle(DownloadsPrefix+"{token}", s.downloadsFor(s.cfg.Downloads)).Methods(http.MethodGet, http.MethodHead)
 	}
 
 	// The seed's paths, with and without the trailing slash its clients
@@ -119,7 +144,9 @@ func (s *Server) routes() *mux.Router {
 		r.HandleFunc("/create-file", s.createFile).Methods(http.MethodPost)
 	}
 
+	s.liveRoutes(r)
 	r.HandleFunc("/openapi.json", serveOpenAPI).Methods(http.MethodGet)
+	r.HandleFunc("/docs", serveDocs).Methods(http.MethodGet)
 	telemetry.Mount(routeAdder{r}, s.cfg.Health, s.cfg.Gatherer)
 
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

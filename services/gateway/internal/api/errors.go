@@ -14,8 +14,13 @@ import (
 // for a missing or malformed body) are kept.
 func statusFor(code contract.Code) int {
 	switch code {
-	case contract.CodeMissingField, contract.CodeMalformed, contract.CodeChecksumMismatch:
+	case contract.CodeMissingField, contract.CodeMalformed, contract.CodeChecksumMismatch,
+		contract.CodeIdempotencyKeyReused:
 		return http.StatusUnprocessableEntity
+	case contract.CodeUnauthorized:
+		return http.StatusUnauthorized
+	case contract.CodeForbidden:
+		return http.StatusForbidden
 	case contract.CodeBodyTooLarge:
 		return http.StatusRequestEntityTooLarge
 	case contract.CodeInvalidMethod, contract.CodeMethodNotAllowed, contract.CodeInvalidUsername,

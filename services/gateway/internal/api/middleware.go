@@ -44,7 +44,11 @@ func RequestID(ctx context.Context) string {
 
 // routeInfo is filled by the router once a route matched, so the outer
 // middleware, which also sees unmatched requests, can label by template.
-type routeInfo struct{ template string }
+type routeInfo struct {
+	template string
+	// user is the authenticated caller's username, for the access log.
+	user string
+}
 
 // metrics are the gateway's HTTP metrics.
 type metrics struct {
@@ -146,14 +150,18 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		if opsRoutes[route] {
 			level = slog.LevelDebug
 		}
-		s.log.Log(ctx, level, "http_request",
+		attrs := []any{
 			"request_id", id,
 			"method", r.Method,
 			"route", route,
 			"status", status,
 			"bytes", rec.written,
-			"duration_ms", float64(elapsed.Microseconds())/1000,
-		)
+			"duration_ms", float64(elapsed.Microseconds()) / 1000,
+		}
+		if info.user != "" {
+			attrs = append(attrs, "user", info.user)
+		}
+		s.log.Log(ctx, level, "http_request", attrs...)
 	})
 }
 

@@ -21,6 +21,9 @@ type submitRequest struct {
 	LocalPathOnStorage string `json:"local_path_on_storage"`
 	RelativePath       string `json:"relative_path"`
 	ExpectedAdler32    string `json:"expected_adler32,omitempty"`
+	// JupyterToken is the user's own JupyterHub token (jupyter_copy only);
+	// a secret, never logged or echoed.
+	JupyterToken string `json:"jupyter_token,omitempty"`
 }
 
 // submitted answers an accepted submission.
@@ -36,18 +39,34 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	cmd := s.client.NewCommand(stagings.Item{
-		Method:             body.Method,
-		Username:           body.Username,
-		LocalPathOnStorage: body.LocalPathOnStorage,
-		RelativePath:       body.RelativePath,
-		ExpectedAdler32:    body.ExpectedAdler32,
-	})
+	if !s.authorize(w, r, body.Username) {
+		return
+	}
+	idem, ok := s.claimKey(w, r, "stagings", body)
+	if !ok {
+		return
+	}
+	cmd := s.command(body)
+	if idem != nil {
+		cmd.ID = idem.key.ID(0)
+	}
+	seen, err := s.seen(r.Context(), idem, cmd.ID)
+	if err != nil {
+		s.logFault(r, "idempotent_lookup_failed", err)
+		writeError(w, r, err)
+		return
+	}
 	if err := s.client.Validate(cmd); err != nil {
+		if seen {
+			body := errorFor(r, err)
+			body.ID, body.StatusURL = cmd.ID, s.statusURL(cmd.ID)
+			writeErrorBody(w, r, statusFor(contract.CodeOf(err)), body)
+			return
+		}
 		s.reject(w, r, cmd, err)
 		return
 	}
-	if !s.publish(w, r, cmd) {
+	if !seen && !s.publish(w, r, cmd) {
 		return
 	}
 	w.Header().Set("Location", s.statusURL(cmd.ID))
@@ -109,6 +128,9 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	if !s.authorize(w, r, state.Username) {
+		return
+	}
 	writeJSON(w, http.StatusOK, state)
 }
 
@@ -117,6 +139,15 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeErrorBody(w, r, http.StatusBadRequest, errorFor(r, err))
 		return
+	}
+	// Without a privileged role a caller lists only its own requests.
+	if user, privileged := caller(r.Context()); !privileged {
+		if q.Username == "" {
+			q.Username = user
+		}
+		if !s.authorize(w, r, q.Username) {
+			return
+		}
 	}
 	reply, err := s.client.List(r.Context(), q)
 	if err != nil {

@@ -43,8 +43,8 @@ type seedAccepted struct {
 }
 
 // stageData is the seed's synchronous staging: submit, then wait (bounded)
-// for the outcome. The query's jupyter_token is accepted for the seed's
-// clients but neither logged nor forwarded.
+// for the outcome. The query's jupyter_token goes into a jupyter_copy
+// command (other methods ignore it, as the seed did) and is never logged.
 func (s *Server) stageData(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var body seedBody
@@ -62,6 +62,14 @@ func (s *Server) stageData(w http.ResponseWriter, r *http.Request) {
 		LocalPathOnStorage: item.LocalPathOnStorage,
 		RelativePath:       item.RelativePath,
 	})
+	// The seed's clients send their token with every method; only
+	// jupyter_copy uses it, and the contract refuses it on the others.
+	if cmd.Method == contract.MethodJupyterCopy {
+		cmd.JupyterToken = q.Get("jupyter_token")
+	}
+	if !s.authorize(w, r, cmd.Username) {
+		return
+	}
 	if err := s.client.Validate(cmd); err != nil {
 		s.reject(w, r, cmd, err)
 		return

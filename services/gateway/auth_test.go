@@ -1,0 +1,386 @@
+package gateway_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/services/gateway"
+)
+
+// idp is a test OIDC identity provider: discovery and JWKS over HTTP, and
+// tokens signed with its own RSA key.
+type idp struct {
+	t     *testing.T
+	url   string
+	key   *rsa.PrivateKey
+	other *rsa.PrivateKey // a key the JWKS does not hold
+}
+
+func newIDP(t *testing.T) *idp {
+	t.Helper()
+	p := &idp{t: t, key: rsaKey(t), other: rsaKey(t)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"issuer": p.url, "jwks_uri": p.url + "/jwks",
+			"authorization_endpoint": p.url + "/auth", "token_endpoint": p.url + "/token",
+			"id_token_signing_alg_values_supported": []string{"RS256"},
+		})
+	})
+	mux.HandleFunc("/jwks", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{
+			{Key: &p.key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"},
+		}})
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	p.url = srv.URL
+	return p
+}
+
+func rsaKey(t *testing.T) *rsa.PrivateKey {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// token signs claims over the defaults (this issuer, audience staging,
+// valid for an hour) with key.
+func (p *idp) token(key *rsa.PrivateKey, claims map[string]any) string {
+	p.t.Helper()
+	now := time.Now()
+	all := map[string]any{"iss": p.url, "aud": "staging", "sub": "s-1", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+	for k, v := range claims {
+		all[k] = v
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	payload, err := json.Marshal(all)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	sig, err := signer.Sign(payload)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	s, err := sig.CompactSerialize()
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return s
+}
+
+func submitBody(user string) string {
+	return `{"method":"local_copy","username":"` + user + `","local_path_on_storage":"/mnt/a/f.fits","relative_path":"f.fits"}`
+}
+
+func TestAuthOIDC(t *testing.T) {
+	p := newIDP(t)
+	g := startGW(t, gateway.Config{AuthMode: "oidc", OIDCIssuer: p.url, OIDCAudience: "staging"})
+	g.audit(func(q contract.AuditListRequest) contract.AuditListReply {
+		// Echo the filter, so the test sees whose list was asked for.
+		return contract.AuditListReply{Items: []contract.Record{{ID: "r1", Username: q.Username, Method: contract.MethodLocalCopy, Status: contract.StatusQueued}}}
+	})
+	alice := p.token(p.key, map[string]any{"preferred_username": "alice"})
+	admin := p.token(p.key, map[string]any{"preferred_username": "root", "realm_access": map[string]any{"roles": []string{"admin"}}})
+	service := p.token(p.key, map[string]any{"preferred_username": "rucio", "roles": []string{"service"}})
+	expired := p.token(p.key, map[string]any{"preferred_username": "alice", "exp": time.Now().Add(-time.Minute).Unix()})
+	forged := p.token(p.other, map[string]any{"preferred_username": "alice"})
+	wrongAud := p.token(p.key, map[string]any{"preferred_username": "alice", "aud": "another-api"})
+	wrongIss := p.token(p.key, map[string]any{"preferred_username": "alice", "iss": "https://elsewhere.example.org"})
+
+	bobReq := "bob-request-1"
+	g.publishEvent(contract.Event{ID: "e-bob", Type: contract.EventQueued, Source: "test", RequestID: bobReq, Method: contract.MethodLocalCopy, Username: "bob", LocalPathOnStorage: "a", RelativePath: "b"})
+
+	tests := []struct {
+		name, method, path, body, token string
+		want                            int
+		wantCode                        contract.Code
+		wantDetail                      string
+	}{
+		{"no token", "POST", "/api/v1/stagings", submitBody("alice"), "", 401, contract.CodeUnauthorized, "bearer token is required"},
+		{"not bearer", "GET", "/api/v1/stagings", "", "Basic YWxpY2U6cHc=", 401, contract.CodeUnauthorized, "Bearer"},
+		{"expired", "POST", "/api/v1/stagings", submitBody("alice"), "Bearer " + expired, 401, contract.CodeUnauthorized, "expired"},
+		{"bad signature", "POST", "/api/v1/stagings", submitBody("alice"), "Bearer " + forged, 401, contract.CodeUnauthorized, "invalid"},
+		{"wrong audience", "POST", "/api/v1/stagings", submitBody("alice"), "Bearer " + wrongAud, 401, contract.CodeUnauthorized, "invalid"},
+		{"wrong issuer", "POST", "/api/v1/stagings", submitBody("alice"), "Bearer " + wrongIss, 401, contract.CodeUnauthorized, "invalid"},
+		{"garbage", "GET", "/api/v1/stagings", "", "Bearer not.a.jwt", 401, contract.CodeUnauthorized, "invalid"},
+		{"own submission", "POST", "/api/v1/stagings", submitBody("alice"), "Bearer " + alice, 202, "", ""},
+		{"for another user", "POST", "/api/v1/stagings", submitBody("bob"), "Bearer " + alice, 403, contract.CodeForbidden, `"bob"`},
+		{"admin for another user", "POST", "/api/v1/stagings", submitBody("bob"), "Bearer " + admin, 202, "", ""},
+		{"service role for another user", "POST", "/api/v1/stagings", submitBody("bob"), "Bearer " + service, 202, "", ""},
+		{"seed for another user", "POST", "/stage_data?method=local_copy&username=bob", `{"local_path_on_storage":"a","relative_path":"b"}`, "Bearer " + alice, 403, contract.CodeForbidden, ""},
+		{"job with another user's item", "POST", "/api/v1/jobs", `{"items":[` + submitBody("alice") + `,` + submitBody("bob") + `]}`, "Bearer " + alice, 403, contract.CodeForbidden, ""},
+		{"read another user's request", "GET", "/api/v1/stagings/" + bobReq, "", "Bearer " + alice, 403, contract.CodeForbidden, ""},
+		{"admin reads it", "GET", "/api/v1/stagings/" + bobReq, "", "Bearer " + admin, 200, "", ""},
+		{"list another user's", "GET", "/api/v1/stagings?username=bob", "", "Bearer " + alice, 403, contract.CodeForbidden, ""},
+		{"health is open", "GET", "/healthz", "", "", 200, "", ""},
+		{"document is open", "GET", "/openapi.json", "", "", 200, "", ""},
+		{"docs are open", "GET", "/docs", "", "", 200, "", ""},
+		{"methods are open", "GET", "/api/v1/methods", "", "", 200, "", ""},
+		{"metrics are open", "GET", "/metrics", "", "", 200, "", ""},
+		{"config is not", "GET", "/config/", "", "", 401, contract.CodeUnauthorized, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var hdr []string
+			if tt.token != "" {
+				hdr = []string{"Authorization", tt.token}
+			}
+			r := g.call(tt.method, tt.path, tt.body, hdr...)
+			if r.status != tt.want {
+				t.Fatalf("status = %d, want %d: %s", r.status, tt.want, r.body)
+			}
+			if tt.wantCode == "" {
+				return
+			}
+			body := r.object(t)
+			if body["code"] != string(tt.wantCode) {
+				t.Errorf("code = %v, want %s", body["code"], tt.wantCode)
+			}
+			if d, _ := body["detail"].(string); !strings.Contains(d, tt.wantDetail) {
+				t.Errorf("detail = %q, want it to say %q", d, tt.wantDetail)
+			}
+			if tt.want == 401 {
+				ch := r.header.Get("WWW-Authenticate")
+				if !strings.HasPrefix(ch, "Bearer ") {
+					t.Errorf("WWW-Authenticate = %q", ch)
+				}
+				if tt.token != "" && strings.HasPrefix(tt.token, "Bearer ") && !strings.Contains(ch, `error="invalid_token"`) {
+					t.Errorf("WWW-Authenticate = %q, want invalid_token", ch)
+				}
+			}
+		})
+	}
+
+	t.Run("list is forced to the caller", func(t *testing.T) {
+		r := g.call("GET", "/api/v1/stagings", "", "Authorization", "Bearer "+alice)
+		if r.status != 200 {
+			t.Fatalf("status = %d: %s", r.status, r.body)
+		}
+		var reply contract.AuditListReply
+		if err := json.Unmarshal(r.body, &reply); err != nil {
+			t.Fatal(err)
+		}
+		if len(reply.Items) != 1 || reply.Items[0].Username != "alice" {
+			t.Errorf("the audit was asked for %+v, want alice's", reply.Items)
+		}
+		r = g.call("GET", "/api/v1/stagings", "", "Authorization", "Bearer "+admin)
+		if err := json.Unmarshal(r.body, &reply); err != nil {
+			t.Fatal(err)
+		}
+		if len(reply.Items) != 1 || reply.Items[0].Username != "" {
+			t.Errorf("an admin's list was filtered: %+v", reply.Items)
+		}
+	})
+
+	t.Run("origin stays gateway, caller in the access log", func(t *testing.T) {
+		for _, cmd := range g.commands() {
+			if cmd.Origin != "gateway" {
+				t.Errorf("command %s has origin %q", cmd.ID, cmd.Origin)
+			}
+		}
+		logs := g.logs.String()
+		if !strings.Contains(logs, `"user":"alice"`) || !strings.Contains(logs, `"user":"root"`) {
+			t.Errorf("the access log does not name the callers:\n%s", logs)
+		}
+		if strings.Contains(logs, alice) || strings.Contains(logs, forged) {
+			t.Error("a token reached the logs")
+		}
+	})
+}
+
+func TestAuthOIDCJWKSOverrideAndClaims(t *testing.T) {
+	p := newIDP(t)
+	// Discovery would fail: the issuer is not the IdP's URL, so only the
+	// JWKS override can make this work.
+	g := startGW(t, gateway.Config{AuthMode: "oidc", OIDCIssuer: "https://sso.example.org/realms/ska", OIDCAudience: "staging",
+		OIDCJWKSURL: p.url + "/jwks", OIDCUsernameClaim: "uid", OIDCRolesClaim: "groups"})
+	tok := func(claims map[string]any) string {
+		claims["iss"] = "https://sso.example.org/realms/ska"
+		return "Bearer " + p.token(p.key, claims)
+	}
+	tests := []struct {
+		name   string
+		token  string
+		user   string
+		status int
+	}{
+		{"username claim", tok(map[string]any{"uid": "carol", "preferred_username": "mallory"}), "carol", 202},
+		{"not the default claim", tok(map[string]any{"uid": "carol", "preferred_username": "mallory"}), "mallory", 403},
+		{"roles claim as a string", tok(map[string]any{"uid": "ops", "groups": "staff admin"}), "bob", 202},
+		{"no username", tok(map[string]any{"preferred_username": "carol"}), "carol", 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := g.call("POST", "/api/v1/stagings", submitBody(tt.user), "Authorization", tt.token)
+			if r.status != tt.status {
+				t.Errorf("status = %d, want %d: %s", r.status, tt.status, r.body)
+			}
+		})
+	}
+}
+
+func TestAuthStaticTokens(t *testing.T) {
+	dir := t.TempDir()
+	hashed := sha256.Sum256([]byte("rucio-secret-token"))
+	file := filepath.Join(dir, "tokens")
+	content := "# token username roles\n" +
+		"alice-secret-token alice\n" +
+		"sha256:" + hex.EncodeToString(hashed[:]) + " rucio service\n" +
+		"\n"
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := startGW(t, gateway.Config{AuthMode: "tokens", AuthTokensFile: file})
+	tests := []struct {
+		name, token, user string
+		want              int
+	}{
+		{"own", "alice-secret-token", "alice", 202},
+		{"another user", "alice-secret-token", "bob", 403},
+		{"hashed service token for anyone", "rucio-secret-token", "bob", 202},
+		{"unknown token", "alice-secret-tokeN", "alice", 401},
+		{"the hash itself is no token", hex.EncodeToString(hashed[:]), "bob", 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := g.call("POST", "/api/v1/stagings", submitBody(tt.user), "Authorization", "Bearer "+tt.token)
+			if r.status != tt.want {
+				t.Errorf("status = %d, want %d: %s", r.status, tt.want, r.body)
+			}
+		})
+	}
+	if logs := g.logs.String(); strings.Contains(logs, "secret-token") {
+		t.Errorf("a token reached the logs:\n%s", logs)
+	}
+}
+
+func TestAuthConfigRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  gateway.Config
+		want string
+	}{
+		{"unknown mode", gateway.Config{AuthMode: "kerberos"}, "kerberos"},
+		{"tokens without a file", gateway.Config{AuthMode: "tokens"}, "AUTH_TOKENS_FILE"},
+		{"missing tokens file", gateway.Config{AuthMode: "tokens", AuthTokensFile: "/nonexistent/tokens"}, "tokens file"},
+		{"oidc without audience", gateway.Config{AuthMode: "oidc", OIDCIssuer: "https://sso.example.org"}, "OIDC_AUDIENCE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := newHandlerErr(t, tt.cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("NewHandler error = %v, want one naming %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestCORS(t *testing.T) {
+	preflight := func(g *gwEnv, origin string) gwResp {
+		return g.call(http.MethodOptions, "/api/v1/stagings", "",
+			"Origin", origin,
+			"Access-Control-Request-Method", "POST",
+			"Access-Control-Request-Headers", "authorization,content-type,idempotency-key")
+	}
+	g := startGW(t, gateway.Config{CORSAllowedOrigins: []string{"https://app.example.org"}, AuthMode: "tokens", AuthTokensFile: tokensFile(t)})
+	r := preflight(g, "https://app.example.org")
+	if r.status >= 300 {
+		t.Fatalf("preflight status = %d: %s", r.status, r.body)
+	}
+	got := map[string]string{
+		"origin":  r.header.Get("Access-Control-Allow-Origin"),
+		"methods": r.header.Get("Access-Control-Allow-Methods"),
+		"headers": strings.ToLower(r.header.Get("Access-Control-Allow-Headers")),
+	}
+	want := map[string]string{"origin": "https://app.example.org", "methods": "POST", "headers": "authorization,content-type,idempotency-key"}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("preflight headers (-got +want):\n%s", diff)
+	}
+	if r := preflight(g, "https://evil.example.org"); r.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("a foreign origin was allowed: %v", r.header)
+	}
+	// A simple request gets the header too, and exposes the request id.
+	r = g.call("GET", "/api/v1/methods", "", "Origin", "https://app.example.org")
+	if r.header.Get("Access-Control-Allow-Origin") != "https://app.example.org" || !strings.Contains(r.header.Get("Access-Control-Expose-Headers"), "X-Request-Id") {
+		t.Errorf("GET with Origin: %v", r.header)
+	}
+
+	off := startGW(t, gateway.Config{})
+	if r := preflight(off, "https://app.example.org"); r.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("CORS headers without CORS_ALLOWED_ORIGINS: %v", r.header)
+	}
+}
+
+func tokensFile(t *testing.T) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(f, []byte("alice-secret-token alice\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestDownloadOnlyForItsUser(t *testing.T) {
+	served := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = w.Write([]byte("bytes"))
+	})
+	g := startGW(t, gateway.Config{AuthMode: "tokens", AuthTokensFile: tokensFileWith(t, "alice-secret-token alice\nbob-secret-token bob\nops-secret-token ops admin\n")},
+		gateway.WithDownloads(served))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kv, err := g.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "STAGING_DOWNLOADS"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const token = "Zm9yLWJvYi1vbmx5LWEtZG93bmxvYWQtdG9rZW4tMTIzNDU2"
+	if _, err := kv.Put(ctx, token, []byte(`{"path":"a/f","username":"bob","request_id":"r1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, token string
+		want        int
+	}{
+		{"its user", "bob-secret-token", 200},
+		{"another user", "alice-secret-token", 403},
+		{"an admin", "ops-secret-token", 200},
+		{"no token", "", 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var hdr []string
+			if tt.token != "" {
+				hdr = []string{"Authorization", "Bearer " + tt.token}
+			}
+			if r := g.call("GET", "/api/v1/downloads/"+token, "", hdr...); r.status != tt.want {
+				t.Errorf("status = %d, want %d: %s", r.status, tt.want, r.body)
+			}
+		})
+	}
+}

@@ -1,0 +1,149 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/gorilla/mux"
+	"github.com/rs/cors"
+
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/services/gateway/internal/auth"
+)
+
+// Authenticator identifies the caller of a request (auth.Authenticator).
+type Authenticator interface {
+	Authenticate(r *http.Request) (auth.Identity, error)
+}
+
+// openRoutes answer without authentication: probes, metrics, the API's
+// description and the allowed methods, none of which is about a user.
+var openRoutes = map[string]bool{
+	"/healthz": true, "/readyz": true, "/metrics": true,
+	"/openapi.json": true, "/docs": true,
+	// The web UI's page and files: the browser loads them before it has a
+	// token; what the UI then asks for is authenticated.
+	"/": true, "/ui/{file}": true,
+	"/api/v1/methods": true, "/config/allowed-methods/": true, "/config/allowed-methods": true,
+}
+
+// authenticate is router middleware: with authentication on, every route
+// but the open ones needs a valid bearer token, and the caller's identity
+// goes into the request's context (and its username into the access log).
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Auth == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if _, ok := auth.FromContext(r.Context()); ok {
+			// An inner request (the seed's download) of an authenticated one.
+			next.ServeHTTP(w, r)
+			return
+		}
+		if route := mux.CurrentRoute(r); route != nil {
+			if t, err := route.GetPathTemplate(); err == nil && openRoutes[t] {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		id, err := s.cfg.Auth.Authenticate(r)
+		if err != nil {
+			if errors.Is(err, auth.ErrProviderUnavailable) {
+				s.log.ErrorContext(r.Context(), "identity_provider_unavailable", "request_id", RequestID(r.Context()), "error", err)
+				writeError(w, r, contract.Errorf(contract.CodeUnavailable, "the identity provider is unreachable; try again later"))
+				return
+			}
+			challenge := `Bearer realm="skao-staging"`
+			detail := strings.TrimPrefix(err.Error(), auth.ErrUnauthenticated.Error()+": ")
+			if errors.Is(err, auth.ErrInvalidToken) {
+				challenge += `, error="invalid_token"`
+				s.log.InfoContext(r.Context(), "token_refused", "request_id", RequestID(r.Context()), "reason", detail)
+				// The verifier's text may describe keys or claims; the
+				// caller gets the gist, the log has the rest.
+				detail = "the bearer token is invalid or has expired"
+				if strings.Contains(err.Error(), "expired") {
+					detail = "the bearer token has expired"
+				}
+			}
+			w.Header().Set("WWW-Authenticate", challenge)
+			writeError(w, r, contract.Errorf(contract.CodeUnauthorized, "%s", detail))
+			return
+		}
+		if info, ok := r.Context().Value(routeKey).(*routeInfo); ok && info != nil {
+			info.user = id.Username
+		}
+		next.ServeHTTP(w, r.WithContext(auth.WithIdentity(r.Context(), id)))
+	})
+}
+
+// authorize reports whether the caller of ctx may act for username, and
+// answers 403 when not. With authentication off everyone may.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, username string) bool {
+	if err := mayActFor(r.Context(), username); err != nil {
+		writeError(w, r, err)
+		return false
+	}
+	return true
+}
+
+// mayActFor is nil when the caller of ctx may act for username.
+func mayActFor(ctx context.Context, username string) error {
+	id, ok := auth.FromContext(ctx)
+	if !ok || id.MayActFor(username) {
+		return nil
+	}
+	return contract.Errorf(contract.CodeForbidden, "%s may not act for user %q", id.Username, username)
+}
+
+// caller is the authenticated username of ctx ("" with authentication
+// off) and whether it may act for everyone.
+func caller(ctx context.Context) (username string, privileged bool) {
+	id, ok := auth.FromContext(ctx)
+	if !ok {
+		return "", true
+	}
+	return id.Username, id.Privileged()
+}
+
+// withCORS answers CORS preflights and adds the CORS headers for the
+// allowed origins; none configured: no CORS headers at all.
+func withCORS(origins []string, next http.Handler) http.Handler {
+	if len(origins) == 0 {
+		return next
+	}
+	return cors.New(cors.Options{
+		AllowedOrigins: origins,
+		AllowedMethods: []string{http.MethodGet, http.MethodHead, http.MethodPost},
+		AllowedHeaders: []string{"Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "Range", HeaderRequestID, "traceparent", "tracestate"},
+		ExposedHeaders: []string{HeaderRequestID, "Location", "Content-Disposition", "Content-Range", "Accept-Ranges", "WWW-Authenticate", headerReplayed},
+		// Bearer tokens travel in a header, not in cookies.
+		AllowCredentials: false,
+		MaxAge:           600,
+	}).Handler(next)
+}
+
+// downloadsFor lets only the user a link was issued to (or a privileged
+// caller) use it while authentication is on. An unknown token goes on to
+// the download handler, which answers it.
+func (s *Server) downloadsFor(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := auth.FromContext(r.Context())
+		if !ok || id.Privileged() {
+			next.ServeHTTP(w, r)
+			return
+		}
+		owner, found, err := s.client.DownloadOwner(r.Context(), mux.Vars(r)["token"])
+		if err != nil {
+			s.logFault(r, "download_owner_failed", err)
+			writeError(w, r, err)
+			return
+		}
+		if found && !s.authorize(w, r, owner) {
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,348 @@
+// Package live streams staging events to HTTP clients as Server-Sent
+// Events: one request's events from its first (ending after its terminal
+// event), or every event the caller may see from now on. Each SSE id is
+// the event's STAGING_EVENTS stream sequence, so a client that reconnects
+// with Last-Event-ID resumes exactly where it left off. Events are read
+// through JetStream ordered consumers: ephemeral, no durable state, gone
+// when the connection ends.
+package live
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/services/gateway/internal/stagings"
+)
+
+// Defaults of Config.
+const (
+	DefaultHeartbeat    = 15 * time.Second
+	DefaultBuffer       = 64
+	DefaultWriteTimeout = 30 * time.Second
+)
+
+// Visibility says which requests' events the caller of r may see: the
+// returned func is asked with each event's username. An error refuses the
+// whole stream (it is answered with writeError, so a *contract.Error
+// chooses the status). The authentication layer provides it; nil lets
+// everyone see everything (auth mode none).
+type Visibility func(r *http.Request) (func(username string) bool, error)
+
+// Config is what the handler needs.
+type Config struct {
+	JS jetstream.JetStream
+	// Client reads a request whose events aged out of the stream from the
+	// audit.
+	Client *stagings.Client
+	Log    *slog.Logger
+	// WriteError answers an error before the stream starts (the API's
+	// JSON error body).
+	WriteError func(w http.ResponseWriter, r *http.Request, err error)
+	// Visible is the authorization hook; nil: everything is visible.
+	Visible Visibility
+	// Heartbeat is the interval of keep-alive comments (DefaultHeartbeat).
+	Heartbeat time.Duration
+	// Buffer is how many events one connection pulls ahead of what it has
+	// written (DefaultBuffer): a slow client holds at most that many.
+	Buffer int
+	// WriteTimeout bounds writing one event to a client that stopped
+	// reading (DefaultWriteTimeout).
+	WriteTimeout time.Duration
+}
+
+// Handler serves the event streams.
+type Handler struct{ cfg Config }
+
+// New returns the handler.
+func New(cfg Config) (*Handler, error) {
+	if cfg.JS == nil || cfg.Client == nil || cfg.Log == nil || cfg.WriteError == nil {
+		return nil, errors.New("live: JS, Client, Log and WriteError are required")
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.Buffer <= 0 {
+		cfg.Buffer = DefaultBuffer
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	return &Handler{cfg: cfg}, nil
+}
+
+// visible returns the caller's visibility, or answers the refusal.
+func (h *Handler) visible(w http.ResponseWriter, r *http.Request) (func(string) bool, bool) {
+	if h.cfg.Visible == nil {
+		return func(string) bool { return true }, true
+	}
+	f, err := h.cfg.Visible(r)
+	if err != nil {
+		h.cfg.WriteError(w, r, err)
+		return nil, false
+	}
+	if f == nil {
+		f = func(string) bool { return true }
+	}
+	return f, true
+}
+
+// lastEventID reads the Last-Event-ID header (or the lastEventId query
+// parameter, for clients that cannot set headers): 0 when absent.
+func lastEventID(r *http.Request) (uint64, error) {
+	s := r.Header.Get("Last-Event-ID")
+	if s == "" {
+		s = r.URL.Query().Get("last_event_id")
+	}
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, contract.Errorf(contract.CodeMalformed, "Last-Event-ID %q is not an event id this server sent (a stream sequence number)", s)
+	}
+	return n, nil
+}
+
+// ServeRequest streams the events of request mux.Vars(r)["id"] from its
+// first (or after Last-Event-ID) and ends after its terminal event. A
+// request whose events aged out of the stream gets one "state" event with
+// its audit record, then the end.
+func (h *Handler) ServeRequest(w http.ResponseWriter, r *http.Request) {
+	id := mux.Vars(r)["id"]
+	if err := contract.ValidateID("id", id); err != nil {
+		h.cfg.WriteError(w, r, err)
+		return
+	}
+	visible, ok := h.visible(w, r)
+	if !ok {
+		return
+	}
+	after, err := lastEventID(r)
+	if err != nil {
+		h.cfg.WriteError(w, r, err)
+		return
+	}
+	// The current state says whether the request exists and whose it is
+	// before anything is streamed.
+	state, err := h.cfg.Client.Get(r.Context(), id)
+	if err != nil {
+		h.cfg.WriteError(w, r, err)
+		return
+	}
+	if !visible(state.Username) {
+		// Not "forbidden": that would tell a stranger the id exists.
+		h.cfg.WriteError(w, r, contract.Errorf(contract.CodeNotFound, "no staging request with id %s", id))
+		return
+	}
+	if !h.inStream(r.Context(), id) {
+		sw := h.start(w, r)
+		if sw == nil {
+			return
+		}
+		data, err := json.Marshal(state)
+		if err != nil {
+			h.cfg.Log.ErrorContext(r.Context(), "sse_encode_failed", "error", err)
+			return
+		}
+		_ = sw.event("", "state", data)
+		return
+	}
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{contract.EventSubject(id)},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
+	if after > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+	}
+	h.stream(w, r, cfg, visible, true)
+}
+
+// inStream reports whether the event stream still holds request id's
+// events.
+func (h *Handler) inStream(ctx context.Context, id string) bool {
+	s, err := h.cfg.JS.Stream(ctx, contract.StreamEvents)
+	if err != nil {
+		return true // let the consumer report the real trouble
+	}
+	_, err = s.GetLastMsgForSubject(ctx, contract.EventSubject(id))
+	return !errors.Is(err, jetstream.ErrMsgNotFound)
+}
+
+// ServeAll streams every event the caller may see, optionally only those
+// of ?username=, from now on (or after Last-Event-ID). It never ends by
+// itself.
+func (h *Handler) ServeAll(w http.ResponseWriter, r *http.Request) {
+	visible, ok := h.visible(w, r)
+	if !ok {
+		return
+	}
+	if user := r.URL.Query().Get("username"); user != "" {
+		if err := contract.ValidateUsername(user); err != nil {
+			h.cfg.WriteError(w, r, err)
+			return
+		}
+		caller := visible
+		visible = func(u string) bool { return u == user && caller(u) }
+	}
+	after, err := lastEventID(r)
+	if err != nil {
+		h.cfg.WriteError(w, r, err)
+		return
+	}
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{contract.SubjectEventsAll},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	}
+	if after > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+	}
+	h.stream(w, r, cfg, visible, false)
+}
+
+// stream writes the events cfg selects until the client leaves, the
+// connection fails, or (untilTerminal) a terminal event was written.
+func (h *Handler) stream(w http.ResponseWriter, r *http.Request, cfg jetstream.OrderedConsumerConfig, visible func(string) bool, untilTerminal bool) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	cons, err := h.cfg.JS.OrderedConsumer(ctx, contract.StreamEvents, cfg)
+	if err != nil {
+		h.cfg.WriteError(w, r, unavailable(err))
+		return
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(h.cfg.Buffer))
+	if err != nil {
+		h.cfg.WriteError(w, r, unavailable(err))
+		return
+	}
+	defer it.Stop()
+
+	// Next blocks; a reader goroutine lets the loop also watch the
+	// heartbeat and the client. The unbuffered channel plus the pull
+	// limit bound what one slow client can hold.
+	msgs := make(chan jetstream.Msg)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case msgs <- msg:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	sw := h.start(w, r)
+	if sw == nil {
+		return
+	}
+	heartbeat := time.NewTicker(h.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case err := <-errc:
+			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				h.cfg.Log.WarnContext(ctx, "sse_source_failed", "error", err)
+			}
+			return
+		case <-heartbeat.C:
+			if sw.comment("heartbeat") != nil {
+				return
+			}
+		case msg := <-msgs:
+			meta, err := msg.Metadata()
+			if err != nil {
+				continue
+			}
+			var ev contract.Event
+			if err := json.Unmarshal(msg.Data(), &ev); err != nil || !visible(ev.Username) ||
+				ev.Type == "" || strings.ContainsAny(string(ev.Type), "\r\n") {
+				// Not an event of the contract, or not the caller's.
+				continue
+			}
+			var data bytes.Buffer
+			if err := json.Compact(&data, msg.Data()); err != nil {
+				continue
+			}
+			if sw.event(strconv.FormatUint(meta.Sequence.Stream, 10), string(ev.Type), data.Bytes()) != nil {
+				return
+			}
+			if untilTerminal && ev.Type.Terminal() {
+				return
+			}
+		}
+	}
+}
+
+func unavailable(err error) error {
+	return fmt.Errorf("%w: %w", contract.Errorf(contract.CodeUnavailable, "the event stream is unreachable; try again later"), err)
+}
+
+// sseWriter writes SSE frames, each flushed at once and bounded in time.
+type sseWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+// start answers the headers of an event stream.
+func (h *Handler) start(w http.ResponseWriter, r *http.Request) *sseWriter {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	w.WriteHeader(http.StatusOK)
+	sw := &sseWriter{w: w, rc: http.NewResponseController(w), timeout: h.cfg.WriteTimeout}
+	// retry: how long a browser waits before reconnecting.
+	if err := sw.write([]byte("retry: 3000\n\n")); err != nil {
+		h.cfg.Log.DebugContext(r.Context(), "sse_start_failed", "error", err)
+		return nil
+	}
+	return sw
+}
+
+func (s *sseWriter) event(id, typ string, data []byte) error {
+	var b bytes.Buffer
+	if id != "" {
+		b.WriteString("id: " + id + "\n")
+	}
+	b.WriteString("event: " + typ + "\n")
+	// data is compact JSON: one line, no newline to split.
+	b.WriteString("data: ")
+	b.Write(data)
+	b.WriteString("\n\n")
+	return s.write(b.Bytes())
+}
+
+func (s *sseWriter) comment(text string) error {
+	return s.write([]byte(": " + text + "\n\n"))
+}
+
+func (s *sseWriter) write(p []byte) error {
+	// A client that stops reading must not hold the handler for ever.
+	if err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	if _, err := s.w.Write(p); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}

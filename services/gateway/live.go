@@ -1,0 +1,35 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/service"
+	"github.com/skao/skao-staging/services/gateway/internal/api"
+	"github.com/skao/skao-staging/services/gateway/internal/live"
+	"github.com/skao/skao-staging/services/gateway/internal/logwindow"
+	"github.com/skao/skao-staging/services/gateway/internal/stagings"
+	"github.com/skao/skao-staging/services/gateway/internal/ui"
+)
+
+// liveParts builds what the gateway shows people as it happens: the SSE
+// event streams, the system log window (subscribed to every service's log
+// records until the connection drains) and the web UI.
+func liveParts(cfg Config, deps service.Deps, allowed contract.MethodSet) (*live.Handler, *logwindow.Window, http.Handler, error) {
+	events, err := live.New(live.Config{
+		JS:         deps.JS,
+		Client:     stagings.New(deps.NC, deps.JS, allowed, cfg.NATSTimeout),
+		Log:        deps.Log.With("component", "live"),
+		WriteError: api.WriteError,
+		Visible:    api.EventVisibility,
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	window := logwindow.New(cfg.LogWindowLines)
+	if _, err := logwindow.Subscribe(deps.NC, window); err != nil {
+		return nil, nil, nil, fmt.Errorf("gateway: log window: %w", err)
+	}
+	return events, window, ui.Handler(), nil
+}
