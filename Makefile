@@ -32,7 +32,7 @@ ARGS       ?=
 
 SERVICES := gateway stager jupyter-bridge audit
 
-.PHONY: help run test lint fmt-check vet staticcheck build bench tools clean
+.PHONY: help run test lint fmt-check vet staticcheck build bench tools clean deploy-check
 
 help: ## List targets
 	@echo "usage: make <target>"
@@ -85,6 +85,9 @@ bench: ## Run benchmarks in libs and services
 tools: ## Install staticcheck and the pinned nats-server into .tools/bin
 	scripts/ensure-go-tool.sh staticcheck $(STATICCHECK_PKG) $(STATICCHECK_VERSION)
 	scripts/nats-test-server.sh install
+
+deploy-check: ## Helm lint/template of deploy/helm (installs helm into .tools/bin), compose and dashboard checks
+	scripts/deploy-check.sh
 
 clean: ## Remove bin/ and data/
 	rm -rf bin data

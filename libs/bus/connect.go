@@ -30,11 +30,11 @@ func Connect(url, name string, log *slog.Logger, opts ...nats.Option) (*nats.Con
 	}, opts...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to nats %s: %w", redact(url), err)
+		return nil, fmt.Errorf("connect to nats %s: %w", RedactURL(url), err)
 	}
 	if v := nc.ConnectedServerVersion(); !versionAtLeast(v, MinServerVersion) {
 		nc.Close()
-		return nil, fmt.Errorf("nats server at %s is version %s; skao-staging needs %s or newer (multi-subject consumer filters)", redact(url), v, MinServerVersion)
+		return nil, fmt.Errorf("nats server at %s is version %s; skao-staging needs %s or newer (multi-subject consumer filters)", RedactURL(url), v, MinServerVersion)
 	}
 	return nc, nil
 }
@@ -59,8 +59,9 @@ func versionParts(v string) [3]int {
 	return out
 }
 
-// redact hides credentials in a NATS URL.
-func redact(url string) string {
+// RedactURL hides the credentials of a URL ("nats://user:pw@host" becomes
+// "nats://***@host"), for logs and errors.
+func RedactURL(url string) string {
 	scheme, rest, ok := strings.Cut(url, "://")
 	if !ok {
 		return url

@@ -24,10 +24,10 @@ func TestVersionAtLeast(t *testing.T) {
 }
 
 func TestRedact(t *testing.T) {
-	if got, want := redact("nats://user:pw@host:4222"), "nats://***@host:4222"; got != want {
-		t.Errorf("redact = %q, want %q", got, want)
+	if got, want := RedactURL("nats://user:pw@host:4222"), "nats://***@host:4222"; got != want {
+		t.Errorf("RedactURL = %q, want %q", got, want)
 	}
-	if got, want := redact("nats://host:4222"), "nats://host:4222"; got != want {
-		t.Errorf("redact = %q, want %q", got, want)
+	if got, want := RedactURL("nats://host:4222"), "nats://host:4222"; got != want {
+		t.Errorf("RedactURL = %q, want %q", got, want)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/skao/skao-staging/libs/bus"
 )
 
 // EnvPrefix prefixes every configuration variable.
@@ -160,6 +162,19 @@ func collect(v reflect.Value, attrs *[]any, seen map[string]bool) {
 			}
 			continue
 		}
-		*attrs = append(*attrs, key, fmt.Sprint(fv.Interface()))
+		*attrs = append(*attrs, key, redactUserinfo(fmt.Sprint(fv.Interface())))
 	}
+}
+
+// redactUserinfo masks the credentials of URLs in a value (a NATS URL may
+// carry a user and password; several may be comma-separated).
+func redactUserinfo(v string) string {
+	if !strings.Contains(v, "@") {
+		return v
+	}
+	parts := strings.Split(v, ",")
+	for i, p := range parts {
+		parts[i] = bus.RedactURL(strings.TrimSpace(p))
+	}
+	return strings.Join(parts, ",")
 }

@@ -62,12 +62,15 @@ func TestLoadRejectsBadValues(t *testing.T) {
 func TestLogConfigMasksSecrets(t *testing.T) {
 	var buf strings.Builder
 	log := slog.New(slog.NewJSONHandler(&buf, nil))
-	service.LogConfig(log, combined{B: partB{Token: "s3cret-value"}, A: partA{Root: "/data"}})
+	service.LogConfig(log, combined{
+		Base: service.Base{NATSURL: "nats://stager:pw-s3cret-value@nats-a:4222,nats://stager:pw-s3cret-value@nats-b:4222"},
+		B:    partB{Token: "s3cret-value"}, A: partA{Root: "/data"},
+	})
 	out := buf.String()
 	if strings.Contains(out, "s3cret-value") {
 		t.Errorf("secret appears in the logged configuration: %s", out)
 	}
-	for _, want := range []string{`"token":"***"`, `"source_root":"/data"`} {
+	for _, want := range []string{`"token":"***"`, `"source_root":"/data"`, `"nats_url":"nats://***@nats-a:4222,nats://***@nats-b:4222"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("logged configuration lacks %s: %s", want, out)
 		}

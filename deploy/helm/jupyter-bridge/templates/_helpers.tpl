@@ -1,0 +1,28 @@
+{{- define "jupyter-bridge.ports" -}}
+{{- toJson (list (list "ops" "opsAddr")) -}}
+{{- end -}}
+
+{{/* JupyterHub's own variable names (JUPYTERHUB_URL, JUPYTERHUB_API_TOKEN); the token only from a Secret. */}}
+{{- define "jupyter-bridge.secretEnv" -}}
+{{- with .Values.jupyterhub.url }}
+- name: JUPYTERHUB_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.jupyterhub.existingSecret }}
+- name: JUPYTERHUB_API_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.jupyterhub.existingSecret }}
+      key: {{ .Values.jupyterhub.tokenKey }}
+{{- else if .Values.jupyterhub.url }}
+{{- fail "jupyterhub.url is set: jupyterhub.existingSecret must name the Secret holding the bridge's API token" }}
+{{- end }}
+{{- end -}}
+
+{{- define "jupyter-bridge.volumes" -}}
+{{ include "skao-staging-lib.volume" (dict "name" "source" "storage" .Values.storage.source "readOnly" true) }}
+{{- end -}}
+
+{{- define "jupyter-bridge.volumeMounts" -}}
+{{ include "skao-staging-lib.volumeMount" (dict "name" "source" "storage" .Values.storage.source "readOnly" true "mountPath" .Values.config.sourceRoot) }}
+{{- end -}}
