@@ -31,6 +31,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	stop, err := w.watchExhausted(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	policy := bus.AckPolicy{
 		Log:        w.o.Log,
 		AckWait:    w.o.AckWait,

@@ -422,6 +422,7 @@ func TestMalformedCommandsAreRejected(t *testing.T) {
 		{"bad username", `{"spec_version":"1.0","id":"req-1","method":"local_copy","username":"Alice!","local_path_on_storage":"a","relative_path":"b"}`, contract.CodeInvalidUsername, "req-1"},
 		{"bad id", `{"spec_version":"1.0","id":"a.b","method":"local_copy","username":"alice","local_path_on_storage":"a","relative_path":"b"}`, contract.CodeInvalidID, ""},
 		{"future spec", `{"spec_version":"2.0","id":"req-2","method":"local_copy","username":"alice","local_path_on_storage":"a","relative_path":"b"}`, contract.CodeUnsupported, "req-2"},
+		{"climbing target", `{"spec_version":"1.0","id":"req-3","method":"local_copy","username":"alice","local_path_on_storage":"a","relative_path":"../bob/x"}`, contract.CodeOutsideUserArea, "req-3"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -452,9 +453,10 @@ func TestMalformedCommandsAreRejected(t *testing.T) {
 			}
 		})
 	}
-	if got := counter(t, s.reg, "staging_test_requests_total", "local_copy", "rejected"); got != 3 {
-		t.Errorf("rejected local_copy requests = %v, want 3", got)
-	}
+	// The count follows the event it is about, so it may lag behind.
+	waitFor(t, "4 rejected local_copy requests counted", func() bool {
+		return counter(t, s.reg, "staging_test_requests_total", "local_copy", "rejected") == 4
+	})
 	if got := counter(t, s.reg, "staging_test_requests_total", "invalid", "rejected"); got != 1 {
 		t.Errorf("rejected requests of no readable method = %v, want 1", got)
 	}
@@ -609,4 +611,28 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// A command whose every delivery dies before Handle returns (here a panic,
+// which the policy Naks) still ends as failed, from the server's
+// max-deliveries advisory, and leaves the work queue.
+func TestDeliveriesExhausted(t *testing.T) {
+	var runs atomic.Int32
+	s := start(t, func(context.Context, contract.Command, *worker.Reporter) (worker.Result, error) {
+		runs.Add(1)
+		panic("the worker dies")
+	}, nil)
+	cmd := command(contract.MethodLocalCopy)
+	s.submit(t, cmd)
+	checkEvents(t, s, cmd, []summary{
+		{Type: contract.EventStarted, Attempt: 1},
+		{Type: contract.EventStarted, Attempt: 2},
+		{Type: contract.EventFailed, Attempt: 2, Code: contract.CodeRetriesExhausted},
+	})
+	if got := runs.Load(); got != 2 {
+		t.Errorf("work ran %d times, want 2 (MaxDeliver)", got)
+	}
+	waitFor(t, "1 failed request counted", func() bool {
+		return counter(t, s.reg, "staging_test_requests_total", "local_copy", "failed") == 1
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -30,14 +31,27 @@ type Handler struct {
 	log    *slog.Logger
 	bytes  prometheus.Counter
 	mux    *http.ServeMux
+	// sendfile keeps a file's body on the kernel's sendfile path; without
+	// it the body is copied through a pooled buffer of BufferSize.
+	sendfile bool
 }
 
-// NewHandler returns the handler, with its metric registered on reg.
-func NewHandler(store *Store, source *storage.Root, log *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
+// BufferSize is the buffer a file's body is copied through when sendfile
+// is off: large writes are what make the buffered path beat sendfile on
+// the VMs measured (docs/benchmarks.md), as nginx's output_buffers do.
+const BufferSize = 1 << 20
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, BufferSize); return &b }}
+
+// NewHandler returns the handler, with its metric registered on reg. With
+// sendfile, file bodies go through sendfile(2); without, through a buffer
+// of BufferSize.
+func NewHandler(store *Store, source *storage.Root, log *slog.Logger, reg prometheus.Registerer, sendfile bool) (*Handler, error) {
 	h := &Handler{
-		store:  store,
-		source: source,
-		log:    log,
+		store:    store,
+		source:   source,
+		log:      log,
+		sendfile: sendfile,
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "staging_stager_download_bytes_total",
 			Help: "Bytes sent by the stager's download links.",
@@ -82,7 +96,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, contract.Errorf(contract.CodeIOError, "the source cannot be read"))
 		return
 	}
-	cw := &countingWriter{ResponseWriter: w}
+	cw := &countingWriter{ResponseWriter: w, sendfile: h.sendfile}
 	defer func() { h.bytes.Add(float64(cw.n)) }()
 	name := path.Base(link.Path)
 	switch {
@@ -162,11 +176,13 @@ func (h *Handler) writeTar(w io.Writer, dir, top string) error {
 	return tw.Close()
 }
 
-// countingWriter counts what is sent and keeps the sendfile path open:
-// ReadFrom hands files to the connection's own ReadFrom.
+// countingWriter counts what is sent. With sendfile, ReadFrom hands files
+// to the connection's own ReadFrom (sendfile); without, it copies them
+// through a large pooled buffer, each write going straight to the socket.
 type countingWriter struct {
 	http.ResponseWriter
-	n int64
+	n        int64
+	sendfile bool
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
@@ -176,6 +192,12 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	if !c.sendfile {
+		buf := buffers.Get().(*[]byte)
+		defer buffers.Put(buf)
+		// The wrappers hide ReadFrom and WriteTo, so CopyBuffer uses buf.
+		return io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{r}, *buf)
+	}
 	if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
 		n, err := rf.ReadFrom(r)
 		c.n += n

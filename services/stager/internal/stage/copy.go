@@ -60,6 +60,10 @@ func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress Progre
 	if err := t.checkSpace(p); err != nil {
 		return Result{}, err
 	}
+	if err := s.track(cmd.ID, t); err != nil {
+		return Result{}, err
+	}
+	defer s.untrack(t)
 
 	cctx, span := s.Tracer.Start(ctx, "stager.copy")
 	m := startMeter(progress, s.progressEvery(), contract.Progress{BytesTotal: p.bytes, FilesTotal: int64(len(p.files))})

@@ -87,6 +87,10 @@ type target struct {
 	tmpRel string // dir/<temporary name>
 	owner  ownership.ID
 	own    bool // give what is made to owner
+	// username owns the area; marker is the in-flight marker of the
+	// temporary entry, once tracked (see leftovers.go).
+	username string
+	marker   string
 }
 
 func (t *target) close() error { return t.user.Close() }
@@ -113,7 +117,7 @@ func (s *Stager) openTarget(cmd contract.Command) (*target, error) {
 		return nil, targetError(cmd.Username, err)
 	}
 	rel := path.Clean(cmd.RelativePath)
-	t := &target{user: user, dir: path.Dir(rel), name: path.Base(rel), rel: rel, shown: cmd.Username + "/" + rel, owner: owner, own: own}
+	t := &target{user: user, dir: path.Dir(rel), name: path.Base(rel), rel: rel, shown: cmd.Username + "/" + rel, owner: owner, own: own, username: cmd.Username}
 	t.tmpRel = path.Join(t.dir, tempName(cmd.ID))
 	if strings.HasPrefix(t.name, tempPrefix) {
 		user.Close()
