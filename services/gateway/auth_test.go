@@ -9,8 +9,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -94,14 +92,10 @@ func (p *idp) token(key *rsa.PrivateKey, claims map[string]any) string {
 	return s
 }
 
-func submitBody(user string) string {
-	return `{"method":"local_copy","username":"` + user + `","local_path_on_storage":"/mnt/a/f.fits","relative_path":"f.fits"}`
-}
-
 func TestAuthOIDC(t *testing.T) {
 	p := newIDP(t)
-	g := startGW(t, gateway.Config{AuthMode: "oidc", OIDCIssuer: p.url, OIDCAudience: "staging"})
-	g.audit(func(q contract.AuditListRequest) contract.AuditListReply {
+	e := newEnv(t, gateway.Config{AuthMode: "oidc", OIDCIssuer: p.url, OIDCAudience: "staging"})
+	answer(e, contract.SubjectAuditList, func(q contract.AuditListRequest) contract.AuditListReply {
 		// Echo the filter, so the test sees whose list was asked for.
 		return contract.AuditListReply{Items: []contract.Record{{ID: "r1", Username: q.Username, Method: contract.MethodLocalCopy, Status: contract.StatusQueued}}}
 	})
@@ -114,7 +108,7 @@ func TestAuthOIDC(t *testing.T) {
 	wrongIss := p.token(p.key, map[string]any{"preferred_username": "alice", "iss": "https://elsewhere.example.org"})
 
 	bobReq := "bob-request-1"
-	g.publishEvent(contract.Event{ID: "e-bob", Type: contract.EventQueued, Source: "test", RequestID: bobReq, Method: contract.MethodLocalCopy, Username: "bob", LocalPathOnStorage: "a", RelativePath: "b"})
+	e.publishEvent(contract.Event{ID: "e-bob", Type: contract.EventQueued, Source: "test", RequestID: bobReq, Method: contract.MethodLocalCopy, Username: "bob", LocalPathOnStorage: "a", RelativePath: "b"})
 
 	tests := []struct {
 		name, method, path, body, token string
@@ -151,14 +145,14 @@ func TestAuthOIDC(t *testing.T) {
 			if tt.token != "" {
 				hdr = []string{"Authorization", tt.token}
 			}
-			r := g.call(tt.method, tt.path, tt.body, hdr...)
+			r := e.do(tt.method, tt.path, tt.body, hdr...)
 			if r.status != tt.want {
 				t.Fatalf("status = %d, want %d: %s", r.status, tt.want, r.body)
 			}
 			if tt.wantCode == "" {
 				return
 			}
-			body := r.object(t)
+			body := r.json(t)
 			if body["code"] != string(tt.wantCode) {
 				t.Errorf("code = %v, want %s", body["code"], tt.wantCode)
 			}
@@ -178,7 +172,7 @@ func TestAuthOIDC(t *testing.T) {
 	}
 
 	t.Run("list is forced to the caller", func(t *testing.T) {
-		r := g.call("GET", "/api/v1/stagings", "", "Authorization", "Bearer "+alice)
+		r := e.do("GET", "/api/v1/stagings", "", "Authorization", "Bearer "+alice)
 		if r.status != 200 {
 			t.Fatalf("status = %d: %s", r.status, r.body)
 		}
@@ -189,7 +183,7 @@ func TestAuthOIDC(t *testing.T) {
 		if len(reply.Items) != 1 || reply.Items[0].Username != "alice" {
 			t.Errorf("the audit was asked for %+v, want alice's", reply.Items)
 		}
-		r = g.call("GET", "/api/v1/stagings", "", "Authorization", "Bearer "+admin)
+		r = e.do("GET", "/api/v1/stagings", "", "Authorization", "Bearer "+admin)
 		if err := json.Unmarshal(r.body, &reply); err != nil {
 			t.Fatal(err)
 		}
@@ -199,12 +193,12 @@ func TestAuthOIDC(t *testing.T) {
 	})
 
 	t.Run("origin stays gateway, caller in the access log", func(t *testing.T) {
-		for _, cmd := range g.commands() {
+		for _, cmd := range e.commands() {
 			if cmd.Origin != "gateway" {
 				t.Errorf("command %s has origin %q", cmd.ID, cmd.Origin)
 			}
 		}
-		logs := g.logs.String()
+		logs := e.logs.String()
 		if !strings.Contains(logs, `"user":"alice"`) || !strings.Contains(logs, `"user":"root"`) {
 			t.Errorf("the access log does not name the callers:\n%s", logs)
 		}
@@ -218,7 +212,7 @@ func TestAuthOIDCJWKSOverrideAndClaims(t *testing.T) {
 	p := newIDP(t)
 	// Discovery would fail: the issuer is not the IdP's URL, so only the
 	// JWKS override can make this work.
-	g := startGW(t, gateway.Config{AuthMode: "oidc", OIDCIssuer: "https://sso.example.org/realms/ska", OIDCAudience: "staging",
+	e := newEnv(t, gateway.Config{AuthMode: "oidc", OIDCIssuer: "https://sso.example.org/realms/ska", OIDCAudience: "staging",
 		OIDCJWKSURL: p.url + "/jwks", OIDCUsernameClaim: "uid", OIDCRolesClaim: "groups"})
 	tok := func(claims map[string]any) string {
 		claims["iss"] = "https://sso.example.org/realms/ska"
@@ -237,7 +231,7 @@ func TestAuthOIDCJWKSOverrideAndClaims(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := g.call("POST", "/api/v1/stagings", submitBody(tt.user), "Authorization", tt.token)
+			r := e.do("POST", "/api/v1/stagings", submitBody(tt.user), "Authorization", tt.token)
 			if r.status != tt.status {
 				t.Errorf("status = %d, want %d: %s", r.status, tt.status, r.body)
 			}
@@ -246,17 +240,12 @@ func TestAuthOIDCJWKSOverrideAndClaims(t *testing.T) {
 }
 
 func TestAuthStaticTokens(t *testing.T) {
-	dir := t.TempDir()
 	hashed := sha256.Sum256([]byte("rucio-secret-token"))
-	file := filepath.Join(dir, "tokens")
-	content := "# token username roles\n" +
-		"alice-secret-token alice\n" +
-		"sha256:" + hex.EncodeToString(hashed[:]) + " rucio service\n" +
-		"\n"
-	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	g := startGW(t, gateway.Config{AuthMode: "tokens", AuthTokensFile: file})
+	file := tokensFile(t, "# token username roles\n"+
+		"alice-secret-token alice\n"+
+		"sha256:"+hex.EncodeToString(hashed[:])+" rucio service\n"+
+		"\n")
+	e := newEnv(t, gateway.Config{AuthMode: "tokens", AuthTokensFile: file})
 	tests := []struct {
 		name, token, user string
 		want              int
@@ -269,13 +258,13 @@ func TestAuthStaticTokens(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := g.call("POST", "/api/v1/stagings", submitBody(tt.user), "Authorization", "Bearer "+tt.token)
+			r := e.do("POST", "/api/v1/stagings", submitBody(tt.user), "Authorization", "Bearer "+tt.token)
 			if r.status != tt.want {
 				t.Errorf("status = %d, want %d: %s", r.status, tt.want, r.body)
 			}
 		})
 	}
-	if logs := g.logs.String(); strings.Contains(logs, "secret-token") {
+	if logs := e.logs.String(); strings.Contains(logs, "secret-token") {
 		t.Errorf("a token reached the logs:\n%s", logs)
 	}
 }
@@ -293,7 +282,7 @@ func TestAuthConfigRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := newHandlerErr(t, tt.cfg)
+			_, err := newHandler(t, tt.cfg)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("NewHandler error = %v, want one naming %s", err, tt.want)
 			}
@@ -302,14 +291,14 @@ func TestAuthConfigRefused(t *testing.T) {
 }
 
 func TestCORS(t *testing.T) {
-	preflight := func(g *gwEnv, origin string) gwResp {
-		return g.call(http.MethodOptions, "/api/v1/stagings", "",
+	preflight := func(e *env, origin string) response {
+		return e.do(http.MethodOptions, "/api/v1/stagings", "",
 			"Origin", origin,
 			"Access-Control-Request-Method", "POST",
 			"Access-Control-Request-Headers", "authorization,content-type,idempotency-key")
 	}
-	g := startGW(t, gateway.Config{CORSAllowedOrigins: []string{"https://app.example.org"}, AuthMode: "tokens", AuthTokensFile: tokensFile(t)})
-	r := preflight(g, "https://app.example.org")
+	e := newEnv(t, gateway.Config{CORSAllowedOrigins: []string{"https://app.example.org"}, AuthMode: "tokens", AuthTokensFile: tokensFile(t, "alice-secret-token alice\n")})
+	r := preflight(e, "https://app.example.org")
 	if r.status >= 300 {
 		t.Fatalf("preflight status = %d: %s", r.status, r.body)
 	}
@@ -322,28 +311,19 @@ func TestCORS(t *testing.T) {
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("preflight headers (-got +want):\n%s", diff)
 	}
-	if r := preflight(g, "https://evil.example.org"); r.header.Get("Access-Control-Allow-Origin") != "" {
+	if r := preflight(e, "https://evil.example.org"); r.header.Get("Access-Control-Allow-Origin") != "" {
 		t.Errorf("a foreign origin was allowed: %v", r.header)
 	}
 	// A simple request gets the header too, and exposes the request id.
-	r = g.call("GET", "/api/v1/methods", "", "Origin", "https://app.example.org")
+	r = e.do("GET", "/api/v1/methods", "", "Origin", "https://app.example.org")
 	if r.header.Get("Access-Control-Allow-Origin") != "https://app.example.org" || !strings.Contains(r.header.Get("Access-Control-Expose-Headers"), "X-Request-Id") {
 		t.Errorf("GET with Origin: %v", r.header)
 	}
 
-	off := startGW(t, gateway.Config{})
+	off := newEnv(t, gateway.Config{})
 	if r := preflight(off, "https://app.example.org"); r.header.Get("Access-Control-Allow-Origin") != "" {
 		t.Errorf("CORS headers without CORS_ALLOWED_ORIGINS: %v", r.header)
 	}
-}
-
-func tokensFile(t *testing.T) string {
-	t.Helper()
-	f := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(f, []byte("alice-secret-token alice\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return f
 }
 
 func TestDownloadOnlyForItsUser(t *testing.T) {
@@ -351,11 +331,11 @@ func TestDownloadOnlyForItsUser(t *testing.T) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		_, _ = w.Write([]byte("bytes"))
 	})
-	g := startGW(t, gateway.Config{AuthMode: "tokens", AuthTokensFile: tokensFileWith(t, "alice-secret-token alice\nbob-secret-token bob\nops-secret-token ops admin\n")},
+	e := newEnv(t, gateway.Config{AuthMode: "tokens", AuthTokensFile: tokensFile(t, "alice-secret-token alice\nbob-secret-token bob\nops-secret-token ops admin\n")},
 		gateway.WithDownloads(served))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	kv, err := g.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "STAGING_DOWNLOADS"})
+	kv, err := e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "STAGING_DOWNLOADS"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +358,7 @@ func TestDownloadOnlyForItsUser(t *testing.T) {
 			if tt.token != "" {
 				hdr = []string{"Authorization", "Bearer " + tt.token}
 			}
-			if r := g.call("GET", "/api/v1/downloads/"+token, "", hdr...); r.status != tt.want {
+			if r := e.do("GET", "/api/v1/downloads/"+token, "", hdr...); r.status != tt.want {
 				t.Errorf("status = %d, want %d: %s", r.status, tt.want, r.body)
 			}
 		})

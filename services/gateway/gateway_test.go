@@ -2,255 +2,20 @@ package gateway_test
 
 import (
 	"context"
-	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
-	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
-	"github.com/skao/skao-staging/libs/natstest"
-	"github.com/skao/skao-staging/libs/service"
-	"github.com/skao/skao-staging/libs/telemetry"
 	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/gateway"
 )
-
-func TestMain(m *testing.M) {
-	// The services install this propagator at start (telemetry); the tests
-	// check that the trace travels from HTTP into NATS headers.
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	os.Exit(m.Run())
-}
-
-// env is a gateway over a real embedded JetStream server, reached through
-// a real HTTP server.
-type env struct {
-	t    *testing.T
-	url  string
-	srv  *server.Server
-	nc   *nats.Conn // the test's own connection: worker, audit fake, reads
-	js   jetstream.JetStream
-	gwNC *nats.Conn
-	deps service.Deps
-	logs *testenv.Buffer
-}
-
-func newEnv(t *testing.T, cfg gateway.Config, opts ...gateway.Option) *env {
-	t.Helper()
-	srv := natstest.StartServer(t, t.TempDir())
-	logs := &testenv.Buffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	gwNC, gwJS := natstest.Connect(t, srv.ClientURL())
-	nc, js := natstest.Connect(t, srv.ClientURL())
-	tp := sdktrace.NewTracerProvider()
-	t.Cleanup(func() {
-		if err := tp.Shutdown(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
-	deps := service.Deps{
-		Log:        log,
-		NC:         gwNC,
-		JS:         gwJS,
-		Registerer: prometheus.NewRegistry(),
-		Tracer:     tp,
-		Health:     telemetry.NewHealth(),
-	}
-	h, err := gateway.NewHandler(cfg, deps, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(h)
-	t.Cleanup(ts.Close)
-	return &env{t: t, url: ts.URL, srv: srv, nc: nc, js: js, gwNC: gwNC, deps: deps, logs: logs}
-}
-
-// answer stands in for the audit on subject: each query gets reply's
-// answer as JSON. Unsubscribe to take the audit away.
-func (e *env) answer(subject string, reply func(query []byte) any) *nats.Subscription {
-	e.t.Helper()
-	sub, err := e.nc.Subscribe(subject, func(m *nats.Msg) {
-		data, err := json.Marshal(reply(m.Data))
-		if err == nil {
-			err = m.Respond(data)
-		}
-		if err != nil {
-			e.t.Errorf("answer on %s: %v", subject, err)
-		}
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := e.nc.Flush(); err != nil {
-		e.t.Fatal(err)
-	}
-	return sub
-}
-
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (e *env) do(method, path, body string, header ...string) response {
-	e.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.url+path, rd)
-	if err != nil {
-		e.t.Errorf("%s %s: %v", method, path, err)
-		return response{}
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	// Errorf, not Fatal: do also runs on goroutines of concurrent tests.
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Errorf("%s %s: %v", method, path, err)
-		return response{}
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Errorf("%s %s: read body: %v", method, path, err)
-	}
-	r := response{status: resp.StatusCode, header: resp.Header, body: data}
-	if err := checkContract(method, path, r); err != nil {
-		e.t.Errorf("contract: %v", err)
-	}
-	return r
-}
-
-func (r response) json(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.body, &m); err != nil {
-		t.Fatalf("response is not a JSON object: %v\n%s", err, r.body)
-	}
-	return m
-}
-
-// lastEvent reads the current state of request id from the event stream.
-func (e *env) lastEvent(id string) (contract.Event, bool) {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := e.js.Stream(ctx, contract.StreamEvents)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	msg, err := s.GetLastMsgForSubject(ctx, contract.EventSubject(id))
-	if err == jetstream.ErrMsgNotFound {
-		return contract.Event{}, false
-	}
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var ev contract.Event
-	if err := json.Unmarshal(msg.Data, &ev); err != nil {
-		e.t.Fatal(err)
-	}
-	return ev, true
-}
-
-// commands returns how many commands wait on the request stream.
-func (e *env) commands() uint64 {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := e.js.Stream(ctx, contract.StreamRequests)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return info.State.Msgs
-}
-
-// publishEvent publishes an event about cmd as a worker would.
-func (e *env) publishEvent(cmd contract.Command, ev contract.Event) {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := bus.PublishEvent(ctx, e.js, ev); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
-// startWorker consumes every command and answers it as decide says, after
-// a started event: a stand-in for the stager, which lives in another
-// module.
-func (e *env) startWorker(decide func(cmd contract.Command) contract.Event) {
-	e.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	c, err := bus.EnsureConsumer(ctx, e.js, bus.ConsumerOptions{
-		Stream:         contract.StreamRequests,
-		Durable:        "test-worker",
-		FilterSubjects: contract.RequestSubjects(contract.Methods...),
-		AckWait:        30 * time.Second,
-		MaxDeliver:     3,
-	})
-	if err != nil {
-		cancel()
-		e.t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		err := bus.Consume(ctx, c, 4, func(ctx context.Context, msg jetstream.Msg) {
-			cmd, err := contract.DecodeCommand(msg.Data())
-			if err != nil {
-				e.t.Errorf("worker got a bad command: %v", err)
-				return
-			}
-			started := contract.EventFor(cmd, contract.EventStarted)
-			started.ID, started.Time, started.Source = cmd.ID+"-started", time.Now().UTC(), "test-worker"
-			if err := bus.PublishEvent(ctx, e.js, started); err != nil {
-				e.t.Errorf("publish started: %v", err)
-			}
-			ev := decide(cmd)
-			ev.SpecVersion, ev.RequestID, ev.Method, ev.Username = contract.SpecVersion, cmd.ID, cmd.Method, cmd.Username
-			ev.ID, ev.Time, ev.Source = cmd.ID+"-end", time.Now().UTC(), "test-worker"
-			if err := bus.PublishEvent(ctx, e.js, ev); err != nil {
-				e.t.Errorf("publish outcome: %v", err)
-			}
-			if err := msg.Ack(); err != nil {
-				e.t.Errorf("ack: %v", err)
-			}
-		})
-		if err != nil {
-			e.t.Errorf("consume: %v", err)
-		}
-	}()
-	e.t.Cleanup(func() { cancel(); <-done })
-}
-
-const validBody = `{"method":"local_copy","username":"alice","local_path_on_storage":"/mnt/storage_a/file.fits","relative_path":"data/file.fits"}`
 
 func TestSubmitPublishesCommandThenQueued(t *testing.T) {
 	e := newEnv(t, gateway.Config{})
@@ -278,11 +43,7 @@ func TestSubmitPublishesCommandThenQueued(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := e.js.Stream(ctx, contract.StreamRequests)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, err := s.GetLastMsgForSubject(ctx, contract.RequestSubject(contract.MethodLocalCopy))
+	msg, err := e.stream(ctx, contract.StreamRequests).GetLastMsgForSubject(ctx, contract.RequestSubject(contract.MethodLocalCopy))
 	if err != nil {
 		t.Fatalf("command not on the stream: %v", err)
 	}
@@ -415,7 +176,7 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
-	if n := e.commands(); n != 0 {
+	if n := len(e.commands()); n != 0 {
 		t.Errorf("%d commands published for bad input", n)
 	}
 }
@@ -462,7 +223,7 @@ func TestGetReadsLastEvent(t *testing.T) {
 		ev := contract.EventFor(cmd, t)
 		ev.ID, ev.Time, ev.Source = id, at, "stager"
 		change(&ev)
-		e.publishEvent(cmd, ev)
+		e.publishEvent(ev)
 	}
 	publish("e1", contract.EventQueued, func(*contract.Event) {})
 	publish("e2", contract.EventStarted, func(*contract.Event) {})
@@ -496,25 +257,16 @@ func TestGetReadsLastEvent(t *testing.T) {
 func TestGetFallsBackToAudit(t *testing.T) {
 	e := newEnv(t, gateway.Config{})
 	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	// A stand-in for the audit service (another module); the end-to-end
-	// tests use the real one.
-	sub := e.answer(contract.SubjectAuditGet, func(query []byte) any {
-		var req contract.AuditGetRequest
-		reply := contract.AuditGetReply{}
-		if err := json.Unmarshal(query, &req); err != nil {
-			reply.Error = contract.Errorf(contract.CodeMalformed, "bad query")
-		} else if req.ID == "old-1" {
-			reply.Record = &contract.Record{
-				ID: "old-1", Method: contract.MethodLocalSymlink, Username: "bob", LocalPathOnStorage: "/a", RelativePath: "b",
-				Status: contract.StatusFailed, ErrorCode: contract.CodeTargetConflict, ErrorReason: "exists",
-				CreatedAt: created, UpdatedAt: created,
-			}
-		} else {
-			reply.Error = contract.Errorf(contract.CodeNotFound, "no request %s", req.ID)
+	sub := answer(e, contract.SubjectAuditGet, func(req contract.AuditGetRequest) contract.AuditGetReply {
+		if req.ID != "old-1" {
+			return contract.AuditGetReply{Error: contract.Errorf(contract.CodeNotFound, "no request %s", req.ID)}
 		}
-		return reply
+		return contract.AuditGetReply{Record: &contract.Record{
+			ID: "old-1", Method: contract.MethodLocalSymlink, Username: "bob", LocalPathOnStorage: "/a", RelativePath: "b",
+			Status: contract.StatusFailed, ErrorCode: contract.CodeTargetConflict, ErrorReason: "exists",
+			CreatedAt: created, UpdatedAt: created,
+		}}
 	})
-
 	tests := []struct {
 		name       string
 		id         string
@@ -570,11 +322,7 @@ func TestGetFallsBackToAudit(t *testing.T) {
 func TestListAsksTheAudit(t *testing.T) {
 	e := newEnv(t, gateway.Config{})
 	got := make(chan contract.AuditListRequest, 1)
-	e.answer(contract.SubjectAuditList, func(query []byte) any {
-		var req contract.AuditListRequest
-		if err := json.Unmarshal(query, &req); err != nil {
-			t.Errorf("list query: %v", err)
-		}
+	answer(e, contract.SubjectAuditList, func(req contract.AuditListRequest) contract.AuditListReply {
 		got <- req
 		return contract.AuditListReply{
 			Items:      []contract.Record{{ID: "r1", Method: contract.MethodLocalCopy, Username: "alice", Status: contract.StatusFailed}},
@@ -592,13 +340,7 @@ func TestListAsksTheAudit(t *testing.T) {
 	if diff := cmp.Diff(wantQuery, <-got); diff != "" {
 		t.Errorf("query (-want +got):\n%s", diff)
 	}
-	var page struct {
-		Items      []contract.Record `json:"items"`
-		NextCursor string            `json:"next_cursor"`
-	}
-	if err := json.Unmarshal(resp.body, &page); err != nil {
-		t.Fatal(err)
-	}
+	page := decode[contract.AuditListReply](t, resp)
 	if len(page.Items) != 1 || page.Items[0].ID != "r1" || page.NextCursor != "c2" {
 		t.Errorf("page = %+v", page)
 	}
@@ -681,7 +423,7 @@ func TestStageDataTimeoutAnswers202(t *testing.T) {
 	if body["status"] != "accepted" || id == "" || body["status_url"] != "/api/v1/stagings/"+id || body["detail"] == "" {
 		t.Errorf("body = %s", resp.body)
 	}
-	if n := e.commands(); n != 1 {
+	if n := len(e.commands()); n != 1 {
 		t.Errorf("%d commands waiting, want 1", n)
 	}
 }

@@ -1,10 +1,7 @@
 package gateway_test
 
 import (
-	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/gateway"
 )
 
@@ -37,13 +35,15 @@ type jobView struct {
 	} `json:"items"`
 }
 
-func decode[T any](t *testing.T, r gwResp) T {
+// finishedJob polls the job at statusURL until it no longer runs.
+func finishedJob(t *testing.T, e *env, statusURL string) jobView {
 	t.Helper()
-	var v T
-	if err := json.Unmarshal(r.body, &v); err != nil {
-		t.Fatalf("%v\n%s", err, r.body)
-	}
-	return v
+	var view jobView
+	testenv.Eventually(t, 10*time.Second, "the job to finish", func() bool {
+		view = decode[jobView](t, e.do("GET", statusURL, ""))
+		return view.Status != "running"
+	})
+	return view
 }
 
 // stagerFake succeeds every command except those whose source contains
@@ -55,15 +55,11 @@ func stagerFake(cmd contract.Command) contract.Event {
 	return contract.Event{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged}
 }
 
-func item(user, src string) string {
-	return `{"method":"local_copy","username":"` + user + `","local_path_on_storage":"` + src + `","relative_path":"out/f"}`
-}
-
 func TestJobWithAFailingItemIsPartial(t *testing.T) {
-	g := startGW(t, gateway.Config{})
-	g.worker(stagerFake)
+	e := newEnv(t, gateway.Config{})
+	e.startWorker(stagerFake)
 	body := `{"items":[` + item("alice", "a/ok.fits") + `,` + item("alice", "a/missing.fits") + `,` + item("Not A User", "a/x") + `]}`
-	r := g.call("POST", "/api/v1/jobs", body)
+	r := e.do("POST", "/api/v1/jobs", body)
 	if r.status != http.StatusAccepted {
 		t.Fatalf("status = %d: %s", r.status, r.body)
 	}
@@ -78,15 +74,11 @@ func TestJobWithAFailingItemIsPartial(t *testing.T) {
 	if diff := cmp.Diff(statuses, []contract.Status{"queued", "queued", "rejected"}); diff != "" {
 		t.Errorf("item statuses (-got +want):\n%s", diff)
 	}
-	if e := job.Items[2].Error; e == nil || e.Code != contract.CodeInvalidUsername {
-		t.Errorf("rejected item error = %+v", e)
+	if ierr := job.Items[2].Error; ierr == nil || ierr.Code != contract.CodeInvalidUsername {
+		t.Errorf("rejected item error = %+v", ierr)
 	}
 
-	var view jobView
-	eventually(t, "the job to finish", func() bool {
-		view = decode[jobView](t, g.call("GET", job.StatusURL, ""))
-		return view.Status != "running"
-	})
+	view := finishedJob(t, e, job.StatusURL)
 	want := jobView{JobID: job.JobID, Status: "partial", Counts: map[string]int{"succeeded": 1, "failed": 1, "rejected": 1}}
 	for _, it := range job.Items {
 		want.Items = append(want.Items, struct {
@@ -102,8 +94,8 @@ func TestJobWithAFailingItemIsPartial(t *testing.T) {
 }
 
 func TestJobStates(t *testing.T) {
-	g := startGW(t, gateway.Config{})
-	g.worker(stagerFake)
+	e := newEnv(t, gateway.Config{})
+	e.startWorker(stagerFake)
 	tests := []struct {
 		name  string
 		items []string
@@ -114,16 +106,12 @@ func TestJobStates(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := g.call("POST", "/api/v1/jobs", `{"items":[`+strings.Join(tt.items, ",")+`]}`)
+			r := e.do("POST", "/api/v1/jobs", `{"items":[`+strings.Join(tt.items, ",")+`]}`)
 			if r.status != http.StatusAccepted {
 				t.Fatalf("status = %d: %s", r.status, r.body)
 			}
 			job := decode[jobAnswer](t, r)
-			var view jobView
-			eventually(t, "the job to finish", func() bool {
-				view = decode[jobView](t, g.call("GET", job.StatusURL, ""))
-				return view.Status != "running"
-			})
+			view := finishedJob(t, e, job.StatusURL)
 			if view.Status != tt.want || len(view.Items) != len(tt.items) {
 				t.Errorf("job = %+v, want %s with %d items", view, tt.want, len(tt.items))
 			}
@@ -133,9 +121,9 @@ func TestJobStates(t *testing.T) {
 
 func TestJobFromTheAudit(t *testing.T) {
 	// Events aged out of the stream: the audit's records are all there is.
-	g := startGW(t, gateway.Config{})
+	e := newEnv(t, gateway.Config{})
 	now := time.Now().UTC()
-	g.audit(func(q contract.AuditListRequest) contract.AuditListReply {
+	answer(e, contract.SubjectAuditList, func(q contract.AuditListRequest) contract.AuditListReply {
 		if q.JobID != "old-job" {
 			return contract.AuditListReply{Items: []contract.Record{}}
 		}
@@ -144,17 +132,17 @@ func TestJobFromTheAudit(t *testing.T) {
 			{ID: "r2", JobID: "old-job", Method: contract.MethodLocalCopy, Username: "alice", Status: contract.StatusFailed, ErrorCode: contract.CodeIOError, ErrorReason: "disk", CreatedAt: now, UpdatedAt: now},
 		}}
 	})
-	view := decode[jobView](t, g.call("GET", "/api/v1/jobs/old-job", ""))
+	view := decode[jobView](t, e.do("GET", "/api/v1/jobs/old-job", ""))
 	if view.Status != "partial" || len(view.Items) != 2 {
 		t.Errorf("job = %+v, want partial with 2 items", view)
 	}
-	if r := g.call("GET", "/api/v1/jobs/no-such-job", ""); r.status != http.StatusNotFound {
+	if r := e.do("GET", "/api/v1/jobs/no-such-job", ""); r.status != http.StatusNotFound {
 		t.Errorf("unknown job: %d %s", r.status, r.body)
 	}
 }
 
 func TestJobBadInput(t *testing.T) {
-	g := startGW(t, gateway.Config{JobMaxItems: 2})
+	e := newEnv(t, gateway.Config{JobMaxItems: 2})
 	tests := []struct {
 		name, body string
 		want       int
@@ -166,74 +154,65 @@ func TestJobBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := g.call("POST", "/api/v1/jobs", tt.body)
-			if r.status != tt.want || r.object(t)["code"] != string(tt.code) {
+			r := e.do("POST", "/api/v1/jobs", tt.body)
+			if r.status != tt.want || r.json(t)["code"] != string(tt.code) {
 				t.Errorf("got %d %s, want %d %s", r.status, r.body, tt.want, tt.code)
 			}
 		})
 	}
-	if n := len(g.commands()); n != 0 {
+	if n := len(e.commands()); n != 0 {
 		t.Errorf("%d commands published for refused jobs", n)
 	}
-	if r := g.call("GET", "/api/v1/jobs/bad.id", ""); r.status != 400 {
+	if r := e.do("GET", "/api/v1/jobs/bad.id", ""); r.status != 400 {
 		t.Errorf("bad job id: %d %s", r.status, r.body)
 	}
 }
 
 func TestIdempotencyKey(t *testing.T) {
-	g := startGW(t, gateway.Config{AuthMode: "tokens", AuthTokensFile: tokensFileWith(t, "alice-secret-token alice\nbob-secret-token bob\n")})
+	e := newEnv(t, gateway.Config{AuthMode: "tokens", AuthTokensFile: tokensFile(t, "alice-secret-token alice\nbob-secret-token bob\n")})
 	alice := []string{"Authorization", "Bearer alice-secret-token", "Idempotency-Key", "key-1"}
 
-	first := g.call("POST", "/api/v1/stagings", submitBody("alice"), alice...)
-	again := g.call("POST", "/api/v1/stagings", submitBody("alice"), alice...)
+	first := e.do("POST", "/api/v1/stagings", submitBody("alice"), alice...)
+	again := e.do("POST", "/api/v1/stagings", submitBody("alice"), alice...)
 	if first.status != 202 || again.status != 202 {
 		t.Fatalf("statuses %d %d: %s %s", first.status, again.status, first.body, again.body)
 	}
-	if diff := cmp.Diff(again.object(t), first.object(t)); diff != "" {
+	if diff := cmp.Diff(again.json(t), first.json(t)); diff != "" {
 		t.Errorf("the repeat answered differently (-again +first):\n%s", diff)
 	}
 	if again.header.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("the repeat is not marked replayed: %v", again.header)
 	}
-	if cmds := g.commands(); len(cmds) != 1 {
+	if cmds := e.commands(); len(cmds) != 1 {
 		t.Errorf("%d commands on the stream, want 1", len(cmds))
 	}
 
-	reused := g.call("POST", "/api/v1/stagings", `{"method":"local_copy","username":"alice","local_path_on_storage":"/mnt/a/other.fits","relative_path":"f.fits"}`, alice...)
-	if reused.status != 422 || reused.object(t)["code"] != string(contract.CodeIdempotencyKeyReused) {
+	reused := e.do("POST", "/api/v1/stagings", `{"method":"local_copy","username":"alice","local_path_on_storage":"/mnt/a/other.fits","relative_path":"f.fits"}`, alice...)
+	if reused.status != 422 || reused.json(t)["code"] != string(contract.CodeIdempotencyKeyReused) {
 		t.Errorf("key reused with another body: %d %s", reused.status, reused.body)
 	}
 
 	// The same key of another caller is another key.
-	bob := g.call("POST", "/api/v1/stagings", submitBody("bob"), "Authorization", "Bearer bob-secret-token", "Idempotency-Key", "key-1")
-	if bob.status != 202 || bob.object(t)["id"] == first.object(t)["id"] {
+	bob := e.do("POST", "/api/v1/stagings", submitBody("bob"), "Authorization", "Bearer bob-secret-token", "Idempotency-Key", "key-1")
+	if bob.status != 202 || bob.json(t)["id"] == first.json(t)["id"] {
 		t.Errorf("bob's key-1: %d %s", bob.status, bob.body)
 	}
 
 	// Jobs: same key, same job and item ids, nothing published twice.
 	jobBody := `{"items":[` + submitBody("alice") + `,` + item("alice", "b/2") + `]}`
 	jobHdr := []string{"Authorization", "Bearer alice-secret-token", "Idempotency-Key", "job-key-1"}
-	j1 := decode[jobAnswer](t, g.call("POST", "/api/v1/jobs", jobBody, jobHdr...))
-	j2 := decode[jobAnswer](t, g.call("POST", "/api/v1/jobs", jobBody, jobHdr...))
+	j1 := decode[jobAnswer](t, e.do("POST", "/api/v1/jobs", jobBody, jobHdr...))
+	j2 := decode[jobAnswer](t, e.do("POST", "/api/v1/jobs", jobBody, jobHdr...))
 	if diff := cmp.Diff(j2, j1); diff != "" {
 		t.Errorf("the repeated job answered differently (-again +first):\n%s", diff)
 	}
-	if cmds := g.commands(); len(cmds) != 4 {
+	if cmds := e.commands(); len(cmds) != 4 {
 		t.Errorf("%d commands on the stream, want 4", len(cmds))
 	}
-	if r := g.call("POST", "/api/v1/jobs", `{"items":[`+submitBody("alice")+`]}`, jobHdr...); r.status != 422 {
+	if r := e.do("POST", "/api/v1/jobs", `{"items":[`+submitBody("alice")+`]}`, jobHdr...); r.status != 422 {
 		t.Errorf("job key reused with another body: %d %s", r.status, r.body)
 	}
-	if r := g.call("POST", "/api/v1/stagings", submitBody("alice"), "Authorization", "Bearer alice-secret-token", "Idempotency-Key", strings.Repeat("k", 256)); r.status != 422 {
+	if r := e.do("POST", "/api/v1/stagings", submitBody("alice"), "Authorization", "Bearer alice-secret-token", "Idempotency-Key", strings.Repeat("k", 256)); r.status != 422 {
 		t.Errorf("too long a key: %d %s", r.status, r.body)
 	}
-}
-
-func tokensFileWith(t *testing.T, content string) string {
-	t.Helper()
-	f := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(f, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return f
 }

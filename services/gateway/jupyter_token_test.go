@@ -11,7 +11,7 @@ import (
 
 func TestJupyterTokenForwardedNeverLogged(t *testing.T) {
 	const secret = "jhub-user-token-9f8e7d6c"
-	g := startGW(t, gateway.Config{StageWaitTimeout: 50 * time.Millisecond})
+	e := newEnv(t, gateway.Config{StageWaitTimeout: 50 * time.Millisecond})
 	seedBody := `{"local_path_on_storage":"/mnt/a/nb.ipynb","relative_path":"nb.ipynb"}`
 	tests := []struct {
 		name, path, body string
@@ -26,15 +26,15 @@ func TestJupyterTokenForwardedNeverLogged(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(g.commands())
-			r := g.call("POST", tt.path, tt.body)
+			before := len(e.commands())
+			r := e.do("POST", tt.path, tt.body)
 			if r.status != tt.want {
 				t.Fatalf("status = %d, want %d: %s", r.status, tt.want, r.body)
 			}
 			if strings.Contains(string(r.body), secret) {
 				t.Errorf("the answer echoes the token: %s", r.body)
 			}
-			cmds := g.commands()
+			cmds := e.commands()
 			if tt.wantToken == "-" {
 				if len(cmds) != before {
 					t.Errorf("a refused request published a command")
@@ -50,11 +50,11 @@ func TestJupyterTokenForwardedNeverLogged(t *testing.T) {
 		})
 	}
 	// Nothing but the command carries it: not the logs, not the events.
-	if logs := g.logs.String(); strings.Contains(logs, secret) {
+	if logs := e.logs.String(); strings.Contains(logs, secret) {
 		t.Errorf("the token reached the logs:\n%s", logs)
 	}
-	for _, cmd := range g.commands() {
-		r := g.call("GET", "/api/v1/stagings/"+cmd.ID, "")
+	for _, cmd := range e.commands() {
+		r := e.do("GET", "/api/v1/stagings/"+cmd.ID, "")
 		if r.status != 200 || strings.Contains(string(r.body), secret) {
 			t.Errorf("state of %s: %d %s", cmd.ID, r.status, r.body)
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -224,17 +223,14 @@ func TestMetricsAndAccessLog(t *testing.T) {
 
 func TestRunServesUntilCancelled(t *testing.T) {
 	e := newEnv(t, gateway.Config{})
-	deps := e.deps
-	logs := &testenv.Buffer{}
-	deps.Log = slog.New(slog.NewJSONHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- gateway.Run(ctx, gateway.Config{HTTPAddr: "127.0.0.1:0"}, deps) }()
+	go func() { done <- gateway.Run(ctx, gateway.Config{HTTPAddr: "127.0.0.1:0"}, e.deps) }()
 
 	addr := ""
 	testenv.Eventually(t, 5*time.Second, "the gateway to listen", func() bool {
-		for line := range strings.Lines(logs.String()) {
+		for line := range strings.Lines(e.logs.String()) {
 			var rec struct{ Msg, Addr string }
 			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "http_listening" {
 				addr = rec.Addr

@@ -37,20 +37,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, cfg live.Config) *fixture {
 	t.Helper()
-	nc, err := nats.Connect(natstest.Start(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	nc, js := natstest.JetStream(t)
 	// The audit's answer for requests it does not know (the real audit is
 	// another service).
 	sub, err := nc.Subscribe(contract.SubjectAuditGet, func(m *nats.Msg) {
