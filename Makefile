@@ -82,6 +82,7 @@ build: ## Static binaries in bin/: the services and stagingd
 bench: ## Run benchmarks in libs and services
 	$(GO) test $(BENCHFLAGS) $(BENCH_PKGS)
 	scripts/bench/stager.sh
+	scripts/jupyterhub-test/bench.sh
 
 tools: ## Install staticcheck and the pinned nats-server into .tools/bin
 	scripts/ensure-go-tool.sh staticcheck $(STATICCHECK_PKG) $(STATICCHECK_VERSION)

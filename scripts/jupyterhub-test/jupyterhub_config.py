@@ -79,6 +79,9 @@ else:
                 "access:servers",
                 "read:users",
                 "read:servers",
+                # Minting users' own tokens: the tests of per-request
+                # tokens (POST /hub/api/users/<name>/tokens).
+                "tokens",
             ],
         }
     ]

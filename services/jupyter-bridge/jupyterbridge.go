@@ -6,13 +6,16 @@ package jupyterbridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/libs/storage"
@@ -134,7 +137,13 @@ type upload struct {
 // stage is the jupyter-bridge's worker.StageFunc: it reports every step of
 // a server start as a message, and the upload's progress.
 func (u *upload) stage(ctx context.Context, cmd contract.Command, report *worker.Reporter) (worker.Result, error) {
-	res, err := u.copier.Copy(ctx, u.hub, jupytercopy.Request{
+	hub := u.hub
+	if cmd.JupyterToken != "" {
+		// The user's own token: the hub and the user's server then act
+		// with the user's rights rather than the service's.
+		hub = hub.WithToken(cmd.JupyterToken)
+	}
+	res, err := u.copier.Copy(ctx, hub, jupytercopy.Request{
 		Username: cmd.Username,
 		Source:   cmd.LocalPathOnStorage,
 		Target:   cmd.RelativePath,
@@ -153,7 +162,7 @@ func (u *upload) stage(ctx context.Context, cmd contract.Command, report *worker
 		u.log.InfoContext(ctx, "jupyter_server_started", "request_id", cmd.ID, "username", cmd.Username, "duration", res.StartDuration.String())
 	}
 	if err != nil {
-		return worker.Result{}, err
+		return worker.Result{}, redact(err, cmd.JupyterToken)
 	}
 	out := worker.Result{Outcome: res.Outcome, Bytes: res.Bytes, Files: res.Files}
 	if res.Outcome == contract.OutcomeAlreadyPresent {
@@ -166,6 +175,24 @@ func (u *upload) stage(ctx context.Context, cmd contract.Command, report *worker
 		u.metrics.files.Add(float64(res.Files))
 	}
 	return out, nil
+}
+
+// redact keeps a per-request token out of what the worker reports and
+// logs. The hub client never puts a token into an error (it travels only in
+// the Authorization header), so this is a last guard should a hub or proxy
+// ever echo one back in an error body: the detail is masked, the code kept.
+func redact(err error, token string) error {
+	if token == "" || !strings.Contains(err.Error(), token) {
+		return err
+	}
+	var masked error = errors.New(strings.ReplaceAll(err.Error(), token, "[redacted]"))
+	if e, ok := errors.AsType[*contract.Error](err); ok {
+		masked = contract.Errorf(e.Code, "%s", strings.ReplaceAll(e.Detail, token, "[redacted]"))
+	}
+	if bus.IsPermanent(err) {
+		return bus.Permanent(masked)
+	}
+	return masked
 }
 
 // metrics are what the bridge counts beyond the request metrics of the

@@ -1,6 +1,7 @@
 package jupyterbridge_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/skao/skao-staging/libs/bus"
@@ -22,6 +24,7 @@ import (
 	"github.com/skao/skao-staging/libs/natstest"
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/libs/telemetry"
+	"github.com/skao/skao-staging/libs/testenv"
 	jupyterbridge "github.com/skao/skao-staging/services/jupyter-bridge"
 	"github.com/skao/skao-staging/services/jupyter-bridge/internal/hubclient"
 	"github.com/skao/skao-staging/services/jupyter-bridge/internal/hubtest"
@@ -32,16 +35,19 @@ func TestMain(m *testing.M) { os.Exit(hubtest.Main(m)) }
 type bridge struct {
 	nc *nats.Conn
 	js jetstream.JetStream
+	// logs holds everything the service logged, at every level.
+	logs *testenv.Buffer
 }
 
 // startBridge runs the service against an embedded NATS server until the
 // test ends, and checks that it then returns nil.
-func startBridge(t *testing.T, cfg jupyterbridge.Config) bridge {
+func startBridge(t testing.TB, cfg jupyterbridge.Config) bridge {
 	t.Helper()
 	nc, js := natstest.JetStream(t)
 	ctx, cancel := context.WithCancel(t.Context())
+	logs := &testenv.Buffer{}
 	deps := service.Deps{
-		Log:        slog.New(slog.DiscardHandler),
+		Log:        slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		NC:         nc,
 		JS:         js,
 		Registerer: prometheus.NewRegistry(),
@@ -61,23 +67,46 @@ func startBridge(t *testing.T, cfg jupyterbridge.Config) bridge {
 			t.Error("Run did not return within 30s of cancellation")
 		}
 	})
-	return bridge{nc: nc, js: js}
+	return bridge{nc: nc, js: js, logs: logs}
 }
 
-// stage publishes a jupyter_copy command and returns the events of the
-// request up to the terminal one.
-func (b bridge) stage(t *testing.T, user, source, target string) []contract.Event {
-	t.Helper()
-	cmd := contract.Command{
+// testConfig is a bridge configuration for tests against hubURL with the
+// service token, staging from src.
+func testConfig(hubURL, token, src string) jupyterbridge.Config {
+	return jupyterbridge.Config{
+		HubURL: hubURL, HubToken: token, SourceRoot: src,
+		ChunkSize: 4, SpawnTimeout: time.Minute, Concurrency: 2, AckWait: 30 * time.Second, MaxDeliver: 5, StageTimeout: 5 * time.Minute,
+	}
+}
+
+// command is a jupyter_copy command with a fresh id.
+func command(user, source, target, token string) contract.Command {
+	return contract.Command{
 		SpecVersion:        contract.SpecVersion,
 		ID:                 uuid.NewString(),
 		Method:             contract.MethodJupyterCopy,
 		Username:           user,
 		LocalPathOnStorage: source,
 		RelativePath:       target,
+		JupyterToken:       token,
 		Origin:             "test",
 		RequestedAt:        time.Now().UTC(),
 	}
+}
+
+// stage publishes cmd and returns the events of the request up to the
+// terminal one, each checked against the event schema and for the
+// secrets, which none may contain.
+func (b bridge) stage(t testing.TB, cmd contract.Command, secrets ...string) []contract.Event {
+	t.Helper()
+	return b.stageWith(t, cmd, nil, secrets...)
+}
+
+// stageWith is stage calling onEvent (when not nil) with each event as it
+// arrives.
+func (b bridge) stageWith(t testing.TB, cmd contract.Command, onEvent func(contract.Event), secrets ...string) []contract.Event {
+	t.Helper()
+	schema := eventSchema(t)
 	sub, err := b.nc.SubscribeSync(contract.EventSubject(cmd.ID))
 	if err != nil {
 		t.Fatal(err)
@@ -93,18 +122,73 @@ func (b bridge) stage(t *testing.T, user, source, target string) []contract.Even
 		if err != nil {
 			t.Fatalf("no terminal event for %s within the deadline (got %d events): %v", cmd.ID, len(events), err)
 		}
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(msg.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := schema.Validate(doc); err != nil {
+			t.Errorf("event does not match the schema: %v\n%s", err, msg.Data)
+		}
+		for _, s := range secrets {
+			if s != "" && bytes.Contains(msg.Data, []byte(s)) {
+				t.Errorf("event reveals a token: %s", msg.Data)
+			}
+		}
 		var ev contract.Event
 		if err := json.Unmarshal(msg.Data, &ev); err != nil {
 			t.Fatal(err)
 		}
-		if ev.Source != "jupyter-bridge" || ev.RequestID != cmd.ID || ev.Username != user || ev.Attempt < 1 {
+		if ev.Source != "jupyter-bridge" || ev.RequestID != cmd.ID || ev.Username != cmd.Username || ev.Attempt < 1 {
 			t.Errorf("event does not describe the request: %+v", ev)
 		}
 		events = append(events, ev)
+		if onEvent != nil {
+			onEvent(ev)
+		}
 		if ev.Type.Terminal() {
 			return events
 		}
 	}
+}
+
+// eventSchema compiles the contract's event schema, formats asserted.
+func eventSchema(t testing.TB) *jsonschema.Schema {
+	t.Helper()
+	data, err := contract.Schemas.ReadFile("schema/event.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource("event.schema.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile("event.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// outcome is what a test compares of a request's terminal event.
+type outcome struct {
+	Type    contract.EventType
+	Outcome contract.Outcome
+	Code    contract.Code
+	Bytes   int64
+	Files   int64
+}
+
+func outcomeOf(ev contract.Event) outcome {
+	got := outcome{Type: ev.Type, Outcome: ev.Outcome, Bytes: ev.Bytes, Files: ev.Files}
+	if ev.Error != nil {
+		got.Code = ev.Error.Code
+	}
+	return got
 }
 
 func TestJupyterCopyEndToEnd(t *testing.T) {
@@ -118,56 +202,53 @@ func TestJupyterCopyEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	b := startBridge(t, jupyterbridge.Config{
-		HubURL: hub.URL, HubToken: hub.Token, SourceRoot: src,
-		ChunkSize: 4, SpawnTimeout: time.Minute, Concurrency: 2, AckWait: 30 * time.Second, MaxDeliver: 3, StageTimeout: 5 * time.Minute,
-	})
-	user := hub.NewUser(t)
+	b := startBridge(t, testConfig(hub.URL, hub.Token, src))
+	user, other := hub.NewUser(t), hub.NewUser(t)
+	otherToken := hub.UserToken(t, other)
+	wrongToken := "wrong-token-" + uuid.NewString()
+	secrets := []string{hub.Token, otherToken, wrongToken}
 
-	type outcome struct {
-		Type    contract.EventType
-		Outcome contract.Outcome
-		Code    contract.Code
-		Bytes   int64
-		Files   int64
-	}
 	tests := []struct {
 		name           string
 		user           string
+		token          string // the command's jupyter_token
 		source, target string
 		want           outcome
-		onDisk         map[string]string
+		onDisk         map[string]string // path under the user's root -> content
 	}{
-		{"file, server stopped", user, filepath.Join(src, "obs/file.fits"), "in/file.fits",
+		{"file, server stopped", user, "", filepath.Join(src, "obs/file.fits"), "in/file.fits",
 			outcome{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged, Bytes: 11, Files: 1},
 			map[string]string{"in/file.fits": "SIMPLE  = T"}},
-		{"tree", user, "obs/tree", "tree",
+		{"tree", user, "", "obs/tree", "tree",
 			outcome{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged, Bytes: 3, Files: 2},
 			map[string]string{"tree/a.txt": "a", "tree/sub/b.txt": "bb"}},
-		{"existing target", user, "obs/tree/a.txt", "in/file.fits",
+		{"existing target", user, "", "obs/tree/a.txt", "in/file.fits",
 			outcome{Type: contract.EventSucceeded, Outcome: contract.OutcomeAlreadyPresent},
 			map[string]string{"in/file.fits": "SIMPLE  = T"}},
-		{"unknown user", "nobody-at-all", "obs/file.fits", "x",
+		{"unknown user", "nobody-at-all", "", "obs/file.fits", "x",
 			outcome{Type: contract.EventFailed, Code: hubclient.CodeUserNotFound}, nil},
-		{"missing source", user, "obs/none", "y",
+		{"missing source", user, "", "obs/none", "y",
 			outcome{Type: contract.EventFailed, Code: contract.CodeSourceNotFound}, nil},
+		// The user's own token starts their server and uploads; the hub
+		// would refuse it for anyone else's.
+		{"own token, server stopped", other, otherToken, "obs/tree", "mine/tree",
+			outcome{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged, Bytes: 3, Files: 2},
+			map[string]string{"mine/tree/a.txt": "a", "mine/tree/sub/b.txt": "bb"}},
+		{"wrong per-request token", user, wrongToken, "obs/file.fits", "wrong/file.fits",
+			outcome{Type: contract.EventFailed, Code: hubclient.CodeForbidden}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			events := b.stage(t, tt.user, tt.source, tt.target)
+			events := b.stage(t, command(tt.user, tt.source, tt.target, tt.token), secrets...)
 			if events[0].Type != contract.EventStarted {
 				t.Errorf("first event = %s, want started", events[0].Type)
 			}
 			last := events[len(events)-1]
-			got := outcome{Type: last.Type, Outcome: last.Outcome, Bytes: last.Bytes, Files: last.Files}
-			if last.Error != nil {
-				got.Code = last.Error.Code
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, outcomeOf(last)); diff != "" {
 				t.Errorf("outcome (-want +got):\n%s\nlast event: %+v", diff, last)
 			}
 			for p, want := range tt.onDisk {
-				data, err := os.ReadFile(hub.UserPath(user, p))
+				data, err := os.ReadFile(hub.UserPath(tt.user, p))
 				if err != nil {
 					t.Error(err)
 					continue
@@ -176,13 +257,89 @@ func TestJupyterCopyEndToEnd(t *testing.T) {
 					t.Errorf("%s holds %q, want %q", p, data, want)
 				}
 			}
-			for _, ev := range events {
-				raw, _ := json.Marshal(ev)
-				if s := string(raw); strings.Contains(s, hub.Token) {
-					t.Errorf("event reveals the token: %s", s)
-				}
-			}
 		})
+	}
+	if _, err := os.Stat(hub.UserPath(user, "wrong")); !os.IsNotExist(err) {
+		t.Errorf("the wrong token created something: stat wrong = %v", err)
+	}
+	// The worker logs a failure right after publishing its event.
+	testenv.Eventually(t, 10*time.Second, "the refused token's failure in the logs", func() bool {
+		return strings.Contains(b.logs.String(), "jupyter_forbidden")
+	})
+	logs := b.logs.String()
+	for _, s := range secrets {
+		if strings.Contains(logs, s) {
+			t.Errorf("the logs reveal a token:\n%s", logs)
+		}
+	}
+}
+
+// A hub that cannot be reached is retried with a growing delay between
+// deliveries; once it answers again the request succeeds.
+func TestJupyterCopyHubDownThenBack(t *testing.T) {
+	hub := hubtest.Get(t)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f.txt"), []byte("after the outage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	outage := hub.Outage(t) // down
+	b := startBridge(t, testConfig(outage.URL, hub.Token, src))
+	user := hub.NewUser(t)
+
+	var started []time.Time
+	events := b.stageWith(t, command(user, "f.txt", "f.txt", ""), func(ev contract.Event) {
+		if ev.Type != contract.EventStarted {
+			return
+		}
+		started = append(started, ev.Time)
+		if ev.Attempt == 2 {
+			outage.Up(t) // a delivery has failed and been retried
+		}
+	}, hub.Token)
+
+	last := events[len(events)-1]
+	want := outcome{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged, Bytes: 16, Files: 1}
+	if diff := cmp.Diff(want, outcomeOf(last)); diff != "" {
+		t.Fatalf("outcome (-want +got):\n%s\nevents: %+v", diff, events)
+	}
+	if last.Attempt < 2 || len(started) != last.Attempt {
+		t.Errorf("succeeded on attempt %d after %d started events, want a retry, one started event per delivery", last.Attempt, len(started))
+	}
+	if len(started) >= 2 {
+		if gap := started[1].Sub(started[0]); gap < 900*time.Millisecond {
+			t.Errorf("second delivery %s after the first, want a back-off of about 1 s", gap)
+		}
+	}
+	data, err := os.ReadFile(hub.UserPath(user, "f.txt"))
+	if err != nil || string(data) != "after the outage" {
+		t.Errorf("f.txt = %q, %v; want the uploaded content", data, err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the unreachable hub in the logs", func() bool {
+		return strings.Contains(b.logs.String(), "jupyter_unavailable")
+	})
+}
+
+// A server that cannot start (the user's notebook directory is a file) is
+// a verdict, not an outage: the request fails on its first delivery.
+func TestJupyterCopySpawnFailed(t *testing.T) {
+	hub := hubtest.Get(t)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := startBridge(t, testConfig(hub.URL, hub.Token, src))
+	user := hub.NewUser(t)
+	if err := os.WriteFile(hub.UserPath(user, ""), []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	events := b.stage(t, command(user, "f.txt", "f.txt", ""), hub.Token)
+	last := events[len(events)-1]
+	if diff := cmp.Diff(outcome{Type: contract.EventFailed, Code: hubclient.CodeSpawnFailed}, outcomeOf(last)); diff != "" {
+		t.Errorf("outcome (-want +got):\n%s\nlast event: %+v", diff, last)
+	}
+	if last.Attempt != 1 {
+		t.Errorf("failed on attempt %d, want 1: a failed spawn is not retried", last.Attempt)
 	}
 }
 

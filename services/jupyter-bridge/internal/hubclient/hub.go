@@ -109,6 +109,15 @@ func (c *Client) StartServer(ctx context.Context, name string) (StartResult, err
 		return 0, contract.Errorf(CodeSpawnFailed, "start server of %s: %s", name, msg)
 	case http.StatusNotFound:
 		return 0, contract.Errorf(CodeUserNotFound, "jupyterhub has no user %q", name)
+	case http.StatusInternalServerError:
+		// A spawn that fails within the hub's slow_spawn_timeout comes
+		// back as a 500 ("Spawner failed to start [status=1]. ..."): a
+		// verdict on this server, not a hub that is down.
+		msg := hubMessage(resp)
+		if strings.Contains(msg, "failed to start") || strings.Contains(msg, "Spawn failed") {
+			return 0, contract.Errorf(CodeSpawnFailed, "start server of %s: %s", name, msg)
+		}
+		return 0, contract.Errorf(CodeUnavailable, "start server of %s: %d %s", name, resp.StatusCode, msg)
 	}
 	return 0, statusError("start server of "+name, resp)
 }

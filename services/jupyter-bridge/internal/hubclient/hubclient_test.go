@@ -250,6 +250,11 @@ func TestErrorCodes(t *testing.T) {
 	hub := hubtest.Get(t)
 	good, user := running(t, hub, 0)
 	bad := good.WithToken("not-the-token-at-all")
+	// A user whose notebook directory is a file: its server cannot start.
+	broken := hub.NewUser(t)
+	if err := os.WriteFile(hub.UserPath(broken, ""), []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		call func(ctx context.Context) error
@@ -274,6 +279,10 @@ func TestErrorCodes(t *testing.T) {
 			_, err := bad.Exists(ctx, user, "x.txt")
 			return err
 		}, hubclient.CodeForbidden},
+		{"spawn fails", func(ctx context.Context) error {
+			_, err := good.EnsureRunning(ctx, broken, time.Minute, nil)
+			return err
+		}, hubclient.CodeSpawnFailed},
 		{"hub unreachable", func(ctx context.Context) error {
 			c, err := hubclient.New(hubclient.Options{URL: "http://127.0.0.1:1", Token: "whatever-token"})
 			if err != nil {

@@ -15,8 +15,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +44,12 @@ const (
 // MaxBodySize is the request body limit of the single-user servers of a
 // hub this package starts: small enough that a test can exceed it cheaply.
 const MaxBodySize = 48 << 20
+
+// HTTPTimeout is the Spawner.http_timeout of a hub this package starts:
+// how long a spawned server has to answer before its start counts as
+// failed. Lower than the hub's 30 s default so a failing spawn is seen
+// quickly, high enough for a start on a busy machine (1 to 3 s).
+const HTTPTimeout = 8 * time.Second
 
 // Hub is a running JupyterHub.
 type Hub struct {
@@ -101,7 +112,9 @@ func start() {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", script, dir)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("JHUB_MAX_BODY_SIZE=%d", MaxBodySize))
+	cmd.Env = append(os.Environ(),
+		fmt.Sprintf("JHUB_MAX_BODY_SIZE=%d", MaxBodySize),
+		fmt.Sprintf("JHUB_HTTP_TIMEOUT=%d", int(HTTPTimeout.Seconds())))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -211,4 +224,154 @@ func (h *Hub) NewUser(t testing.TB) string {
 // UserPath is where path p of user's Contents API lands on disk.
 func (h *Hub) UserPath(user, p string) string {
 	return filepath.Join(h.UsersDir, user, filepath.FromSlash(p))
+}
+
+// UserToken mints an API token of user name's own (it expires after an
+// hour), as a user gets from the hub's token page. The service token needs
+// the tokens scope for it (scripts/jupyterhub-test/jupyterhub_config.py).
+func (h *Hub) UserToken(t testing.TB, name string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	body := strings.NewReader(`{"note":"skao-staging test","expires_in":3600}`)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.URL+"/hub/api/users/"+url.PathEscape(name)+"/tokens", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "token "+h.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("mint a token for %s: %v", name, err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		Token   string `json:"token"`
+		Message string `json:"message"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil {
+		t.Fatalf("mint a token for %s: %d, undecodable answer: %v", name, resp.StatusCode, err)
+	}
+	if resp.StatusCode != http.StatusCreated || tok.Token == "" {
+		t.Fatalf("mint a token for %s: %d %s (does the service token hold the tokens scope?)", name, resp.StatusCode, tok.Message)
+	}
+	return tok.Token
+}
+
+// Outage is a TCP forwarder in front of the hub that can be taken down and
+// brought back, so a test sees the hub become unreachable (connections
+// refused) and then answer again on the same URL.
+type Outage struct {
+	// URL is the hub's URL through the forwarder.
+	URL    string
+	addr   string
+	target string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]struct{}
+}
+
+// Outage returns a forwarder to the hub, down until Up is called. It is
+// closed when the test ends.
+func (h *Hub) Outage(t testing.TB) *Outage {
+	t.Helper()
+	u, err := url.Parse(h.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Reserve a port: after Close nothing listens there, which is what a
+	// client of a stopped hub meets.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	o := &Outage{addr: addr, target: u.Host, conns: map[net.Conn]struct{}{}}
+	pu := *u
+	pu.Host = addr
+	o.URL = pu.String()
+	t.Cleanup(o.Down)
+	return o
+}
+
+// Up starts forwarding connections to the hub.
+func (o *Outage) Up(t testing.TB) {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ln != nil {
+		return
+	}
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		t.Fatalf("hub forwarder on %s: %v", o.addr, err)
+	}
+	o.ln = ln
+	go o.accept(ln)
+}
+
+// Down closes the listener and every forwarded connection.
+func (o *Outage) Down() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ln != nil {
+		o.ln.Close()
+		o.ln = nil
+	}
+	for c := range o.conns {
+		c.Close()
+		delete(o.conns, c)
+	}
+}
+
+func (o *Outage) accept(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go o.forward(c)
+	}
+}
+
+func (o *Outage) track(cs ...net.Conn) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ln == nil {
+		return false
+	}
+	for _, c := range cs {
+		o.conns[c] = struct{}{}
+	}
+	return true
+}
+
+func (o *Outage) forward(c net.Conn) {
+	defer c.Close()
+	up, err := net.Dial("tcp", o.target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	if !o.track(c, up) {
+		return
+	}
+	done := make(chan struct{}, 2)
+	pipe := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		if tc, ok := dst.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		done <- struct{}{}
+	}
+	go pipe(up, c)
+	go pipe(c, up)
+	<-done
+	<-done
+	o.mu.Lock()
+	delete(o.conns, c)
+	delete(o.conns, up)
+	o.mu.Unlock()
 }
