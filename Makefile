@@ -81,7 +81,9 @@ build: ## Static binaries in bin/: the services and stagingd
 
 bench: ## Run benchmarks in libs and services
 	$(GO) test $(BENCHFLAGS) $(BENCH_PKGS)
+	STAGING_TEST_MYSQL_DSN="$${STAGING_TEST_MYSQL_DSN:-root:@tcp(127.0.0.1:3306)/}" services/audit/bench.sh
 	scripts/bench/stager.sh
+	scripts/bench/gateway.sh
 	scripts/jupyterhub-test/bench.sh
 
 tools: ## Install staticcheck and the pinned nats-server into .tools/bin

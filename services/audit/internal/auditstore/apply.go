@@ -4,9 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/go-sql-driver/mysql"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/skao/skao-staging/libs/contract"
 )
@@ -38,22 +43,47 @@ var eventColumns = []string{"event_id", "request_id", "type", "time", "source", 
 // before are added to the history and merged into their requests' rows (see
 // merge); the others change nothing. Either the whole batch is stored or,
 // on error, none of it.
+//
+// A batch is first tried on the assumption that none of its events is
+// stored yet, as is the rule (a backlog, live traffic): the events are
+// inserted without looking them up first. If one is already there (a
+// redelivery, a replay) or another replica inserted a request row this
+// batch found absent, the transaction is rolled back and the batch is
+// applied again, looking the stored events up and re-reading the rows, so
+// the result is the same and nothing is written twice.
 func (s *Store) Apply(ctx context.Context, events []contract.Event) (Stats, error) {
-	var st Stats
 	for _, ev := range events {
 		if err := ValidateEvent(ev); err != nil {
-			return st, err
+			return Stats{}, err
 		}
 	}
+	st, err := s.apply(ctx, events, false)
+	for attempt := 1; errors.Is(err, errConflict) && attempt <= conflictRetries; attempt++ {
+		st, err = s.apply(ctx, events, true)
+	}
+	return st, err
+}
+
+// conflictRetries bounds the re-applications of a batch that keeps meeting
+// rows another replica inserts meanwhile; past it the caller retries later.
+const conflictRetries = 3
+
+// errConflict: a row the batch meant to insert is already there.
+var errConflict = errors.New("audit batch met rows stored meanwhile")
+
+func (s *Store) apply(ctx context.Context, events []contract.Event, lookup bool) (Stats, error) {
+	var st Stats
 	tx, err := s.write.BeginTx(ctx, s.txOptions())
 	if err != nil {
 		return st, fmt.Errorf("begin audit batch: %w", err)
 	}
 	// After Commit, Rollback does nothing and reports sql.ErrTxDone.
 	defer tx.Rollback()
-	fresh, err := s.freshEvents(ctx, tx, events)
-	if err != nil {
-		return st, err
+	fresh := unique(events)
+	if lookup {
+		if fresh, err = s.freshEvents(ctx, tx, fresh); err != nil {
+			return st, err
+		}
 	}
 	st.Duplicates = len(events) - len(fresh)
 	if len(fresh) == 0 {
@@ -71,6 +101,10 @@ func (s *Store) Apply(ctx context.Context, events []contract.Event) (Stats, erro
 	if err != nil {
 		return st, err
 	}
+	existed := make(map[string]bool, len(rows))
+	for id := range rows {
+		existed[id] = true
+	}
 	for _, ev := range fresh {
 		r, ok := rows[ev.RequestID]
 		rows[ev.RequestID] = merge(r, ok, ev)
@@ -78,18 +112,54 @@ func (s *Store) Apply(ctx context.Context, events []contract.Event) (Stats, erro
 	if err := s.insertEvents(ctx, tx, fresh); err != nil {
 		return st, err
 	}
-	records := make([]contract.Record, len(ids))
-	for i, id := range ids {
-		records[i] = rows[id]
+	var inserts, updates []contract.Record
+	for _, id := range ids {
+		if existed[id] {
+			updates = append(updates, rows[id])
+		} else {
+			inserts = append(inserts, rows[id])
+		}
 	}
-	if err := s.upsertRecords(ctx, tx, records); err != nil {
+	// Rows absent when read are inserted, not upserted: on MySQL, READ
+	// COMMITTED takes no lock on an absent row, so another replica may
+	// insert it meanwhile, and an upsert would overwrite its merge.
+	if err := s.writeRecords(ctx, tx, inserts, false); err != nil {
+		return st, err
+	}
+	if err := s.writeRecords(ctx, tx, updates, true); err != nil {
 		return st, err
 	}
 	if err := tx.Commit(); err != nil {
 		return st, fmt.Errorf("commit audit batch: %w", err)
 	}
-	st.Events, st.Rows = len(fresh), len(records)
+	st.Events, st.Rows = len(fresh), len(ids)
 	return st, nil
+}
+
+// unique returns events without the repeats of an id, in batch order.
+func unique(events []contract.Event) []contract.Event {
+	seen := make(map[string]bool, len(events))
+	out := make([]contract.Event, 0, len(events))
+	for _, ev := range events {
+		if !seen[ev.ID] {
+			seen[ev.ID] = true
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// duplicateKey reports whether err is a primary-key violation.
+func duplicateKey(err error) bool {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number == 1062 // ER_DUP_ENTRY
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+	}
+	return false
 }
 
 // txOptions: on MySQL, READ COMMITTED spares the gap locks that REPEATABLE
@@ -102,21 +172,17 @@ func (s *Store) txOptions() *sql.TxOptions {
 	return nil
 }
 
-// freshEvents returns the events of the batch whose id is not yet stored,
-// each id once, in batch order.
+// freshEvents returns the events (each id once) whose id is not yet
+// stored, in batch order.
 func (s *Store) freshEvents(ctx context.Context, tx *sql.Tx, events []contract.Event) ([]contract.Event, error) {
-	seen := make(map[string]bool, len(events))
-	var ids []string
-	for _, ev := range events {
-		if !seen[ev.ID] {
-			seen[ev.ID] = true
-			ids = append(ids, ev.ID)
-		}
-	}
 	stored := make(map[string]bool)
-	for part := range slices.Chunk(ids, chunk) {
+	for part := range slices.Chunk(events, chunk) {
+		ids := make([]any, len(part))
+		for i, ev := range part {
+			ids[i] = ev.ID
+		}
 		q := "SELECT event_id FROM staging_events WHERE event_id IN (" + placeholders(len(part)) + ")"
-		rows, err := tx.QueryContext(ctx, q, anySlice(part)...)
+		rows, err := tx.QueryContext(ctx, q, ids...)
 		if err != nil {
 			return nil, fmt.Errorf("look up stored events: %w", err)
 		}
@@ -138,7 +204,6 @@ func (s *Store) freshEvents(ctx context.Context, tx *sql.Tx, events []contract.E
 	var fresh []contract.Event
 	for _, ev := range events {
 		if !stored[ev.ID] {
-			stored[ev.ID] = true
 			fresh = append(fresh, ev)
 		}
 	}
@@ -190,28 +255,37 @@ func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []contract.
 		}
 		q := "INSERT INTO staging_events (" + strings.Join(eventColumns, ", ") + ") VALUES " + tuples(len(part), len(eventColumns))
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			if duplicateKey(err) {
+				return fmt.Errorf("insert events: %w", errConflict)
+			}
 			return fmt.Errorf("insert events: %w", err)
 		}
 	}
 	return nil
 }
 
-// upsertRecords writes whole rows: the merge already happened, under the
-// row locks, so the new values simply replace the old.
-func (s *Store) upsertRecords(ctx context.Context, tx *sql.Tx, records []contract.Record) error {
-	var set []string
-	for _, c := range recordColumns[1:] {
-		if s.dialect == dialectMySQL {
-			// VALUES() rather than the row alias of MySQL 8.0.19+, which
-			// MariaDB does not have.
-			set = append(set, c+" = VALUES("+c+")")
-		} else {
-			set = append(set, c+" = excluded."+c)
+// writeRecords writes whole rows: the merge already happened, under the
+// row locks, so the new values simply replace the old (upsert) or, for rows
+// that were absent, are inserted; an insert that meets a row stored
+// meanwhile reports errConflict.
+func (s *Store) writeRecords(ctx context.Context, tx *sql.Tx, records []contract.Record, upsert bool) error {
+	conflict := ""
+	if upsert {
+		var set []string
+		for _, c := range recordColumns[1:] {
+			if s.dialect == dialectMySQL {
+				// VALUES() rather than the row alias of MySQL 8.0.19+,
+				// which MariaDB does not have.
+				set = append(set, c+" = VALUES("+c+")")
+			} else {
+				set = append(set, c+" = excluded."+c)
+			}
 		}
-	}
-	conflict := " ON DUPLICATE KEY UPDATE "
-	if s.dialect == dialectSQLite {
-		conflict = " ON CONFLICT (id) DO UPDATE SET "
+		conflict = " ON DUPLICATE KEY UPDATE "
+		if s.dialect == dialectSQLite {
+			conflict = " ON CONFLICT (id) DO UPDATE SET "
+		}
+		conflict += strings.Join(set, ", ")
 	}
 	for part := range slices.Chunk(records, chunk) {
 		args := make([]any, 0, len(part)*len(recordColumns))
@@ -222,9 +296,12 @@ func (s *Store) upsertRecords(ctx context.Context, tx *sql.Tx, records []contrac
 				s.nullTimeArg(r.StartedAt), s.nullTimeArg(r.FinishedAt), s.timeArg(r.UpdatedAt))
 		}
 		q := "INSERT INTO staging_requests (" + strings.Join(recordColumns, ", ") + ") VALUES " +
-			tuples(len(part), len(recordColumns)) + conflict + strings.Join(set, ", ")
+			tuples(len(part), len(recordColumns)) + conflict
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return fmt.Errorf("upsert request rows: %w", err)
+			if duplicateKey(err) {
+				return fmt.Errorf("insert request rows: %w", errConflict)
+			}
+			return fmt.Errorf("write request rows: %w", err)
 		}
 	}
 	return nil

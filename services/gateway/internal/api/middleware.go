@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -210,6 +211,18 @@ func (r *recorder) status() int {
 		return http.StatusOK
 	}
 	return r.code
+}
+
+// ReadFrom keeps the connection's own ReadFrom (sendfile) reachable for
+// files written through the recorder: the stager's download handler with
+// STAGING_DOWNLOAD_SENDFILE would otherwise copy in 32 KiB writes.
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if !r.wroteHeader {
+		r.code, r.wroteHeader = http.StatusOK, true
+	}
+	n, err := io.Copy(r.ResponseWriter, src)
+	r.written += n
+	return n, err
 }
 
 // Unwrap lets http.ResponseController reach Flush through the recorder, so

@@ -135,8 +135,12 @@ func (h *Handler) ServeRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The current state says whether the request exists and whose it is
-	// before anything is streamed.
-	state, err := h.cfg.Client.Get(r.Context(), id)
+	// before anything is streamed; its last event, one direct get, also
+	// says whether the stream still holds its events.
+	state, inStream, err := h.cfg.Client.LastState(r.Context(), id)
+	if err == nil && !inStream {
+		state, err = h.cfg.Client.Get(r.Context(), id) // the audit's record
+	}
 	if err != nil {
 		h.cfg.WriteError(w, r, err)
 		return
@@ -146,7 +150,7 @@ func (h *Handler) ServeRequest(w http.ResponseWriter, r *http.Request) {
 		h.cfg.WriteError(w, r, contract.Errorf(contract.CodeNotFound, "no staging request with id %s", id))
 		return
 	}
-	if !h.inStream(r.Context(), id) {
+	if !inStream {
 		sw := h.start(w, r)
 		if sw == nil {
 			return
@@ -167,17 +171,6 @@ func (h *Handler) ServeRequest(w http.ResponseWriter, r *http.Request) {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
 	}
 	h.stream(w, r, cfg, visible, true)
-}
-
-// inStream reports whether the event stream still holds request id's
-// events.
-func (h *Handler) inStream(ctx context.Context, id string) bool {
-	s, err := h.cfg.JS.Stream(ctx, contract.StreamEvents)
-	if err != nil {
-		return true // let the consumer report the real trouble
-	}
-	_, err = s.GetLastMsgForSubject(ctx, contract.EventSubject(id))
-	return !errors.Is(err, jetstream.ErrMsgNotFound)
 }
 
 // ServeAll streams every event the caller may see, optionally only those
@@ -218,15 +211,18 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, cfg jetstream.O
 	defer cancel()
 	cons, err := h.cfg.JS.OrderedConsumer(ctx, contract.StreamEvents, cfg)
 	if err != nil {
+		// The client is told only "unavailable": the cause goes to the log.
+		h.cfg.Log.WarnContext(ctx, "sse_consumer_failed", "error", err)
 		h.cfg.WriteError(w, r, unavailable(err))
 		return
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(h.cfg.Buffer))
 	if err != nil {
+		h.cfg.Log.WarnContext(ctx, "sse_consumer_failed", "error", err)
 		h.cfg.WriteError(w, r, unavailable(err))
 		return
 	}
-	defer it.Stop()
+	defer h.release(r.Context(), cons, it)
 
 	// Next blocks; a reader goroutine lets the loop also watch the
 	// heartbeat and the client. The unbuffered channel plus the pull
@@ -289,6 +285,24 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, cfg jetstream.O
 				return
 			}
 		}
+	}
+}
+
+// release stops the iterator and deletes the ordered consumer on the
+// server at once. Stopping alone leaves it there for its inactive threshold
+// (5 minutes), and STAGING_EVENTS allows 1000 consumers: a busy gateway
+// would soon answer every new stream "maximum consumers limit reached".
+func (h *Handler) release(ctx context.Context, cons jetstream.Consumer, it jetstream.MessagesContext) {
+	it.Stop()
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := h.cfg.JS.DeleteConsumer(ctx, contract.StreamEvents, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		// The server removes it after the inactive threshold anyway.
+		h.cfg.Log.DebugContext(ctx, "sse_consumer_delete_failed", "consumer", info.Name, "error", err)
 	}
 }
 

@@ -1,0 +1,45 @@
+package live_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/services/gateway/internal/live"
+)
+
+// TestStreamsDeleteTheirConsumers checks that a finished stream leaves no
+// consumer on STAGING_EVENTS: left to their 5-minute inactive threshold,
+// the consumers of a busy gateway's streams reached the stream's limit of
+// 1000 and every new stream failed.
+func TestStreamsDeleteTheirConsumers(t *testing.T) {
+	f := newFixture(t, live.Config{})
+	f.publish(t, "req1", "alice", contract.EventQueued)
+	f.publish(t, "req1", "alice", contract.EventSucceeded)
+	for range 3 {
+		st := f.open(t, "/api/v1/stagings/req1/events", nil)
+		st.take(t, 2)
+		if fr, ok := st.next(t, false); ok {
+			t.Fatalf("after the terminal event got %+v, want the end", fr)
+		}
+		<-f.served
+	}
+	stream, err := f.js.Stream(t.Context(), contract.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		info, err := stream.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Consumers == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("STAGING_EVENTS has %d consumers after the streams ended, want 0", info.State.Consumers)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
