@@ -10,6 +10,8 @@ import (
 func printBanner(w io.Writer, s *system) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nskao-staging is running: %s\n\n", s.httpURL)
+	fmt.Fprintf(&b, "  web UI:          %s/\n", s.httpURL)
+	fmt.Fprintf(&b, "  API description: %s/docs\n", s.httpURL)
 	if s.natsNotice != "" {
 		fmt.Fprintf(&b, "  note: %s\n", s.natsNotice)
 	}
