@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
@@ -78,6 +79,64 @@ func TestPublishUnknownMethodHasNoStream(t *testing.T) {
 // TestAckPolicy checks each branch of the one acknowledgement policy
 // against a real consumer: how often the handler runs and whether the
 // failure is recorded.
+// A STAGING_EVENTS stream created by an older version, with the event
+// subjects only, gains the download subjects when the services start, and
+// keeps what it holds.
+func TestEnsureStreamsAddsDownloadSubject(t *testing.T) {
+	_, js := natstest.JetStream(t)
+	ctx := t.Context()
+	// What an older version created, in place of what natstest set up.
+	if err := js.DeleteStream(ctx, contract.StreamEvents); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: contract.StreamEvents, Subjects: []string{contract.SubjectEventsAll},
+		Storage: jetstream.FileStorage, AllowDirect: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ev := contract.EventFor(command("req-1"), contract.EventSucceeded)
+	ev.ID, ev.Source, ev.Time, ev.Outcome = "ev-1", "test", time.Now(), contract.OutcomeLinkIssued
+	if err := bus.PublishEvent(ctx, js, ev); err != nil {
+		t.Fatal(err)
+	}
+	dl := contract.DownloadEvent{
+		SpecVersion: contract.SpecVersion, ID: "dl-1", Type: contract.DownloadCompleted, Time: time.Now(),
+		Source: "test", RequestID: "req-1", DownloadID: "d-1", Bytes: 10,
+	}
+	if err := bus.PublishDownload(ctx, js, dl); !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		t.Fatalf("PublishDownload before the update = %v, want %v", err, jetstream.ErrNoStreamResponse)
+	}
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, contract.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(info.Config.Subjects, []string{contract.SubjectEventsAll, contract.SubjectDownloadsAll}); diff != "" {
+		t.Errorf("subjects after the update (-got +want):\n%s", diff)
+	}
+	if err := bus.PublishDownload(ctx, js, dl); err != nil {
+		t.Fatalf("PublishDownload after the update: %v", err)
+	}
+	// The request's state is still its last event, not the download.
+	last, err := s.GetLastMsgForSubject(ctx, contract.EventSubject("req-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(last.Data); !strings.Contains(got, `"ev-1"`) {
+		t.Errorf("last message on %s = %s, want the succeeded event", contract.EventSubject("req-1"), got)
+	}
+	if info.State.Msgs != 1 {
+		t.Errorf("messages kept across the update = %d, want 1", info.State.Msgs)
+	}
+}
+
 func TestAckPolicy(t *testing.T) {
 	tests := []struct {
 		name         string

@@ -27,6 +27,12 @@ func PublishEvent(ctx context.Context, js jetstream.JetStream, ev contract.Event
 	return publish(ctx, js, contract.EventSubject(ev.RequestID), ev.ID, ev)
 }
 
+// PublishDownload publishes ev on its request's download subject with
+// Nats-Msg-Id set to the event id.
+func PublishDownload(ctx context.Context, js jetstream.JetStream, ev contract.DownloadEvent) error {
+	return publish(ctx, js, contract.DownloadSubject(ev.RequestID), ev.ID, ev)
+}
+
 func publish(ctx context.Context, js jetstream.JetStream, subject, msgID string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {

@@ -40,8 +40,11 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		Replicas:   o.Replicas,
 	}, {
 		Name:        contract.StreamEvents,
-		Description: "Every event of every staging request; the last one on a subject is the request's state.",
-		Subjects:    []string{contract.SubjectEventsAll},
+		Description: "Every event of every staging request (the last one on a request's subject is its state) and the download events of its link.",
+		// Download events have subjects of their own, so that the last
+		// message on staging.events.<id> stays the request's state. An
+		// existing stream gains the subject on update.
+		Subjects:    []string{contract.SubjectEventsAll, contract.SubjectDownloadsAll},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		MaxAge:      o.EventsMaxAge,

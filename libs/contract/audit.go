@@ -4,31 +4,35 @@ import "time"
 
 // Record is the audit's permanent row for one request.
 type Record struct {
-	ID                 string     `json:"id"`
-	JobID              string     `json:"job_id,omitempty"`
-	Method             Method     `json:"method"`
-	Username           string     `json:"username"`
-	LocalPathOnStorage string     `json:"local_path_on_storage"`
-	RelativePath       string     `json:"relative_path"`
-	Status             Status     `json:"status"`
-	Outcome            Outcome    `json:"outcome,omitempty"`
-	ErrorCode          Code       `json:"error_code,omitempty"`
-	ErrorReason        string     `json:"error_reason,omitempty"`
-	Bytes              int64      `json:"bytes"`
-	Files              int64      `json:"files"`
-	Adler32            string     `json:"adler32,omitempty"`
-	Origin             string     `json:"origin,omitempty"`
-	TraceID            string     `json:"trace_id,omitempty"`
-	CreatedAt          time.Time  `json:"created_at"`
-	StartedAt          *time.Time `json:"started_at,omitempty"`
-	FinishedAt         *time.Time `json:"finished_at,omitempty"`
-	UpdatedAt          time.Time  `json:"updated_at"`
+	ID                 string  `json:"id"`
+	JobID              string  `json:"job_id,omitempty"`
+	Method             Method  `json:"method"`
+	Username           string  `json:"username"`
+	LocalPathOnStorage string  `json:"local_path_on_storage"`
+	RelativePath       string  `json:"relative_path"`
+	Status             Status  `json:"status"`
+	Outcome            Outcome `json:"outcome,omitempty"`
+	ErrorCode          Code    `json:"error_code,omitempty"`
+	ErrorReason        string  `json:"error_reason,omitempty"`
+	Bytes              int64   `json:"bytes"`
+	Files              int64   `json:"files"`
+	Adler32            string  `json:"adler32,omitempty"`
+	Origin             string  `json:"origin,omitempty"`
+	TraceID            string  `json:"trace_id,omitempty"`
+	// Downloads counts the completed downloads through the request's
+	// direct_download link (download_completed events); absent when none.
+	Downloads  int64      `json:"downloads,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	UpdatedAt  time.Time  `json:"updated_at"`
 }
 
 // AuditGetRequest asks the audit for one request (on SubjectAuditGet).
 type AuditGetRequest struct {
 	ID string `json:"id"`
-	// WithEvents asks for the request's event history too.
+	// WithEvents asks for the request's event history and download
+	// events too.
 	WithEvents bool `json:"with_events,omitempty"`
 }
 
@@ -37,7 +41,11 @@ type AuditGetRequest struct {
 type AuditGetReply struct {
 	Record *Record `json:"record,omitempty"`
 	Events []Event `json:"events,omitempty"`
-	Error  *Error  `json:"error,omitempty"`
+	// Downloads is the history of the request's download link, in time
+	// order (with WithEvents). Kept apart from Events, whose types are the
+	// request's own and whose last one is its state.
+	Downloads []DownloadEvent `json:"downloads,omitempty"`
+	Error     *Error          `json:"error,omitempty"`
 }
 
 // AuditListRequest asks for records matching every non-empty filter, newest

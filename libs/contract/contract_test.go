@@ -45,6 +45,7 @@ func TestGoldenMessages(t *testing.T) {
 	}
 	commandSchema := compileSchema(t, "command.schema.json")
 	eventSchema := compileSchema(t, "event.schema.json")
+	downloadSchema := compileSchema(t, "download.schema.json")
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			data, err := os.ReadFile(f)
@@ -57,14 +58,22 @@ func TestGoldenMessages(t *testing.T) {
 			}
 			var typed any
 			schema := eventSchema
-			if strings.HasPrefix(filepath.Base(f), "command") {
+			switch name := filepath.Base(f); {
+			case strings.HasPrefix(name, "command"):
 				schema = commandSchema
 				cmd, err := contract.DecodeCommand(data)
 				if err != nil {
 					t.Fatalf("golden command does not validate: %v", err)
 				}
 				typed = cmd
-			} else {
+			case strings.HasPrefix(name, "download"):
+				schema = downloadSchema
+				var ev contract.DownloadEvent
+				if err := json.Unmarshal(data, &ev); err != nil {
+					t.Fatal(err)
+				}
+				typed = ev
+			default:
 				var ev contract.Event
 				if err := json.Unmarshal(data, &ev); err != nil {
 					t.Fatal(err)
@@ -89,6 +98,35 @@ func TestGoldenMessages(t *testing.T) {
 				t.Errorf("round trip changed the message (-golden +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// A download event must not pass as a request event, nor the other way
+// round: the two schemas keep their types apart.
+func TestDownloadAndRequestEventsDoNotMix(t *testing.T) {
+	eventSchema := compileSchema(t, "event.schema.json")
+	downloadSchema := compileSchema(t, "download.schema.json")
+	for _, tt := range []struct {
+		file   string
+		schema *jsonschema.Schema
+	}{
+		{"testdata/download_completed.json", eventSchema},
+		{"testdata/event_succeeded.json", downloadSchema},
+	} {
+		data, err := os.ReadFile(tt.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tt.schema.Validate(doc); err == nil {
+			t.Errorf("%s passes the other kind's schema", tt.file)
+		}
+	}
+	if !contract.IsDownloadSubject(contract.DownloadSubject("r1")) || contract.IsDownloadSubject(contract.EventSubject("r1")) {
+		t.Error("IsDownloadSubject does not tell the subjects apart")
 	}
 }
 

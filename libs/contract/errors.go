@@ -48,6 +48,11 @@ const (
 	CodeIdempotencyKeyReused Code = "idempotency_key_reused" // an Idempotency-Key was reused with a different request
 )
 
+// Error codes of download links (in download_failed events).
+const (
+	CodeClientGone Code = "client_gone" // the client closed the connection before the download ended
+)
+
 // Error codes of jupyter_copy.
 const (
 	CodeJupyterUserNotFound Code = "jupyter_user_not_found" // the hub has no such user

@@ -1,6 +1,9 @@
 package contract
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Stream names.
 const (
@@ -9,7 +12,9 @@ const (
 	StreamRequests = "STAGING_REQUESTS"
 	// StreamEvents holds every event of every request, kept for a
 	// configurable age. The last message on a request's subject is its
-	// current state.
+	// current state. It also holds the download events of direct_download
+	// links, on subjects of their own so that they never become a
+	// request's state.
 	StreamEvents = "STAGING_EVENTS"
 )
 
@@ -17,9 +22,12 @@ const (
 const (
 	subjectRequestsPrefix = "staging.requests."
 	subjectEventsPrefix   = "staging.events."
+	subjectDownloadPrefix = "staging.downloads."
 
 	// SubjectEventsAll matches the events of every request.
 	SubjectEventsAll = subjectEventsPrefix + ">"
+	// SubjectDownloadsAll matches the download events of every request.
+	SubjectDownloadsAll = subjectDownloadPrefix + ">"
 
 	// SubjectAuditGet answers one request's record and events (request/reply).
 	SubjectAuditGet = "staging.audit.get"
@@ -65,3 +73,11 @@ func RequestSubjects(methods ...Method) []string {
 
 // EventSubject is the subject every event of request id is published on.
 func EventSubject(requestID string) string { return subjectEventsPrefix + requestID }
+
+// DownloadSubject is the subject the download events of request id's link
+// are published on. It is not EventSubject(id): the last message there is
+// the request's state, which a download does not change.
+func DownloadSubject(requestID string) string { return subjectDownloadPrefix + requestID }
+
+// IsDownloadSubject reports whether subject carries download events.
+func IsDownloadSubject(subject string) bool { return strings.HasPrefix(subject, subjectDownloadPrefix) }

@@ -29,11 +29,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		MaxAckPending:  concurrency * 2,
 	})
 	if err != nil {
-		return err
+		return stoppedWhileStarting(ctx, err)
 	}
 	stop, err := w.watchExhausted(ctx)
 	if err != nil {
-		return err
+		return stoppedWhileStarting(ctx, err)
 	}
 	defer stop()
 	policy := bus.AckPolicy{
@@ -50,4 +50,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("consume %s commands: %w", w.o.Durable, err)
 	}
 	return nil
+}
+
+// stoppedWhileStarting is nil when ctx was cancelled while the worker was
+// still starting: asked to stop, it has not failed.
+func stoppedWhileStarting(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }

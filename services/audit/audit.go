@@ -1,7 +1,8 @@
 // Package audit is the staging service's permanent record: a durable
-// consumer of every event on STAGING_EVENTS into MySQL/MariaDB (SQLite when
-// embedded), one row per request whose state only moves forward, and the
-// history queries other services ask over NATS request/reply.
+// consumer of every event and download event on STAGING_EVENTS into
+// MySQL/MariaDB (SQLite when embedded), one row per request whose state
+// only moves forward, and the history queries other services ask over NATS
+// request/reply.
 package audit
 
 import (
@@ -82,9 +83,11 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	}()
 
 	cons, err := bus.EnsureConsumer(ctx, deps.JS, bus.ConsumerOptions{
-		Stream:         contract.StreamEvents,
-		Durable:        contract.ConsumerAudit,
-		FilterSubjects: []string{contract.SubjectEventsAll},
+		Stream:  contract.StreamEvents,
+		Durable: contract.ConsumerAudit,
+		// Request events and download events: two subjects, one consumer,
+		// so both are stored in stream order.
+		FilterSubjects: []string{contract.SubjectEventsAll, contract.SubjectDownloadsAll},
 		AckWait:        cfg.AckWait,
 		// Unbounded: the audit never gives up on an event; a database
 		// outage only delays it.

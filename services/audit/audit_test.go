@@ -397,8 +397,9 @@ func TestReplayFromTheStartChangesNothing(t *testing.T) {
 }
 
 type record struct {
-	Record contract.Record
-	Events []contract.Event
+	Record    contract.Record
+	Events    []contract.Event
+	Downloads []contract.DownloadEvent
 }
 
 // snapshot reads every record with its events through the queries.
@@ -410,7 +411,7 @@ func snapshot(t *testing.T, nc *nats.Conn) []record {
 		if rep.Record == nil {
 			t.Fatalf("get %s: %v", r.ID, rep.Error)
 		}
-		out = append(out, record{*rep.Record, rep.Events})
+		out = append(out, record{*rep.Record, rep.Events, rep.Downloads})
 	}
 	return out
 }

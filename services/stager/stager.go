@@ -122,8 +122,13 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	defer cancel()
 	errc := make(chan error, 1)
 	if cfg.DownloadAddr != "" {
-		h, err := downloads.NewHandler(links, source, log, deps.Registerer, cfg.DownloadSendfile)
+		events, err := downloads.NewReporter(deps.JS, "stager", log, deps.Registerer)
 		if err != nil {
+			return fmt.Errorf("download events: %w", err)
+		}
+		h, err := downloads.NewHandler(links, source, events, log, deps.Registerer, cfg.DownloadSendfile)
+		if err != nil {
+			events.Close(0)
 			return fmt.Errorf("download handler: %w", err)
 		}
 		go func() {
@@ -131,6 +136,8 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 			if err != nil {
 				cancel()
 			}
+			// The downloads that ended meanwhile still reach the audit.
+			events.Close(cfg.ShutdownGrace)
 			errc <- err
 		}()
 	} else {
@@ -145,7 +152,8 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 
 // NewDownloadHandler returns the handler of download links, for a process
 // that mounts it on a listener of its own (set DownloadAddr empty then). The
-// returned close function releases the storage.
+// returned close function, called once the listener serves no more,
+// publishes the download events still queued and releases the storage.
 func NewDownloadHandler(ctx context.Context, cfg Config, deps service.Deps) (http.Handler, func() error, error) {
 	source, err := storage.Open(cfg.SourceRoot)
 	if err != nil {
@@ -155,11 +163,21 @@ func NewDownloadHandler(ctx context.Context, cfg Config, deps service.Deps) (htt
 	if err != nil {
 		return nil, nil, errors.Join(err, source.Close())
 	}
-	h, err := downloads.NewHandler(links, source, deps.Log.With("component", "downloads"), deps.Registerer, cfg.DownloadSendfile)
+	log := deps.Log.With("component", "downloads")
+	events, err := downloads.NewReporter(deps.JS, "stager", log, deps.Registerer)
 	if err != nil {
+		return nil, nil, errors.Join(fmt.Errorf("download events: %w", err), source.Close())
+	}
+	h, err := downloads.NewHandler(links, source, events, log, deps.Registerer, cfg.DownloadSendfile)
+	if err != nil {
+		events.Close(0)
 		return nil, nil, errors.Join(fmt.Errorf("download handler: %w", err), source.Close())
 	}
-	return h, source.Close, nil
+	closeAll := func() error {
+		events.Close(max(cfg.ShutdownGrace, time.Second))
+		return source.Close()
+	}
+	return h, closeAll, nil
 }
 
 // storageCheck reports the stager ready while both roots can be read.

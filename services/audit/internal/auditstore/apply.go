@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"modernc.org/sqlite"
@@ -35,14 +36,50 @@ var recordColumns = []string{
 	"id", "job_id", "method", "username", "local_path_on_storage", "relative_path",
 	"status", "outcome", "error_code", "error_reason", "bytes", "files", "adler32",
 	"origin", "trace_id", "created_at", "started_at", "finished_at", "updated_at",
+	"downloads",
 }
 
 var eventColumns = []string{"event_id", "request_id", "type", "time", "source", "payload"}
 
-// Apply stores a batch of events in one transaction: the events not stored
+// Batch is what one Apply stores: request events and download events, as
+// they came off the stream.
+type Batch struct {
+	Events    []contract.Event
+	Downloads []contract.DownloadEvent
+}
+
+// entry is one message of a batch, request event or download event: both
+// go in the events table, keyed by their id.
+type entry struct {
+	id, requestID, typ, source string
+	time                       time.Time
+	event                      *contract.Event         // a request event, or
+	download                   *contract.DownloadEvent // a download event
+}
+
+func (b Batch) entries() []entry {
+	out := make([]entry, 0, len(b.Events)+len(b.Downloads))
+	for i := range b.Events {
+		ev := &b.Events[i]
+		out = append(out, entry{id: ev.ID, requestID: ev.RequestID, typ: string(ev.Type), source: ev.Source, time: ev.Time, event: ev})
+	}
+	for i := range b.Downloads {
+		dl := &b.Downloads[i]
+		out = append(out, entry{id: dl.ID, requestID: dl.RequestID, typ: string(dl.Type), source: dl.Source, time: dl.Time, download: dl})
+	}
+	return out
+}
+
+// Apply stores a batch of request events; see ApplyBatch.
+func (s *Store) Apply(ctx context.Context, events []contract.Event) (Stats, error) {
+	return s.ApplyBatch(ctx, Batch{Events: events})
+}
+
+// ApplyBatch stores a batch in one transaction: the events not stored
 // before are added to the history and merged into their requests' rows (see
 // merge); the others change nothing. Either the whole batch is stored or,
-// on error, none of it.
+// on error, none of it. A download event changes no status: a completed one
+// counts in its request's downloads, once.
 //
 // A batch is first tried on the assumption that none of its events is
 // stored yet, as is the rule (a backlog, live traffic): the events are
@@ -51,15 +88,21 @@ var eventColumns = []string{"event_id", "request_id", "type", "time", "source", 
 // batch found absent, the transaction is rolled back and the batch is
 // applied again, looking the stored events up and re-reading the rows, so
 // the result is the same and nothing is written twice.
-func (s *Store) Apply(ctx context.Context, events []contract.Event) (Stats, error) {
-	for _, ev := range events {
+func (s *Store) ApplyBatch(ctx context.Context, b Batch) (Stats, error) {
+	for _, ev := range b.Events {
 		if err := ValidateEvent(ev); err != nil {
 			return Stats{}, err
 		}
 	}
-	st, err := s.apply(ctx, events, false)
+	for _, dl := range b.Downloads {
+		if err := ValidateDownload(dl); err != nil {
+			return Stats{}, err
+		}
+	}
+	entries := b.entries()
+	st, err := s.apply(ctx, entries, false)
 	for attempt := 1; errors.Is(err, errConflict) && attempt <= conflictRetries; attempt++ {
-		st, err = s.apply(ctx, events, true)
+		st, err = s.apply(ctx, entries, true)
 	}
 	return st, err
 }
@@ -71,7 +114,7 @@ const conflictRetries = 3
 // errConflict: a row the batch meant to insert is already there.
 var errConflict = errors.New("audit batch met rows stored meanwhile")
 
-func (s *Store) apply(ctx context.Context, events []contract.Event, lookup bool) (Stats, error) {
+func (s *Store) apply(ctx context.Context, entries []entry, lookup bool) (Stats, error) {
 	var st Stats
 	tx, err := s.write.BeginTx(ctx, s.txOptions())
 	if err != nil {
@@ -79,22 +122,22 @@ func (s *Store) apply(ctx context.Context, events []contract.Event, lookup bool)
 	}
 	// After Commit, Rollback does nothing and reports sql.ErrTxDone.
 	defer tx.Rollback()
-	fresh := unique(events)
+	fresh := unique(entries)
 	if lookup {
 		if fresh, err = s.freshEvents(ctx, tx, fresh); err != nil {
 			return st, err
 		}
 	}
-	st.Duplicates = len(events) - len(fresh)
+	st.Duplicates = len(entries) - len(fresh)
 	if len(fresh) == 0 {
 		return st, tx.Commit()
 	}
 	var ids []string
 	seen := make(map[string]bool)
-	for _, ev := range fresh {
-		if !seen[ev.RequestID] {
-			seen[ev.RequestID] = true
-			ids = append(ids, ev.RequestID)
+	for _, e := range fresh {
+		if !seen[e.requestID] {
+			seen[e.requestID] = true
+			ids = append(ids, e.requestID)
 		}
 	}
 	rows, err := s.lockRecords(ctx, tx, ids)
@@ -105,18 +148,30 @@ func (s *Store) apply(ctx context.Context, events []contract.Event, lookup bool)
 	for id := range rows {
 		existed[id] = true
 	}
-	for _, ev := range fresh {
-		r, ok := rows[ev.RequestID]
-		rows[ev.RequestID] = merge(r, ok, ev)
+	changed := make(map[string]bool, len(ids))
+	for _, e := range fresh {
+		r, ok := rows[e.requestID]
+		if e.download != nil {
+			// A download of a request the audit has no row of (purged,
+			// say) is kept in the history only: it creates no request.
+			if ok && e.download.Type == contract.DownloadCompleted {
+				r.Downloads++
+				rows[e.requestID], changed[e.requestID] = r, true
+			}
+			continue
+		}
+		rows[e.requestID], changed[e.requestID] = merge(r, ok, *e.event), true
 	}
 	if err := s.insertEvents(ctx, tx, fresh); err != nil {
 		return st, err
 	}
 	var inserts, updates []contract.Record
 	for _, id := range ids {
-		if existed[id] {
+		switch {
+		case !changed[id]:
+		case existed[id]:
 			updates = append(updates, rows[id])
-		} else {
+		default:
 			inserts = append(inserts, rows[id])
 		}
 	}
@@ -132,18 +187,18 @@ func (s *Store) apply(ctx context.Context, events []contract.Event, lookup bool)
 	if err := tx.Commit(); err != nil {
 		return st, fmt.Errorf("commit audit batch: %w", err)
 	}
-	st.Events, st.Rows = len(fresh), len(ids)
+	st.Events, st.Rows = len(fresh), len(inserts)+len(updates)
 	return st, nil
 }
 
-// unique returns events without the repeats of an id, in batch order.
-func unique(events []contract.Event) []contract.Event {
-	seen := make(map[string]bool, len(events))
-	out := make([]contract.Event, 0, len(events))
-	for _, ev := range events {
-		if !seen[ev.ID] {
-			seen[ev.ID] = true
-			out = append(out, ev)
+// unique returns entries without the repeats of an id, in batch order.
+func unique(entries []entry) []entry {
+	seen := make(map[string]bool, len(entries))
+	out := make([]entry, 0, len(entries))
+	for _, e := range entries {
+		if !seen[e.id] {
+			seen[e.id] = true
+			out = append(out, e)
 		}
 	}
 	return out
@@ -172,14 +227,14 @@ func (s *Store) txOptions() *sql.TxOptions {
 	return nil
 }
 
-// freshEvents returns the events (each id once) whose id is not yet
+// freshEvents returns the entries (each id once) whose id is not yet
 // stored, in batch order.
-func (s *Store) freshEvents(ctx context.Context, tx *sql.Tx, events []contract.Event) ([]contract.Event, error) {
+func (s *Store) freshEvents(ctx context.Context, tx *sql.Tx, entries []entry) ([]entry, error) {
 	stored := make(map[string]bool)
-	for part := range slices.Chunk(events, chunk) {
+	for part := range slices.Chunk(entries, chunk) {
 		ids := make([]any, len(part))
-		for i, ev := range part {
-			ids[i] = ev.ID
+		for i, e := range part {
+			ids[i] = e.id
 		}
 		q := "SELECT event_id FROM staging_events WHERE event_id IN (" + placeholders(len(part)) + ")"
 		rows, err := tx.QueryContext(ctx, q, ids...)
@@ -201,10 +256,10 @@ func (s *Store) freshEvents(ctx context.Context, tx *sql.Tx, events []contract.E
 			return nil, fmt.Errorf("look up stored events: %w", err)
 		}
 	}
-	var fresh []contract.Event
-	for _, ev := range events {
-		if !stored[ev.ID] {
-			fresh = append(fresh, ev)
+	var fresh []entry
+	for _, e := range entries {
+		if !stored[e.id] {
+			fresh = append(fresh, e)
 		}
 	}
 	return fresh, nil
@@ -242,16 +297,20 @@ func (s *Store) lockRecords(ctx context.Context, tx *sql.Tx, ids []string) (map[
 	return out, nil
 }
 
-func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []contract.Event) error {
-	for part := range slices.Chunk(events, chunk) {
+func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, entries []entry) error {
+	for part := range slices.Chunk(entries, chunk) {
 		args := make([]any, 0, len(part)*len(eventColumns))
-		for _, ev := range part {
-			payload, err := json.Marshal(ev)
-			if err != nil {
-				return fmt.Errorf("encode event %s: %w", ev.ID, err)
+		for _, e := range part {
+			var msg any = e.event
+			if e.download != nil {
+				msg = e.download
 			}
-			args = append(args, ev.ID, ev.RequestID, clip(string(ev.Type), maxStatus),
-				s.timeArg(ev.Time), clip(ev.Source, maxName), string(payload))
+			payload, err := json.Marshal(msg)
+			if err != nil {
+				return fmt.Errorf("encode event %s: %w", e.id, err)
+			}
+			args = append(args, e.id, e.requestID, clip(e.typ, maxType),
+				s.timeArg(e.time), clip(e.source, maxName), string(payload))
 		}
 		q := "INSERT INTO staging_events (" + strings.Join(eventColumns, ", ") + ") VALUES " + tuples(len(part), len(eventColumns))
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
@@ -293,7 +352,7 @@ func (s *Store) writeRecords(ctx context.Context, tx *sql.Tx, records []contract
 			args = append(args, r.ID, r.JobID, string(r.Method), r.Username, r.LocalPathOnStorage,
 				r.RelativePath, string(r.Status), string(r.Outcome), string(r.ErrorCode), r.ErrorReason,
 				r.Bytes, r.Files, r.Adler32, r.Origin, r.TraceID, s.timeArg(r.CreatedAt),
-				s.nullTimeArg(r.StartedAt), s.nullTimeArg(r.FinishedAt), s.timeArg(r.UpdatedAt))
+				s.nullTimeArg(r.StartedAt), s.nullTimeArg(r.FinishedAt), s.timeArg(r.UpdatedAt), r.Downloads)
 		}
 		q := "INSERT INTO staging_requests (" + strings.Join(recordColumns, ", ") + ") VALUES " +
 			tuples(len(part), len(recordColumns)) + conflict
@@ -317,7 +376,7 @@ func scanRecord(row scanner) (contract.Record, error) {
 	)
 	err := row.Scan(&r.ID, &r.JobID, &method, &r.Username, &r.LocalPathOnStorage, &r.RelativePath,
 		&status, &outcome, &errorCode, &r.ErrorReason, &r.Bytes, &r.Files, &r.Adler32,
-		&r.Origin, &r.TraceID, &created, &started, &finished, &upd)
+		&r.Origin, &r.TraceID, &created, &started, &finished, &upd, &r.Downloads)
 	if err != nil {
 		return r, fmt.Errorf("read request row: %w", err)
 	}

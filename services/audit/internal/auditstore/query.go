@@ -22,8 +22,8 @@ const (
 )
 
 // Get returns the record of request id and, when withEvents is set, its
-// events in the order they happened. It returns ErrNotFound for an unknown
-// id.
+// events in the order they happened (its download events are Downloads').
+// It returns ErrNotFound for an unknown id.
 func (s *Store) Get(ctx context.Context, id string, withEvents bool) (contract.Record, []contract.Event, error) {
 	q := "SELECT " + strings.Join(recordColumns, ", ") + " FROM staging_requests WHERE id = ?"
 	r, err := scanRecord(s.read.QueryRowContext(ctx, q, id))
@@ -43,26 +43,47 @@ func (s *Store) Get(ctx context.Context, id string, withEvents bool) (contract.R
 	return r, events, nil
 }
 
-func (s *Store) events(ctx context.Context, requestID string) ([]contract.Event, error) {
-	rows, err := s.read.QueryContext(ctx, "SELECT payload FROM staging_events WHERE request_id = ?", requestID)
+// payloads reads the stored messages of request requestID whose type is (or,
+// with downloads false, is not) a download event's.
+func (s *Store) payloads(ctx context.Context, requestID string, downloads bool) ([][]byte, error) {
+	cond := "<>"
+	if downloads {
+		cond = "="
+	}
+	// SUBSTR, not LIKE: '_' is a LIKE wildcard, and the dialects escape it
+	// differently.
+	q := "SELECT payload FROM staging_events WHERE request_id = ? AND SUBSTR(type, 1, ?) " + cond + " ?"
+	rows, err := s.read.QueryContext(ctx, q, requestID, len(downloadPrefix), downloadPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("read events of %s: %w", requestID, err)
 	}
 	defer rows.Close()
-	var events []contract.Event
+	var out [][]byte
 	for rows.Next() {
 		var payload []byte
 		if err := rows.Scan(&payload); err != nil {
 			return nil, fmt.Errorf("read events of %s: %w", requestID, err)
 		}
+		out = append(out, payload)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read events of %s: %w", requestID, err)
+	}
+	return out, nil
+}
+
+func (s *Store) events(ctx context.Context, requestID string) ([]contract.Event, error) {
+	payloads, err := s.payloads(ctx, requestID, false)
+	if err != nil {
+		return nil, err
+	}
+	events := make([]contract.Event, 0, len(payloads))
+	for _, payload := range payloads {
 		var ev contract.Event
 		if err := json.Unmarshal(payload, &ev); err != nil {
 			return nil, fmt.Errorf("decode stored event of %s: %w", requestID, err)
 		}
 		events = append(events, ev)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read events of %s: %w", requestID, err)
 	}
 	// Sorted here, on the full-precision times of the payloads; events of
 	// the same instant in the order a request goes through them.
@@ -70,6 +91,28 @@ func (s *Store) events(ctx context.Context, requestID string) ([]contract.Event,
 		return cmp.Or(a.Time.Compare(b.Time), cmp.Compare(a.Type.Status().Rank(), b.Type.Status().Rank()), strings.Compare(a.ID, b.ID))
 	})
 	return events, nil
+}
+
+// Downloads returns the download events of request id's link in the order
+// they happened (none for an unknown id).
+func (s *Store) Downloads(ctx context.Context, id string) ([]contract.DownloadEvent, error) {
+	payloads, err := s.payloads(ctx, id, true)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]contract.DownloadEvent, 0, len(payloads))
+	for _, payload := range payloads {
+		var dl contract.DownloadEvent
+		if err := json.Unmarshal(payload, &dl); err != nil {
+			return nil, fmt.Errorf("decode stored download event of %s: %w", id, err)
+		}
+		out = append(out, dl)
+	}
+	// A download's start before its end when both share an instant.
+	slices.SortStableFunc(out, func(a, b contract.DownloadEvent) int {
+		return cmp.Or(a.Time.Compare(b.Time), cmp.Compare(downloadRank(a.Type), downloadRank(b.Type)), strings.Compare(a.ID, b.ID))
+	})
+	return out, nil
 }
 
 // List returns the records matching every filter of req, newest first
@@ -190,4 +233,11 @@ func decodeCursor(s string) (cursor, error) {
 		return cursor{}, bad
 	}
 	return cursor{CreatedAt: t, ID: id}, nil
+}
+
+func downloadRank(t contract.DownloadEventType) int {
+	if t == contract.DownloadStarted {
+		return 0
+	}
+	return 1
 }

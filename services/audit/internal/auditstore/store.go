@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -219,12 +220,42 @@ func ValidateEvent(ev contract.Event) error {
 		return fmt.Errorf("event id longer than %d bytes: %w", maxEventID, ErrInvalidEvent)
 	case ev.Time.IsZero():
 		return fmt.Errorf("event %s without time: %w", ev.ID, ErrInvalidEvent)
+	case isDownloadType(string(ev.Type)):
+		// Download events have a subject of their own; on a request's
+		// subject one would be read back as a download.
+		return fmt.Errorf("event %s of download type %q on a request's subject: %w", ev.ID, ev.Type, ErrInvalidEvent)
 	}
 	if err := contract.ValidateID("request_id", ev.RequestID); err != nil {
 		return fmt.Errorf("event %s: %v: %w", ev.ID, err, ErrInvalidEvent)
 	}
 	return nil
 }
+
+// ValidateDownload reports, wrapping ErrInvalidEvent, why dl can never be
+// stored, as ValidateEvent does for a request event.
+func ValidateDownload(dl contract.DownloadEvent) error {
+	switch {
+	case dl.ID == "":
+		return fmt.Errorf("download event without id: %w", ErrInvalidEvent)
+	case len(dl.ID) > maxEventID:
+		return fmt.Errorf("download event id longer than %d bytes: %w", maxEventID, ErrInvalidEvent)
+	case dl.Time.IsZero():
+		return fmt.Errorf("download event %s without time: %w", dl.ID, ErrInvalidEvent)
+	case !isDownloadType(string(dl.Type)):
+		// The type column tells the two kinds apart when read back.
+		return fmt.Errorf("download event %s of type %q: %w", dl.ID, dl.Type, ErrInvalidEvent)
+	}
+	if err := contract.ValidateID("request_id", dl.RequestID); err != nil {
+		return fmt.Errorf("download event %s: %v: %w", dl.ID, err, ErrInvalidEvent)
+	}
+	return nil
+}
+
+// isDownloadType tells download events from request events in the events
+// table, which holds both.
+func isDownloadType(t string) bool { return strings.HasPrefix(t, downloadPrefix) }
+
+const downloadPrefix = "download_"
 
 // Column widths (characters) of the MySQL schema. Strings are cut to fit
 // before they are written, so a long field is shortened rather than
@@ -235,7 +266,7 @@ const (
 	maxName     = 128  // origin, source
 	maxWord     = 32   // method, outcome, trace_id
 	maxText     = 8192 // paths, error_reason (TEXT: 64 KiB, 4 bytes a character)
-	maxStatus   = 16   // status, event type
+	maxType     = 32   // event type (download_completed: 18)
 	maxChecksum = 16   // adler32
 )
 

@@ -270,13 +270,14 @@ func TestDuplicateInOneBatch(t *testing.T) {
 
 // dump is everything the store holds about the requests it lists.
 type dump struct {
-	Records []contract.Record
-	Events  map[string][]contract.Event
+	Records   []contract.Record
+	Events    map[string][]contract.Event
+	Downloads map[string][]contract.DownloadEvent
 }
 
 func dumpStore(t *testing.T, s *auditstore.Store) dump {
 	t.Helper()
-	d := dump{Events: map[string][]contract.Event{}}
+	d := dump{Events: map[string][]contract.Event{}, Downloads: map[string][]contract.DownloadEvent{}}
 	cursor := ""
 	for {
 		recs, next, err := s.List(t.Context(), contract.AuditListRequest{Limit: auditstore.MaxLimit, Cursor: cursor})
@@ -290,6 +291,9 @@ func dumpStore(t *testing.T, s *auditstore.Store) dump {
 				t.Fatal(err)
 			}
 			d.Events[r.ID] = evs
+			if d.Downloads[r.ID], err = s.Downloads(t.Context(), r.ID); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if next == "" {
 			return d

@@ -36,6 +36,7 @@ const queryTimeout = 10 * time.Second
 // Store answers the queries.
 type Store interface {
 	Get(ctx context.Context, id string, withEvents bool) (contract.Record, []contract.Event, error)
+	Downloads(ctx context.Context, id string) ([]contract.DownloadEvent, error)
 	List(ctx context.Context, req contract.AuditListRequest) ([]contract.Record, string, error)
 }
 
@@ -158,7 +159,13 @@ func (s *Server) get(ctx context.Context, data []byte) (any, *contract.Error) {
 	case err != nil:
 		return getError(s.unavailable(ctx, "get", err))
 	}
-	return &contract.AuditGetReply{Record: &rec, Events: events}, nil
+	reply := &contract.AuditGetReply{Record: &rec, Events: events}
+	if req.WithEvents {
+		if reply.Downloads, err = s.store.Downloads(ctx, req.ID); err != nil {
+			return getError(s.unavailable(ctx, "get", err))
+		}
+	}
+	return reply, nil
 }
 
 func (s *Server) list(ctx context.Context, data []byte) (any, *contract.Error) {

@@ -1,5 +1,5 @@
-// Package recorder moves events from the durable audit consumer on
-// STAGING_EVENTS into the audit store, a batch at a time.
+// Package recorder moves events and download events from the durable audit
+// consumer on STAGING_EVENTS into the audit store, a batch at a time.
 //
 // The batch is the unit of work, so acknowledgement is done here rather than
 // with bus.AckPolicy, which settles each message on its own and gives up
@@ -14,6 +14,7 @@
 package recorder
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,7 +36,7 @@ import (
 
 // Store takes batches of events.
 type Store interface {
-	Apply(ctx context.Context, events []contract.Event) (auditstore.Stats, error)
+	ApplyBatch(ctx context.Context, b auditstore.Batch) (auditstore.Stats, error)
 }
 
 // Options tune the recorder. Zero values take the defaults.
@@ -199,9 +200,9 @@ func (r *Recorder) Run(ctx context.Context) error {
 
 // batch is one fetch: the events to store and the messages they came in.
 type batch struct {
-	events []contract.Event
-	msgs   []jetstream.Msg
-	spans  []trace.Span
+	store auditstore.Batch
+	msgs  []jetstream.Msg
+	spans []trace.Span
 }
 
 // fetch pulls and decodes the next batch. It reports false when there is
@@ -226,13 +227,12 @@ func (r *Recorder) fetch(ctx, work context.Context) (batch, bool) {
 	}
 	r.metrics.batchSize.Observe(float64(len(msgs)))
 	b := batch{
-		events: make([]contract.Event, 0, len(msgs)),
-		msgs:   make([]jetstream.Msg, 0, len(msgs)),
-		spans:  make([]trace.Span, 0, len(msgs)),
+		msgs:  make([]jetstream.Msg, 0, len(msgs)),
+		spans: make([]trace.Span, 0, len(msgs)),
 	}
 	for _, msg := range msgs {
 		mctx := bus.ExtractTrace(work, msg.Headers())
-		ev, err := decode(msg)
+		requestID, typ, err := b.add(msg, trace.SpanContextFromContext(mctx))
 		if err != nil {
 			r.metrics.events.WithLabelValues("invalid").Inc()
 			r.log.WarnContext(mctx, "event_invalid", "subject", msg.Subject(), "error", err)
@@ -241,15 +241,38 @@ func (r *Recorder) fetch(ctx, work context.Context) (batch, bool) {
 			}
 			continue
 		}
-		if sc := trace.SpanContextFromContext(mctx); ev.TraceID == "" && sc.IsValid() {
-			ev.TraceID = sc.TraceID().String()
-		}
 		_, span := r.tracer.Start(mctx, "audit record", trace.WithSpanKind(trace.SpanKindConsumer),
-			trace.WithAttributes(attribute.String("staging.request_id", ev.RequestID), attribute.String("staging.event_type", string(ev.Type)),
+			trace.WithAttributes(attribute.String("staging.request_id", requestID), attribute.String("staging.event_type", typ),
 				attribute.Int("staging.audit.batch_size", len(msgs))))
-		b.events, b.msgs, b.spans = append(b.events, ev), append(b.msgs, msg), append(b.spans, span)
+		b.msgs, b.spans = append(b.msgs, msg), append(b.spans, span)
 	}
-	return b, len(b.events) > 0
+	return b, len(b.msgs) > 0
+}
+
+// add decodes msg, by its subject a download event or a request event, into
+// the batch. One without a trace id takes that of the trace it travelled in
+// (sc).
+func (b *batch) add(msg jetstream.Msg, sc trace.SpanContext) (requestID, typ string, err error) {
+	traceID := ""
+	if sc.IsValid() {
+		traceID = sc.TraceID().String()
+	}
+	if contract.IsDownloadSubject(msg.Subject()) {
+		dl, err := decodeDownload(msg)
+		if err != nil {
+			return "", "", err
+		}
+		dl.TraceID = cmp.Or(dl.TraceID, traceID)
+		b.store.Downloads = append(b.store.Downloads, dl)
+		return dl.RequestID, string(dl.Type), nil
+	}
+	ev, err := decode(msg)
+	if err != nil {
+		return "", "", err
+	}
+	ev.TraceID = cmp.Or(ev.TraceID, traceID)
+	b.store.Events = append(b.store.Events, ev)
+	return ev.RequestID, string(ev.Type), nil
 }
 
 // commit stores one batch and settles its messages. attempt counts the
@@ -257,13 +280,13 @@ func (r *Recorder) fetch(ctx, work context.Context) (batch, bool) {
 func (r *Recorder) commit(ctx context.Context, b batch, attempt int) error {
 	start := time.Now()
 	actx, cancel := context.WithTimeout(ctx, r.opts.ApplyTimeout)
-	stats, err := r.store.Apply(actx, b.events)
+	stats, err := r.store.ApplyBatch(actx, b.store)
 	cancel()
 	if err != nil {
 		r.metrics.dbErrors.Inc()
 		r.setErr(err)
 		d := r.delay(attempt)
-		r.log.ErrorContext(ctx, "batch_not_stored", "error", err, "events", len(b.events), "retry_in", d.String(), "failures_in_a_row", attempt)
+		r.log.ErrorContext(ctx, "batch_not_stored", "error", err, "events", len(b.msgs), "retry_in", d.String(), "failures_in_a_row", attempt)
 		for i, msg := range b.msgs {
 			if err := msg.NakWithDelay(d); err != nil {
 				// Not lost either way: unacknowledged, it comes again
@@ -309,6 +332,23 @@ func decode(msg jetstream.Msg) (contract.Event, error) {
 		return ev, err
 	}
 	return ev, nil
+}
+
+// decodeDownload reads the download event in msg, as decode does an event.
+func decodeDownload(msg jetstream.Msg) (contract.DownloadEvent, error) {
+	var dl contract.DownloadEvent
+	if err := json.Unmarshal(msg.Data(), &dl); err != nil {
+		return dl, fmt.Errorf("not a download event: %w", err)
+	}
+	if dl.Time.IsZero() {
+		if meta, err := msg.Metadata(); err == nil {
+			dl.Time = meta.Timestamp
+		}
+	}
+	if err := auditstore.ValidateDownload(dl); err != nil {
+		return dl, err
+	}
+	return dl, nil
 }
 
 // delay is the wait after the n-th failed batch in a row: RetryMin doubled

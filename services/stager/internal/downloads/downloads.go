@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Bucket is the key-value bucket holding the links.
@@ -25,10 +26,14 @@ const PathPrefix = "/api/v1/downloads/"
 // Link is what a token stands for.
 type Link struct {
 	// Path is the source, relative to the storage.
-	Path      string    `json:"path"`
-	Username  string    `json:"username"`
-	RequestID string    `json:"request_id"`
-	Expires   time.Time `json:"expires"`
+	Path     string `json:"path"`
+	Username string `json:"username"`
+	// RequestID is the direct_download request the link was issued for:
+	// the link's download events are published under it.
+	RequestID string `json:"request_id"`
+	// TraceID is that request's trace, copied onto the download events.
+	TraceID string    `json:"trace_id,omitempty"`
+	Expires time.Time `json:"expires"`
 }
 
 // ErrNotFound is returned for a token that is unknown or expired.
@@ -59,6 +64,8 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (
 }
 
 // Issue stores a new link to path for username and returns its URL path.
+// The link remembers requestID and the trace of ctx for its download
+// events.
 func (s *Store) Issue(ctx context.Context, username, path, requestID string) (string, error) {
 	// 32 random bytes: 256 bits, beyond guessing.
 	b := make([]byte, 32)
@@ -66,7 +73,11 @@ func (s *Store) Issue(ctx context.Context, username, path, requestID string) (st
 		return "", fmt.Errorf("download token: %w", err)
 	}
 	token := base64.RawURLEncoding.EncodeToString(b)
-	data, err := json.Marshal(Link{Path: path, Username: username, RequestID: requestID, Expires: time.Now().UTC().Add(s.ttl)})
+	l := Link{Path: path, Username: username, RequestID: requestID, Expires: time.Now().UTC().Add(s.ttl)}
+	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+		l.TraceID = sc.TraceID().String()
+	}
+	data, err := json.Marshal(l)
 	if err != nil {
 		return "", fmt.Errorf("encode download link: %w", err)
 	}

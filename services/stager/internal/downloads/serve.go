@@ -2,6 +2,7 @@ package downloads
 
 import (
 	"archive/tar"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -10,9 +11,11 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skao/skao-staging/libs/contract"
@@ -28,6 +31,7 @@ const Pattern = "GET " + PathPrefix + "{token}"
 type Handler struct {
 	store  *Store
 	source *storage.Root
+	events *Reporter
 	log    *slog.Logger
 	bytes  prometheus.Counter
 	mux    *http.ServeMux
@@ -45,11 +49,12 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, BufferSize); return 
 
 // NewHandler returns the handler, with its metric registered on reg. With
 // sendfile, file bodies go through sendfile(2); without, through a buffer
-// of BufferSize.
-func NewHandler(store *Store, source *storage.Root, log *slog.Logger, reg prometheus.Registerer, sendfile bool) (*Handler, error) {
+// of BufferSize. Each download's start and end go to events.
+func NewHandler(store *Store, source *storage.Root, events *Reporter, log *slog.Logger, reg prometheus.Registerer, sendfile bool) (*Handler, error) {
 	h := &Handler{
 		store:    store,
 		source:   source,
+		events:   events,
 		log:      log,
 		sendfile: sendfile,
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
@@ -98,12 +103,23 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	cw := &countingWriter{ResponseWriter: w, sendfile: h.sendfile}
 	defer func() { h.bytes.Add(float64(cw.n)) }()
+	dl := &download{h: h, link: link, id: uuid.NewString()}
 	name := path.Base(link.Path)
 	switch {
 	case fi.Mode().IsRegular():
 		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 		log.InfoContext(ctx, "download_started", "bytes", fi.Size(), "range", r.Header.Get("Range"))
+		// ServeContent decides on Range, If-Range and the conditional
+		// headers; the download starts when it sends a body.
+		if r.Method != http.MethodHead {
+			cw.onHeader = func(status int) {
+				if status == http.StatusOK || status == http.StatusPartialContent {
+					dl.start(ctx, w.Header(), status, r.Header.Get("Range"))
+				}
+			}
+		}
 		http.ServeContent(cw, r, name, fi.ModTime(), f)
+		dl.end(ctx, cw, nil)
 	case fi.IsDir():
 		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name + ".tar"}))
 		w.Header().Set("Content-Type", "application/x-tar")
@@ -111,17 +127,70 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		log.InfoContext(ctx, "download_started", "archive", "tar")
+		dl.start(ctx, w.Header(), http.StatusOK, "")
 		if err := h.writeTar(cw, link.Path, name); err != nil {
 			// The status is sent; all that can be done is to cut the
 			// stream short, so the client sees a truncated archive.
 			log.WarnContext(ctx, "download_archive_failed", "error", err)
+			dl.end(ctx, cw, err)
 			panic(http.ErrAbortHandler)
 		}
+		dl.end(ctx, cw, nil)
 	default:
 		writeError(w, http.StatusNotFound, contract.Errorf(contract.CodeSourceNotFound, "%s is neither a file nor a directory", link.Path))
 		return
 	}
 	log.InfoContext(ctx, "download_finished", "sent_bytes", cw.n)
+}
+
+// download reports one download's start and end as download events.
+type download struct {
+	h       *Handler
+	link    Link
+	id      string
+	started bool
+	size    int64 // -1 when not known
+}
+
+// start reports download_started for a response of status whose headers
+// are hdr: the body is about to be sent.
+func (d *download) start(ctx context.Context, hdr http.Header, status int, rangeHdr string) {
+	if d.started || d.h.events == nil {
+		return
+	}
+	d.started = true
+	d.size = -1
+	if n, err := strconv.ParseInt(hdr.Get("Content-Length"), 10, 64); err == nil {
+		d.size = n
+	}
+	ev := contract.DownloadEvent{Type: contract.DownloadStarted, DownloadID: d.id, Size: max(d.size, 0)}
+	if status == http.StatusPartialContent {
+		ev.Range = rangeHdr
+	}
+	d.h.events.Report(ctx, d.link, ev)
+}
+
+// end reports how a started download ended: download_completed when the
+// whole body went out, else download_failed, with the bytes sent either
+// way. failure is what cut the body short, when the sender knows it.
+func (d *download) end(ctx context.Context, cw *countingWriter, failure error) {
+	if !d.started {
+		return
+	}
+	ev := contract.DownloadEvent{Type: contract.DownloadCompleted, DownloadID: d.id, Bytes: cw.n}
+	short := d.size >= 0 && cw.n < d.size
+	switch {
+	case cw.err != nil || (ctx.Err() != nil && (failure != nil || short)):
+		// A write failed, or the request's context ended with the body
+		// unfinished: the client went away.
+		ev.Type, ev.Error = contract.DownloadFailed, contract.Errorf(contract.CodeClientGone, "the client closed the connection after %d bytes", cw.n)
+	case failure != nil:
+		// The cause is in the stager's log; paths stay out of the event.
+		ev.Type, ev.Error = contract.DownloadFailed, contract.Errorf(contract.CodeIOError, "the source could not be read to the end after %d bytes", cw.n)
+	case short:
+		ev.Type, ev.Error = contract.DownloadFailed, contract.Errorf(contract.CodeIOError, "sent %d of %d bytes: the source could not be read to the end", cw.n, d.size)
+	}
+	d.h.events.Report(ctx, d.link, ev)
 }
 
 // writeTar streams the tree at dir as a tar archive whose entries start
@@ -183,11 +252,32 @@ type countingWriter struct {
 	http.ResponseWriter
 	n        int64
 	sendfile bool
+	// err is the first error writing to the client.
+	err error
+	// onHeader, when set, learns the status before it is sent.
+	onHeader    func(status int)
+	wroteHeader bool
+}
+
+func (c *countingWriter) WriteHeader(status int) {
+	if !c.wroteHeader && status >= 200 {
+		c.wroteHeader = true
+		if c.onHeader != nil {
+			c.onHeader(status)
+		}
+	}
+	c.ResponseWriter.WriteHeader(status)
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
+	if !c.wroteHeader {
+		c.WriteHeader(http.StatusOK)
+	}
 	n, err := c.ResponseWriter.Write(p)
 	c.n += int64(n)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
 	return n, err
 }
 
@@ -199,8 +289,16 @@ func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
 		return io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{r}, *buf)
 	}
 	if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
+		if !c.wroteHeader {
+			c.WriteHeader(http.StatusOK)
+		}
 		n, err := rf.ReadFrom(r)
 		c.n += n
+		if err != nil && c.err == nil {
+			// sendfile does not say which side failed; the client's is
+			// by far the likelier.
+			c.err = err
+		}
 		return n, err
 	}
 	n, err := io.Copy(struct{ io.Writer }{c}, r)
