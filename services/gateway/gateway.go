@@ -178,7 +178,9 @@ func NewHandler(cfg Config, deps service.Deps, opts ...Option) (http.Handler, er
 	if health == nil {
 		health = telemetry.NewHealth()
 	}
-	events, logs, ui, err := liveParts(cfg, deps, allowed)
+	// One client per process: its watches share one subscription.
+	client := stagings.New(deps.NC, deps.JS, allowed, cfg.NATSTimeout)
+	events, logs, ui, err := liveParts(cfg, deps, client)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +204,7 @@ func NewHandler(cfg Config, deps service.Deps, opts ...Option) (http.Handler, er
 		authIface = authn
 	}
 	return api.New(api.Config{
-		Client:             stagings.New(deps.NC, deps.JS, allowed, cfg.NATSTimeout),
+		Client:             client,
 		Log:                deps.Log.With("component", "http"),
 		Tracer:             tp.Tracer("skao-staging/gateway"),
 		Registerer:         reg,

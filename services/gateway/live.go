@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/services/gateway/internal/api"
 	"github.com/skao/skao-staging/services/gateway/internal/live"
@@ -16,10 +15,10 @@ import (
 // liveParts builds what the gateway shows people as it happens: the SSE
 // event streams, the system log window (subscribed to every service's log
 // records until the connection drains) and the web UI.
-func liveParts(cfg Config, deps service.Deps, allowed contract.MethodSet) (*live.Handler, *logwindow.Window, http.Handler, error) {
+func liveParts(cfg Config, deps service.Deps, client *stagings.Client) (*live.Handler, *logwindow.Window, http.Handler, error) {
 	events, err := live.New(live.Config{
 		JS:         deps.JS,
-		Client:     stagings.New(deps.NC, deps.JS, allowed, cfg.NATSTimeout),
+		Client:     client,
 		Log:        deps.Log.With("component", "live"),
 		WriteError: api.WriteError,
 		Visible:    api.EventVisibility,

@@ -2,9 +2,10 @@
 // Events: one request's events from its first (ending after its terminal
 // event), or every event the caller may see from now on. Each SSE id is
 // the event's STAGING_EVENTS stream sequence, so a client that reconnects
-// with Last-Event-ID resumes exactly where it left off. Events are read
-// through JetStream ordered consumers: ephemeral, no durable state, gone
-// when the connection ends.
+// with Last-Event-ID resumes exactly where it left off. One request's
+// events are read by direct gets, woken by the stagings client's shared
+// subscription; every event from now on is read through a JetStream
+// ordered consumer: ephemeral, deleted when the connection ends.
 package live
 
 import (
@@ -163,14 +164,128 @@ func (h *Handler) ServeRequest(w http.ResponseWriter, r *http.Request) {
 		_ = sw.event("", "state", data)
 		return
 	}
-	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{contract.EventSubject(id)},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	h.streamRequest(w, r, id, after, visible)
+}
+
+// Retries of a read that a live event announced but the stream did not
+// hold yet: NATS may deliver a published event before its stream has
+// stored it. The last retry is about a second after the event; the
+// heartbeat reads again after that anyway.
+const (
+	firstRetry = 5 * time.Millisecond
+	maxRetries = 8
+)
+
+// streamRequest writes request id's stored events after sequence after, then
+// its new ones as they come, until its terminal event. Every event written
+// is read from the stream by direct gets, in sequence order from the last
+// one written, so none is skipped or written twice and each carries its
+// sequence as SSE id; the client's shared watch (registered before the
+// first read, so nothing stored after it goes unannounced) only says when
+// to read again. Unlike a consumer per stream, this costs no JetStream API
+// call and leaves no server state.
+func (h *Handler) streamRequest(w http.ResponseWriter, r *http.Request, id string, after uint64, visible func(string) bool) {
+	ctx := r.Context()
+	watch, err := h.cfg.Client.Watch(id)
+	if err != nil {
+		h.cfg.Log.WarnContext(ctx, "sse_watch_failed", "error", err)
+		h.cfg.WriteError(w, r, unavailable(err))
+		return
 	}
-	if after > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+	defer func() { _ = watch.Close() }()
+
+	sw := h.start(w, r)
+	if sw == nil {
+		return
 	}
-	h.stream(w, r, cfg, visible, true)
+	// catchUp writes what the stream holds after the last event written;
+	// found says whether there was any, done whether the stream ends.
+	catchUp := func() (found, done bool) {
+		for {
+			msg, ok, err := h.cfg.Client.NextEvent(ctx, id, after)
+			if err != nil {
+				if ctx.Err() == nil {
+					h.cfg.Log.WarnContext(ctx, "sse_source_failed", "error", err)
+				}
+				return found, true
+			}
+			if !ok {
+				return found, false
+			}
+			found, after = true, msg.Sequence
+			terminal, err := h.write(sw, msg.Sequence, msg.Data, visible)
+			if err != nil || terminal {
+				return found, true
+			}
+		}
+	}
+	if _, done := catchUp(); done {
+		return
+	}
+
+	heartbeat := time.NewTicker(h.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	retries, delay := 0, firstRetry
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-heartbeat.C:
+			if sw.comment("heartbeat") != nil {
+				return
+			}
+			if _, done := catchUp(); done {
+				return
+			}
+			continue
+		case <-retry.C:
+		case <-watch.Events():
+			// One read answers every event announced so far.
+			drain(watch.Events())
+			retries, delay = 0, firstRetry
+		}
+		found, done := catchUp()
+		if done {
+			return
+		}
+		if !found && retries < maxRetries {
+			retries++
+			retry.Reset(delay)
+			delay *= 2
+		}
+	}
+}
+
+// drain empties c without waiting.
+func drain[T any](c <-chan T) {
+	for {
+		select {
+		case <-c:
+		default:
+			return
+		}
+	}
+}
+
+// write writes one stored event if it is a contract event the caller may
+// see; terminal says whether it was the request's last.
+func (h *Handler) write(sw *sseWriter, seq uint64, data []byte, visible func(string) bool) (terminal bool, err error) {
+	var ev contract.Event
+	if err := json.Unmarshal(data, &ev); err != nil || !visible(ev.Username) ||
+		ev.Type == "" || strings.ContainsAny(string(ev.Type), "\r\n") {
+		// Not an event of the contract, or not the caller's.
+		return false, nil
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, data); err != nil {
+		return false, nil
+	}
+	if err := sw.event(strconv.FormatUint(seq, 10), string(ev.Type), b.Bytes()); err != nil {
+		return false, err
+	}
+	return ev.Type.Terminal(), nil
 }
 
 // ServeAll streams every event the caller may see, optionally only those
@@ -201,12 +316,12 @@ func (h *Handler) ServeAll(w http.ResponseWriter, r *http.Request) {
 	if after > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
 	}
-	h.stream(w, r, cfg, visible, false)
+	h.stream(w, r, cfg, visible)
 }
 
-// stream writes the events cfg selects until the client leaves, the
-// connection fails, or (untilTerminal) a terminal event was written.
-func (h *Handler) stream(w http.ResponseWriter, r *http.Request, cfg jetstream.OrderedConsumerConfig, visible func(string) bool, untilTerminal bool) {
+// stream writes the events cfg selects until the client leaves or the
+// connection fails.
+func (h *Handler) stream(w http.ResponseWriter, r *http.Request, cfg jetstream.OrderedConsumerConfig, visible func(string) bool) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	cons, err := h.cfg.JS.OrderedConsumer(ctx, contract.StreamEvents, cfg)
@@ -268,20 +383,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, cfg jetstream.O
 			if err != nil {
 				continue
 			}
-			var ev contract.Event
-			if err := json.Unmarshal(msg.Data(), &ev); err != nil || !visible(ev.Username) ||
-				ev.Type == "" || strings.ContainsAny(string(ev.Type), "\r\n") {
-				// Not an event of the contract, or not the caller's.
-				continue
-			}
-			var data bytes.Buffer
-			if err := json.Compact(&data, msg.Data()); err != nil {
-				continue
-			}
-			if sw.event(strconv.FormatUint(meta.Sequence.Stream, 10), string(ev.Type), data.Bytes()) != nil {
-				return
-			}
-			if untilTerminal && ev.Type.Terminal() {
+			if _, err := h.write(sw, meta.Sequence.Stream, msg.Data(), visible); err != nil {
 				return
 			}
 		}

@@ -36,6 +36,10 @@ type Client struct {
 
 	mu     sync.Mutex
 	events jetstream.Stream
+
+	// dispatch is the shared subscription the watches register with: share
+	// one Client per process.
+	dispatch *dispatcher
 }
 
 // New returns a client publishing on js and querying over nc.
@@ -43,7 +47,11 @@ func New(nc *nats.Conn, js jetstream.JetStream, allowed contract.MethodSet, time
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	return &Client{nc: nc, js: js, allowed: allowed, timeout: timeout, now: func() time.Time { return time.Now().UTC() }}
+	return &Client{
+		nc: nc, js: js, allowed: allowed, timeout: timeout,
+		now:      func() time.Time { return time.Now().UTC() },
+		dispatch: newDispatcher(nc),
+	}
 }
 
 // Allowed returns the methods allowed at this site.

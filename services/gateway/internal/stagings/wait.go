@@ -3,61 +3,119 @@ package stagings
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/skao/skao-staging/libs/contract"
 )
 
-// Watch follows the events of one request from before it is submitted, so
-// that no event published after Submit can be missed.
-type Watch struct {
-	sub    *nats.Subscription
-	events chan *nats.Msg
-}
-
-// Watch subscribes to the events of request id. Call it before Submit and
-// Close the watch when done.
+// Watch registers a watch of request id's events with the client's shared
+// subscription (made on the first call). Call it before Submit, so that no
+// event published after Submit can be missed, and Close the watch when
+// done. It is for one goroutine.
 func (c *Client) Watch(id string) (*Watch, error) {
 	if err := c.connected("watch request"); err != nil {
 		return nil, err
 	}
-	// A request publishes a handful of events; the buffer absorbs progress
-	// bursts so a slow reader does not make the subscription a slow consumer.
-	events := make(chan *nats.Msg, 64)
-	sub, err := c.nc.ChanSubscribe(contract.EventSubject(id), events)
-	if err != nil {
+	if err := c.dispatch.subscribe(); err != nil {
 		return nil, unavailable("watch request", err)
 	}
-	return &Watch{sub: sub, events: events}, nil
+	w := &Watch{c: c, id: id, events: make(chan *nats.Msg, watchBuffer)}
+	c.dispatch.register(w)
+	return w, nil
 }
+
+// Events delivers the request's events as NATS published them, from the
+// Watch call on: a signal of what happened, without the stream sequence.
+// An event may be missing (Dropped) or never have been stored (the stream
+// refused a duplicate or a late queued event); read the stream for the
+// record.
+func (w *Watch) Events() <-chan *nats.Msg { return w.events }
+
+// Dropped reports, and clears, whether an event was dropped because the
+// watch's buffer was full since the last call.
+func (w *Watch) Dropped() bool { return w.dropped.Swap(false) }
 
 // Outcome waits for the request's terminal event (succeeded, failed or
 // rejected) until ctx ends, and returns ctx's error then.
+//
+// Its first call also reads the request's last event from the stream once,
+// unless a terminal event is already buffered: a watch registered after
+// the request ended (or a caller that watched late) still gets the outcome.
+// It reads the stream again whenever events were dropped.
 func (w *Watch) Outcome(ctx context.Context) (contract.Event, error) {
+	if !w.checked {
+		w.checked = true
+		if ev, ok := w.buffered(); ok {
+			return ev, nil
+		}
+		if ev, ok, err := w.storedOutcome(ctx); err != nil || ok {
+			return ev, err
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return contract.Event{}, ctx.Err()
 		case msg := <-w.events:
-			var ev contract.Event
-			if err := json.Unmarshal(msg.Data, &ev); err != nil {
-				// Someone else's malformed message on the subject says
-				// nothing about this request; keep waiting.
-				continue
-			}
-			if ev.Type.Terminal() {
+			if ev, ok := terminal(msg.Data); ok {
 				return ev, nil
+			}
+			if w.Dropped() {
+				if ev, ok, err := w.storedOutcome(ctx); err != nil || ok {
+					return ev, err
+				}
 			}
 		}
 	}
 }
 
-// Close ends the subscription.
+// buffered looks through what is buffered, without waiting, for the
+// terminal event.
+func (w *Watch) buffered() (contract.Event, bool) {
+	for {
+		select {
+		case msg := <-w.events:
+			if ev, ok := terminal(msg.Data); ok {
+				return ev, true
+			}
+		default:
+			return contract.Event{}, false
+		}
+	}
+}
+
+// storedOutcome is the request's last stored event when it is terminal.
+// A request not in the stream yet is no error: its events are still to come.
+func (w *Watch) storedOutcome(ctx context.Context) (contract.Event, bool, error) {
+	getCtx, cancel := context.WithTimeout(ctx, w.c.timeout)
+	defer cancel()
+	ev, err := w.c.lastEvent(getCtx, w.id)
+	switch {
+	case ctx.Err() != nil:
+		return contract.Event{}, false, ctx.Err()
+	case err != nil:
+		// Not in the stream yet, or the stream did not answer: the live
+		// events may still bring the outcome, so keep waiting.
+		return contract.Event{}, false, nil
+	}
+	return ev, ev.Type.Terminal(), nil
+}
+
+func terminal(data []byte) (contract.Event, bool) {
+	var ev contract.Event
+	if err := json.Unmarshal(data, &ev); err != nil {
+		// Someone else's malformed message on the subject says nothing
+		// about this request.
+		return contract.Event{}, false
+	}
+	return ev, ev.Type.Terminal()
+}
+
+// Close unregisters the watch; it can be called more than once.
 func (w *Watch) Close() error {
-	if err := w.sub.Unsubscribe(); err != nil && err != nats.ErrConnectionClosed {
-		return fmt.Errorf("unsubscribe: %w", err)
+	if w.closed.CompareAndSwap(false, true) {
+		w.c.dispatch.unregister(w)
 	}
 	return nil
 }
