@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -28,16 +29,31 @@ const chunk = 16 << 20
 // plan is what a copy will do, known before anything is written.
 type plan struct {
 	tree  bool
-	dirs  []string // of a tree, relative to its top ("." first), parents first
-	files []file
+	top   string // the file or the top of the tree, relative to the storage
+	size  int64  // of the file, when not a tree
+	dirs  []dir  // of a tree, parents first: the top (".") first
+	files int64
 	bytes int64
 }
 
-type file struct {
-	src  string // relative to the storage
-	sub  string // relative to the top of the result
-	size int64
+// dir is a directory of a tree and the files in it.
+type dir struct {
+	sub   string // relative to the top of the tree
+	files []file
 }
+
+type file struct {
+	name string // in its directory
+	size int64
+	// link: a symbolic link, followed from the storage's root (it may lead
+	// out of its directory).
+	link bool
+}
+
+// unitFiles bounds the files of a directory one worker copies in one go:
+// each worker opens the directories it copies in, on both sides, once per
+// unit, and a large directory is still shared between workers.
+const unitFiles = 256
 
 // Copy copies the source file or directory tree to the target and leaves
 // the result read-only: files 0400, directories 0500.
@@ -66,7 +82,7 @@ func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress Progre
 	defer s.untrack(t)
 
 	cctx, span := s.Tracer.Start(ctx, "stager.copy")
-	m := startMeter(progress, s.progressEvery(), contract.Progress{BytesTotal: p.bytes, FilesTotal: int64(len(p.files))})
+	m := startMeter(progress, s.progressEvery(), contract.Progress{BytesTotal: p.bytes, FilesTotal: p.files})
 	sum, err := s.copyPlan(cctx, t, p, m, cmd.ExpectedAdler32 != "")
 	m.stop()
 	if err != nil {
@@ -89,9 +105,9 @@ func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress Progre
 	return Result{
 		Outcome: contract.OutcomeStaged,
 		Bytes:   p.bytes,
-		Files:   int64(len(p.files)),
+		Files:   p.files,
 		Adler32: sum,
-		Message: fmt.Sprintf("staged %s (%s) to %s", plural(int64(len(p.files)), "file"), plural(p.bytes, "byte"), t.shown),
+		Message: fmt.Sprintf("staged %s (%s) to %s", plural(p.files, "file"), plural(p.bytes, "byte"), t.shown),
 	}, nil
 }
 
@@ -125,7 +141,7 @@ func (s *Stager) workers() int {
 
 // prepareCopy opens the target and plans the copy.
 func (s *Stager) prepareCopy(cmd contract.Command, rel string, fi fs.FileInfo) (*target, *plan, error) {
-	p := &plan{files: []file{{src: rel, sub: ".", size: fi.Size()}}, bytes: fi.Size()}
+	p := &plan{top: rel, size: fi.Size(), files: 1, bytes: fi.Size()}
 	if fi.IsDir() {
 		var err error
 		if p, err = s.planTree(rel); err != nil {
@@ -143,35 +159,12 @@ func (s *Stager) prepareCopy(cmd contract.Command, rel string, fi fs.FileInfo) (
 // the tree is followed when it stays on the storage and names a file;
 // one leading outside fails the whole request.
 func (s *Stager) planTree(rel string) (*plan, error) {
-	p := &plan{tree: true}
-	root := s.Source.OS()
-	err := fs.WalkDir(root.FS(), rel, func(name string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		sub := "."
-		if name != rel {
-			sub = name[len(rel)+1:]
-		}
-		if d.IsDir() {
-			p.dirs = append(p.dirs, sub)
-			return nil
-		}
-		fi, err := root.Stat(name)
-		if err != nil {
-			return err
-		}
-		switch {
-		case fi.Mode().IsRegular():
-			p.files = append(p.files, file{src: name, sub: sub, size: fi.Size()})
-			p.bytes += fi.Size()
-		case fi.IsDir():
-			return contract.Errorf(contract.CodeInvalidPath, "%s is a symbolic link to a directory; only links to files are followed in a tree", name)
-		default:
-			return contract.Errorf(contract.CodeInvalidPath, "%s is neither a file nor a directory", name)
-		}
-		return nil
-	})
+	p := &plan{tree: true, top: rel}
+	d, err := s.Source.OS().OpenRoot(rel)
+	if err == nil {
+		err = s.planDir(p, d, ".")
+		d.Close()
+	}
 	if err != nil {
 		if _, ok := errors.AsType[*contract.Error](err); ok {
 			return nil, err
@@ -179,6 +172,59 @@ func (s *Stager) planTree(rel string) (*plan, error) {
 		return nil, storage.SourceError(rel, err)
 	}
 	return p, nil
+}
+
+// planDir adds directory sub of the tree, opened as d, and what is below
+// it to p. Each entry is looked at by its name in d: one fstatat, not a
+// resolution of its whole path.
+func (s *Stager) planDir(p *plan, d *os.Root, sub string) error {
+	entries, err := fs.ReadDir(d.FS(), ".")
+	if err != nil {
+		return err
+	}
+	p.dirs = append(p.dirs, dir{sub: sub})
+	this := len(p.dirs) - 1
+	var subdirs []string
+	for _, e := range entries {
+		fi, err := d.Lstat(e.Name())
+		if err != nil {
+			return err
+		}
+		f := file{name: e.Name()}
+		if fi.Mode().Type() == fs.ModeSymlink {
+			src := path.Join(p.top, sub, f.name)
+			if fi, err = s.Source.OS().Stat(src); err != nil {
+				return err
+			}
+			if fi.IsDir() {
+				return contract.Errorf(contract.CodeInvalidPath, "%s is a symbolic link to a directory; only links to files are followed in a tree", src)
+			}
+			f.link = true
+		}
+		switch {
+		case fi.IsDir():
+			subdirs = append(subdirs, f.name)
+		case fi.Mode().IsRegular():
+			f.size = fi.Size()
+			p.dirs[this].files = append(p.dirs[this].files, f)
+			p.files++
+			p.bytes += f.size
+		default:
+			return contract.Errorf(contract.CodeInvalidPath, "%s is neither a file nor a directory", path.Join(p.top, sub, f.name))
+		}
+	}
+	for _, name := range subdirs {
+		c, err := d.OpenRoot(name)
+		if err != nil {
+			return err
+		}
+		err = s.planDir(p, c, path.Join(sub, name))
+		c.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkSpace refuses a copy the user area has no room for, before anything
@@ -194,9 +240,13 @@ func (t *target) checkSpace(p *plan) error {
 		return fmt.Errorf("free space of %s: %w", t.shown, err)
 	}
 	block := max(st.Bsize, 512)
-	need := int64(len(p.dirs)) * block
-	for _, f := range p.files {
-		need += (f.size + block - 1) / block * block
+	blocks := func(size int64) int64 { return (size + block - 1) / block * block }
+	need := blocks(p.size)
+	for _, d := range p.dirs {
+		need += block
+		for _, f := range d.files {
+			need += blocks(f.size)
+		}
 	}
 	if avail := int64(st.Bavail) * block; need > avail {
 		return contract.Errorf(contract.CodeNoSpace, "%s needs %d bytes but the user area has %d free", t.shown, need, avail)
@@ -208,21 +258,21 @@ func (t *target) checkSpace(p *plan) error {
 // the adler32 of a single file when sum is set.
 func (s *Stager) copyPlan(ctx context.Context, t *target, p *plan, m *meter, sum bool) (string, error) {
 	if !p.tree {
-		return s.copyFile(ctx, t, p.files[0], t.tmpRel, m, sum, true)
+		return s.copyFile(ctx, t, copyJob{from: s.Source.OS(), name: p.top, src: p.top, to: t.user, dst: t.tmpRel}, m, sum, true)
 	}
 	for _, d := range p.dirs {
-		if err := t.user.Mkdir(path.Join(t.tmpRel, d), 0o700); err != nil {
+		if err := t.user.Mkdir(path.Join(t.tmpRel, d.sub), 0o700); err != nil {
 			return "", targetError(t.shown, err)
 		}
 	}
-	if err := s.copyFiles(ctx, t, p.files, m); err != nil {
+	if err := s.copyTree(ctx, t, p, m); err != nil {
 		return "", err
 	}
 	// Read-only from the bottom up: a directory is filled before it loses
 	// its write permission. Renaming it later needs write permission on its
 	// parent only.
 	for i := len(p.dirs) - 1; i >= 0; i-- {
-		d := path.Join(t.tmpRel, p.dirs[i])
+		d := path.Join(t.tmpRel, p.dirs[i].sub)
 		if t.own {
 			if err := t.user.Lchown(d, t.owner.UID, t.owner.GID); err != nil {
 				return "", targetError(t.shown, err)
@@ -245,53 +295,111 @@ func (s *Stager) copyPlan(ctx context.Context, t *target, p *plan, m *meter, sum
 	return "", nil
 }
 
-// copyFiles copies the files of a tree with a bounded pool of workers.
-func (s *Stager) copyFiles(ctx context.Context, t *target, files []file, m *meter) error {
+// copyTree copies the files of a tree into its directories, already made
+// under the temporary name, with a bounded pool of workers. A worker takes
+// a unit of files of one directory; workers on different directories do
+// not contend for a directory's lock when they create files.
+func (s *Stager) copyTree(ctx context.Context, t *target, p *plan, m *meter) error {
+	from, err := s.Source.OS().OpenRoot(p.top)
+	if err != nil {
+		return storage.SourceError(p.top, err)
+	}
+	defer from.Close()
+	to, err := t.user.OpenRoot(t.tmpRel)
+	if err != nil {
+		return targetError(t.shown, err)
+	}
+	defer to.Close()
+
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	jobs := make(chan file)
+	units := make(chan dir)
 	var wg sync.WaitGroup
-	for range min(s.workers(), len(files)) {
+	for range s.workers() {
 		wg.Go(func() {
-			for f := range jobs {
-				if _, err := s.copyFile(ctx, t, f, path.Join(t.tmpRel, f.sub), m, false, false); err != nil {
+			for u := range units {
+				if err := s.copyUnit(ctx, t, from, to, p.top, u, m); err != nil {
 					cancel(err)
 				}
 			}
 		})
 	}
 feed:
-	for _, f := range files {
-		select {
-		case jobs <- f:
-		case <-ctx.Done():
-			break feed
+	for _, d := range p.dirs {
+		for f := range slices.Chunk(d.files, unitFiles) {
+			select {
+			case units <- dir{sub: d.sub, files: f}:
+			case <-ctx.Done():
+				break feed
+			}
 		}
 	}
-	close(jobs)
+	close(units)
 	wg.Wait()
 	return context.Cause(ctx)
 }
 
-// copyFile copies one file to dst in the user's area, verifies its size,
-// and makes it read-only. The copy is fsynced when sync is set (a tree is
-// synced once as a whole).
-func (s *Stager) copyFile(ctx context.Context, t *target, f file, dst string, m *meter, sum, sync bool) (string, error) {
+// copyUnit copies files of directory u of the tree, opening the directory
+// once on each side: each file is then opened by its name alone, rather
+// than by a path resolved again component by component.
+func (s *Stager) copyUnit(ctx context.Context, t *target, srcTop, dstTop *os.Root, top string, u dir, m *meter) error {
+	src := path.Join(top, u.sub)
+	from, err := srcTop.OpenRoot(u.sub)
+	if err != nil {
+		return storage.SourceError(src, err)
+	}
+	defer from.Close()
+	to, err := dstTop.OpenRoot(u.sub)
+	if err != nil {
+		return targetError(t.shown, err)
+	}
+	defer to.Close()
+	for _, f := range u.files {
+		j := copyJob{from: from, name: f.name, src: path.Join(src, f.name), to: to, dst: f.name}
+		if f.link {
+			j.from, j.name = s.Source.OS(), j.src
+		}
+		if _, err := s.copyFile(ctx, t, j, m, false, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyJob is one file to copy: name in the directory from (src names it
+// in messages, relative to the storage) to dst in the directory to.
+type copyJob struct {
+	from      *os.Root
+	name, src string
+	to        *os.Root
+	dst       string
+}
+
+// copyFile copies one file, verifies its size, and leaves it read-only.
+// The copy is fsynced when sync is set (a tree is synced once as a whole).
+func (s *Stager) copyFile(ctx context.Context, t *target, j copyJob, m *meter, sum, sync bool) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("copy %s: %w", j.src, err)
+	}
 	// O_NONBLOCK: should the file have been swapped for a FIFO since the
 	// plan, opening it must not hang. It changes nothing for regular files.
-	in, err := s.Source.OS().OpenFile(f.src, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	in, err := j.from.OpenFile(j.name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return "", storage.SourceError(f.src, err)
+		return "", storage.SourceError(j.src, err)
 	}
 	defer in.Close()
 	fi, err := in.Stat()
 	if err != nil {
-		return "", storage.SourceError(f.src, err)
+		return "", storage.SourceError(j.src, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return "", contract.Errorf(contract.CodeInvalidPath, "%s is no longer a regular file", f.src)
+		return "", contract.Errorf(contract.CodeInvalidPath, "%s is no longer a regular file", j.src)
 	}
-	out, err := t.user.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// Read-only from the start: the mode applies to later opens, not to
+	// this descriptor. O_NONBLOCK changes nothing for a new regular file,
+	// and spares the four fcntl calls os.File makes to try it on the
+	// poller.
+	out, err := j.to.OpenFile(j.dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NONBLOCK, readOnlyFile)
 	if err != nil {
 		return "", targetError(t.shown, err)
 	}
@@ -306,9 +414,6 @@ func (s *Stager) copyFile(ctx context.Context, t *target, f file, dst string, m 
 	}
 	var n int64
 	for {
-		if err := ctx.Err(); err != nil {
-			return "", fmt.Errorf("copy %s: %w", f.src, err)
-		}
 		c, err := io.CopyN(out, src, chunk)
 		n += c
 		m.bytes.Add(c)
@@ -316,11 +421,14 @@ func (s *Stager) copyFile(ctx context.Context, t *target, f file, dst string, m 
 			break
 		}
 		if err != nil {
-			return "", targetError(t.shown, fmt.Errorf("copy %s: %w", f.src, err))
+			return "", targetError(t.shown, fmt.Errorf("copy %s: %w", j.src, err))
+		}
+		if err := ctx.Err(); err != nil {
+			return "", fmt.Errorf("copy %s: %w", j.src, err)
 		}
 	}
 	if n != fi.Size() {
-		return "", fmt.Errorf("copy %s: %d bytes copied but the source has %d: it changed during the copy", f.src, n, fi.Size())
+		return "", fmt.Errorf("copy %s: %d bytes copied but the source has %d: it changed during the copy", j.src, n, fi.Size())
 	}
 	if sync {
 		if err := out.Sync(); err != nil {
@@ -332,9 +440,6 @@ func (s *Stager) copyFile(ctx context.Context, t *target, f file, dst string, m 
 		if err := out.Chown(t.owner.UID, t.owner.GID); err != nil {
 			return "", targetError(t.shown, err)
 		}
-	}
-	if err := out.Chmod(readOnlyFile); err != nil {
-		return "", targetError(t.shown, err)
 	}
 	if err := out.Close(); err != nil {
 		return "", targetError(t.shown, err)

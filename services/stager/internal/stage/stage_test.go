@@ -67,7 +67,7 @@ func newFixture(t *testing.T, storageParent string) *fixture {
 	return f
 }
 
-func makeRemovable(t *testing.T, dir string) {
+func makeRemovable(t testing.TB, dir string) {
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
 			err = os.Chmod(p, 0o755)
