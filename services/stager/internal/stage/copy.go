@@ -76,10 +76,12 @@ func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress Progre
 	if err := t.checkSpace(p); err != nil {
 		return Result{}, err
 	}
-	if err := s.track(cmd.ID, t); err != nil {
-		return Result{}, err
+	if p.tree || p.size > trackAbove {
+		if err := s.track(cmd.ID, t); err != nil {
+			return Result{}, err
+		}
+		defer s.untrack(t)
 	}
-	defer s.untrack(t)
 
 	cctx, span := s.Tracer.Start(ctx, "stager.copy")
 	m := startMeter(progress, s.progressEvery(), contract.Progress{BytesTotal: p.bytes, FilesTotal: p.files})
@@ -230,13 +232,8 @@ func (s *Stager) planDir(p *plan, d *os.Root, sub string) error {
 // checkSpace refuses a copy the user area has no room for, before anything
 // is written.
 func (t *target) checkSpace(p *plan) error {
-	d, err := t.user.Open(t.dir)
-	if err != nil {
-		return targetError(t.shown, err)
-	}
-	defer d.Close()
 	var st unix.Statfs_t
-	if err := unix.Fstatfs(int(d.Fd()), &st); err != nil {
+	if err := unix.Fstatfs(t.fd, &st); err != nil {
 		return fmt.Errorf("free space of %s: %w", t.shown, err)
 	}
 	block := max(st.Bsize, 512)
@@ -258,7 +255,7 @@ func (t *target) checkSpace(p *plan) error {
 // the adler32 of a single file when sum is set.
 func (s *Stager) copyPlan(ctx context.Context, t *target, p *plan, m *meter, sum bool) (string, error) {
 	if !p.tree {
-		return s.copyFile(ctx, t, copyJob{from: s.Source.OS(), name: p.top, src: p.top, to: t.user, dst: t.tmpRel}, m, sum, true)
+		return s.copyFile(ctx, t, copyJob{from: s.Source.OS(), name: p.top, src: p.top, to: t, dst: path.Base(t.tmpRel)}, m, sum, true)
 	}
 	for _, d := range p.dirs {
 		if err := t.user.Mkdir(path.Join(t.tmpRel, d.sub), 0o700); err != nil {
@@ -355,7 +352,7 @@ func (s *Stager) copyUnit(ctx context.Context, t *target, srcTop, dstTop *os.Roo
 	}
 	defer to.Close()
 	for _, f := range u.files {
-		j := copyJob{from: from, name: f.name, src: path.Join(src, f.name), to: to, dst: f.name}
+		j := copyJob{from: from, name: f.name, src: path.Join(src, f.name), to: rootCreator{to}, dst: f.name}
 		if f.link {
 			j.from, j.name = s.Source.OS(), j.src
 		}
@@ -371,8 +368,36 @@ func (s *Stager) copyUnit(ctx context.Context, t *target, srcTop, dstTop *os.Roo
 type copyJob struct {
 	from      *os.Root
 	name, src string
-	to        *os.Root
+	to        creator
 	dst       string
+}
+
+// creator makes a new file, read-only from the start (the mode applies to
+// later opens, not to the descriptor returned), and fails when name exists.
+type creator interface {
+	create(name string) (*os.File, error)
+}
+
+// rootCreator creates in a directory of a tree, opened as a root.
+type rootCreator struct{ r *os.Root }
+
+func (c rootCreator) create(name string) (*os.File, error) {
+	// O_NONBLOCK changes nothing for a new regular file, and spares the
+	// four fcntl calls os.File makes to try it on the poller.
+	return c.r.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NONBLOCK, readOnlyFile)
+}
+
+// create makes name in the target's directory, already opened through
+// os.Root: name is a single component and O_NOFOLLOW|O_EXCL refuse
+// anything already there, a symbolic link included, so nothing outside
+// can be reached.
+func (t *target) create(name string) (*os.File, error) {
+	fd, err := unix.Openat(t.fd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, readOnlyFile)
+	if err != nil {
+		return nil, &fs.PathError{Op: "openat", Path: name, Err: err}
+	}
+	// Without O_NONBLOCK os.NewFile does not try the poller: one fcntl.
+	return os.NewFile(uintptr(fd), name), nil
 }
 
 // copyFile copies one file, verifies its size, and leaves it read-only.
@@ -395,11 +420,7 @@ func (s *Stager) copyFile(ctx context.Context, t *target, j copyJob, m *meter, s
 	if !fi.Mode().IsRegular() {
 		return "", contract.Errorf(contract.CodeInvalidPath, "%s is no longer a regular file", j.src)
 	}
-	// Read-only from the start: the mode applies to later opens, not to
-	// this descriptor. O_NONBLOCK changes nothing for a new regular file,
-	// and spares the four fcntl calls os.File makes to try it on the
-	// poller.
-	out, err := j.to.OpenFile(j.dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NONBLOCK, readOnlyFile)
+	out, err := j.to.create(j.dst)
 	if err != nil {
 		return "", targetError(t.shown, err)
 	}
@@ -422,6 +443,9 @@ func (s *Stager) copyFile(ctx context.Context, t *target, j copyJob, m *meter, s
 		}
 		if err != nil {
 			return "", targetError(t.shown, fmt.Errorf("copy %s: %w", j.src, err))
+		}
+		if s.afterChunk != nil {
+			s.afterChunk(j.src)
 		}
 		if err := ctx.Err(); err != nil {
 			return "", fmt.Errorf("copy %s: %w", j.src, err)
@@ -453,18 +477,16 @@ func (s *Stager) copyFile(ctx context.Context, t *target, j copyJob, m *meter, s
 
 // finalize renames the temporary result into place, never over something
 // that appeared meanwhile (then the request is settled as for an existing
-// target), and makes the rename durable.
+// target), and makes the rename durable: the one fsync of the directory
+// (the data was synced before, by copyFile or by the tree's syncfs).
 func (t *target) finalize(want fs.FileMode) (Result, bool, error) {
-	d, err := t.user.Open(t.dir)
-	if err != nil {
-		return Result{}, true, errors.Join(targetError(t.shown, err), removeTemp(t.user, t.tmpRel))
-	}
-	defer d.Close()
-	fd := int(d.Fd())
-	err = unix.Renameat2(fd, path.Base(t.tmpRel), fd, t.name, unix.RENAME_NOREPLACE)
+	err := unix.Renameat2(t.fd, path.Base(t.tmpRel), t.fd, t.name, unix.RENAME_NOREPLACE)
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
 		// The filesystem cannot refuse to replace (NFS): plain rename.
-		err = t.user.Rename(t.tmpRel, t.rel)
+		err = unix.Renameat(t.fd, path.Base(t.tmpRel), t.fd, t.name)
+	}
+	if err != nil {
+		err = &os.LinkError{Op: "rename", Old: t.tmpRel, New: t.rel, Err: err}
 	}
 	if errors.Is(err, fs.ErrExist) {
 		if rerr := removeTemp(t.user, t.tmpRel); rerr != nil {
@@ -475,7 +497,7 @@ func (t *target) finalize(want fs.FileMode) (Result, bool, error) {
 	if err != nil {
 		return Result{}, true, errors.Join(targetError(t.shown, err), removeTemp(t.user, t.tmpRel))
 	}
-	if err := d.Sync(); err != nil {
+	if err := t.dirf.Sync(); err != nil {
 		return Result{}, true, targetError(t.shown, err)
 	}
 	return Result{}, false, nil

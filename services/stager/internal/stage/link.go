@@ -52,12 +52,7 @@ func (s *Stager) Hardlink(ctx context.Context, cmd contract.Command) (Result, er
 	if st, err := in.Stat(); err != nil || !st.Mode().IsRegular() {
 		return Result{}, errors.Join(contract.Errorf(contract.CodeInvalidPath, "%s is no longer a regular file", cmd.LocalPathOnStorage), err)
 	}
-	d, err := t.user.Open(t.dir)
-	if err != nil {
-		return Result{}, targetError(t.shown, err)
-	}
-	defer d.Close()
-	err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(in.Fd())), int(d.Fd()), t.name, unix.AT_SYMLINK_FOLLOW)
+	err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(in.Fd())), t.fd, t.name, unix.AT_SYMLINK_FOLLOW)
 	if errors.Is(err, fs.ErrExist) {
 		return t.settleAfterRace(0)
 	}
@@ -67,7 +62,7 @@ func (s *Stager) Hardlink(ctx context.Context, cmd contract.Command) (Result, er
 		}
 		return Result{}, targetError(t.shown, fmt.Errorf("link %s: %w", rel, err))
 	}
-	if err := d.Sync(); err != nil {
+	if err := t.dirf.Sync(); err != nil {
 		return Result{}, targetError(t.shown, err)
 	}
 	return Result{Outcome: contract.OutcomeStaged, Bytes: fi.Size(), Files: 1, Message: fmt.Sprintf("hard-linked %s to %s (%s)", t.shown, cmd.LocalPathOnStorage, plural(fi.Size(), "byte"))}, nil

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sys/unix"
 
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/storage"
@@ -43,6 +44,10 @@ type Stager struct {
 	ProgressEvery time.Duration
 	// Tracer makes the resolve, check, copy and finalize spans.
 	Tracer trace.Tracer
+
+	// afterChunk, when set (by tests), runs after each chunk of a file is
+	// copied: a test changes the source there, mid-copy.
+	afterChunk func(src string)
 }
 
 // Result is what a successful staging did.
@@ -79,7 +84,12 @@ const (
 // target is where a request's result goes: a directory inside the user's
 // area (opened as a root of its own) and a name in it.
 type target struct {
-	user   *os.Root
+	user *os.Root
+	// dirf is dir, opened once through user: what is made in dir (the
+	// temporary entry, the renamed result) is made by its name in dirf,
+	// not by a path resolved again component by component.
+	dirf   *os.File
+	fd     int    // dirf's descriptor
 	dir    string // relative to the user's area; "." for the area itself
 	name   string
 	rel    string // dir/name
@@ -93,7 +103,9 @@ type target struct {
 	marker   string
 }
 
-func (t *target) close() error { return t.user.Close() }
+func (t *target) close() error {
+	return errors.Join(t.dirf.Close(), t.user.Close())
+}
 
 // openTarget creates the user's area and the parents of relative_path as
 // needed and returns where the result of cmd goes. Leftovers of an earlier
@@ -109,10 +121,16 @@ func (s *Stager) openTarget(cmd contract.Command) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := mkdir(s.Users, cmd.Username, owner, own); err != nil {
-		return nil, targetError(cmd.Username, err)
-	}
+	// The area and the parents usually exist already: open them first, and
+	// make them only when they are missing, so a request into an existing
+	// directory makes no mkdir and no stat per component.
 	user, err := s.Users.OpenRoot(cmd.Username)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := mkdir(s.Users, cmd.Username, owner, own); err != nil {
+			return nil, targetError(cmd.Username, err)
+		}
+		user, err = s.Users.OpenRoot(cmd.Username)
+	}
 	if err != nil {
 		return nil, targetError(cmd.Username, err)
 	}
@@ -123,15 +141,54 @@ func (s *Stager) openTarget(cmd contract.Command) (*target, error) {
 		user.Close()
 		return nil, contract.Errorf(contract.CodeInvalidPath, "relative_path %q may not start with %q: that name is the stager's", cmd.RelativePath, tempPrefix)
 	}
-	if err := t.mkdirParents(); err != nil {
+	if t.dirf, err = t.openDir(); err != nil {
 		user.Close()
 		return nil, targetError(t.shown, err)
 	}
-	if err := removeTemp(user, t.tmpRel); err != nil {
-		user.Close()
-		return nil, targetError(t.shown, err)
+	t.fd = int(t.dirf.Fd())
+	// A leftover of an earlier attempt is rare: one stat by name says
+	// whether there is one to remove.
+	if _, err := t.lstat(path.Base(t.tmpRel)); !errors.Is(err, fs.ErrNotExist) {
+		if err := removeTemp(user, t.tmpRel); err != nil {
+			t.close()
+			return nil, targetError(t.shown, err)
+		}
 	}
 	return t, nil
+}
+
+// openDir opens the target's directory, making it and its parents first
+// when it is missing. O_NONBLOCK spares the fcntl calls os.File makes to try
+// a descriptor on the poller; it changes nothing for a directory.
+func (t *target) openDir() (*os.File, error) {
+	const flags = os.O_RDONLY | syscall.O_DIRECTORY | syscall.O_NONBLOCK
+	d, err := t.user.OpenFile(t.dir, flags, 0)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return d, err
+	}
+	if err := t.mkdirParents(); err != nil {
+		return nil, err
+	}
+	return t.user.OpenFile(t.dir, flags, 0)
+}
+
+// lstat looks at name in the target's directory without following a
+// symbolic link: a single name below a directory os.Root opened, so it
+// cannot lead anywhere else.
+func (t *target) lstat(name string) (fs.FileMode, error) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(t.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return 0, &fs.PathError{Op: "lstat", Path: name, Err: err}
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return 0, nil
+	case unix.S_IFDIR:
+		return fs.ModeDir, nil
+	case unix.S_IFLNK:
+		return fs.ModeSymlink, nil
+	}
+	return fs.ModeIrregular, nil
 }
 
 // mkdir makes directory name in r unless it exists, and gives a new one to
@@ -172,14 +229,14 @@ func (t *target) mkdirParents() error {
 // is the same kind of thing the request would make (want: a regular file, a
 // directory or a symbolic link); anything else in the way is a conflict.
 func (t *target) present(want fs.FileMode) (bool, error) {
-	fi, err := t.user.Lstat(t.rel)
+	mode, err := t.lstat(t.name)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return false, nil
 	case err != nil:
 		return false, targetError(t.shown, err)
-	case fi.Mode().Type() != want:
-		return false, contract.Errorf(contract.CodeTargetConflict, "%s already exists and is a %s, not a %s", t.shown, kind(fi.Mode()), kind(want))
+	case mode != want:
+		return false, contract.Errorf(contract.CodeTargetConflict, "%s already exists and is a %s, not a %s", t.shown, kind(mode), kind(want))
 	}
 	return true, nil
 }
