@@ -12,29 +12,8 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/contract/contracttest"
 )
-
-func compileSchema(t *testing.T, name string) *jsonschema.Schema {
-	t.Helper()
-	data, err := contract.Schemas.ReadFile("schema/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	if err := c.AddResource(name, doc); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.Compile(name)
-	if err != nil {
-		t.Fatalf("compile %s: %v", name, err)
-	}
-	return s
-}
 
 // Every golden message must satisfy its schema and survive a round trip
 // through the Go type without losing or changing a field.
@@ -43,9 +22,9 @@ func TestGoldenMessages(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no golden files: %v", err)
 	}
-	commandSchema := compileSchema(t, "command.schema.json")
-	eventSchema := compileSchema(t, "event.schema.json")
-	downloadSchema := compileSchema(t, "download.schema.json")
+	commandSchema := contracttest.Schema(t, contracttest.Command)
+	eventSchema := contracttest.Schema(t, contracttest.Event)
+	downloadSchema := contracttest.Schema(t, contracttest.Download)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			data, err := os.ReadFile(f)
@@ -104,8 +83,8 @@ func TestGoldenMessages(t *testing.T) {
 // A download event must not pass as a request event, nor the other way
 // round: the two schemas keep their types apart.
 func TestDownloadAndRequestEventsDoNotMix(t *testing.T) {
-	eventSchema := compileSchema(t, "event.schema.json")
-	downloadSchema := compileSchema(t, "download.schema.json")
+	eventSchema := contracttest.Schema(t, contracttest.Event)
+	downloadSchema := contracttest.Schema(t, contracttest.Download)
 	for _, tt := range []struct {
 		file   string
 		schema *jsonschema.Schema
@@ -133,7 +112,7 @@ func TestDownloadAndRequestEventsDoNotMix(t *testing.T) {
 // An event built by EventFor and filled like the workers fill it must
 // satisfy the schema, so what the services publish is what docs promise.
 func TestEventForMatchesSchema(t *testing.T) {
-	schema := compileSchema(t, "event.schema.json")
+	schema := contracttest.Schema(t, contracttest.Event)
 	data, err := os.ReadFile("testdata/command.json")
 	if err != nil {
 		t.Fatal(err)

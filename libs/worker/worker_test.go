@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,11 +15,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/contract/contracttest"
 	"github.com/skao/skao-staging/libs/natstest"
 	"github.com/skao/skao-staging/libs/worker"
 )
@@ -132,20 +131,14 @@ func (s *system) events(t *testing.T, id string) []contract.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
-	schema := eventSchema(t)
+	schema := contracttest.Schema(t, contracttest.Event)
 	var evs []contract.Event
 	for len(evs) == 0 || !evs[len(evs)-1].Type.Terminal() {
 		msg, err := c.Next(jetstream.FetchContext(ctx))
 		if err != nil {
 			t.Fatalf("waiting for the events of %s (got %+v): %v", id, evs, err)
 		}
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(msg.Data()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := schema.Validate(doc); err != nil {
-			t.Errorf("event does not match the schema: %v\n%s", err, msg.Data())
-		}
+		contracttest.Check(t, schema, msg.Data())
 		var ev contract.Event
 		if err := json.Unmarshal(msg.Data(), &ev); err != nil {
 			t.Fatal(err)
@@ -172,28 +165,6 @@ func (s *system) events(t *testing.T, id string) []contract.Event {
 		t.Errorf("%s holds %d events, want %d: one terminal event, published once", subject, got, len(evs))
 	}
 	return evs
-}
-
-func eventSchema(t *testing.T) *jsonschema.Schema {
-	t.Helper()
-	data, err := contract.Schemas.ReadFile("schema/event.schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	if err := c.AddResource("event.schema.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.Compile("event.schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // summary keeps the fields of an event a test compares.

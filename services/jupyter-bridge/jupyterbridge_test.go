@@ -16,11 +16,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/contract/contracttest"
 	"github.com/skao/skao-staging/libs/natstest"
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/libs/telemetry"
@@ -106,7 +106,7 @@ func (b bridge) stage(t testing.TB, cmd contract.Command, secrets ...string) []c
 // arrives.
 func (b bridge) stageWith(t testing.TB, cmd contract.Command, onEvent func(contract.Event), secrets ...string) []contract.Event {
 	t.Helper()
-	schema := eventSchema(t)
+	schema := contracttest.Schema(t, contracttest.Event)
 	sub, err := b.nc.SubscribeSync(contract.EventSubject(cmd.ID))
 	if err != nil {
 		t.Fatal(err)
@@ -122,13 +122,7 @@ func (b bridge) stageWith(t testing.TB, cmd contract.Command, onEvent func(contr
 		if err != nil {
 			t.Fatalf("no terminal event for %s within the deadline (got %d events): %v", cmd.ID, len(events), err)
 		}
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(msg.Data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := schema.Validate(doc); err != nil {
-			t.Errorf("event does not match the schema: %v\n%s", err, msg.Data)
-		}
+		contracttest.Check(t, schema, msg.Data)
 		for _, s := range secrets {
 			if s != "" && bytes.Contains(msg.Data, []byte(s)) {
 				t.Errorf("event reveals a token: %s", msg.Data)
@@ -149,29 +143,6 @@ func (b bridge) stageWith(t testing.TB, cmd contract.Command, onEvent func(contr
 			return events
 		}
 	}
-}
-
-// eventSchema compiles the contract's event schema, formats asserted.
-func eventSchema(t testing.TB) *jsonschema.Schema {
-	t.Helper()
-	data, err := contract.Schemas.ReadFile("schema/event.schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	if err := c.AddResource("event.schema.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.Compile("event.schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // outcome is what a test compares of a request's terminal event.
