@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench.sh [COUNT]: the jupyter-bridge's upload benchmark. Runs
-# BenchmarkUpload200MiB COUNT times (default 5): each run uploads a 200 MiB
+# BenchmarkUpload200MiB COUNT times (default 6: even, because the order alternates and the second upload of a run is favoured): each run uploads a 200 MiB
 # binary file into a running Jupyter server through the bridge (end to end,
 # jupyter_copy to succeeded) and then with curl (curl-upload.sh, the same
 # chunked PUTs, the same chunk size, the same hub and user), so the two
@@ -14,7 +14,7 @@
 # `go test -bench .` skips it, so it never runs beside other benchmarks).
 set -euo pipefail
 
-count="${1:-5}"
+count="${1:-6}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
