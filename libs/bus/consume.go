@@ -14,6 +14,12 @@ import (
 // messages in hand to finish: their handlers run on a context that is not
 // cancelled with ctx, so in-flight work is finished, not lost (a process
 // killed meanwhile leaves them to be redelivered after AckWait).
+//
+// A message waiting here for a slot gets no InProgress, so it must never
+// wait longer than a handler takes to return: c's MaxAckPending must not
+// exceed concurrency. The server then never has more messages out than
+// there are slots (buffered and running together), and one arrives only
+// when a handler has acknowledged its own and is about to free its slot.
 func Consume(ctx context.Context, c jetstream.Consumer, concurrency int, handle func(ctx context.Context, msg jetstream.Msg)) error {
 	if concurrency <= 0 {
 		concurrency = 1

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -93,6 +94,9 @@ const DefaultProgressEvery = time.Second
 type Worker struct {
 	o       Options
 	metrics *metrics
+
+	mu     sync.Mutex
+	events jetstream.Stream // STAGING_EVENTS, once looked up
 }
 
 // New checks o and registers the request metrics.
@@ -151,6 +155,15 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 	span.SetAttributes(attribute.String("staging.request_id", cmd.ID), attribute.String("staging.method", string(cmd.Method)), attribute.Int("staging.attempt", attempt))
 	log := w.o.Log.With("request_id", cmd.ID, "method", cmd.Method, "username", cmd.Username, "attempt", attempt)
 
+	last, err := w.lastEvent(ctx, cmd.ID)
+	if err != nil {
+		return err
+	}
+	if last.Terminal() {
+		log.InfoContext(ctx, "command_already_ended", "last_event", last)
+		return nil
+	}
+
 	if err := bus.PublishEvent(ctx, w.o.JS, w.event(ctx, cmd, contract.EventStarted, attempt)); err != nil {
 		return fmt.Errorf("publish started event: %w", err)
 	}
@@ -178,6 +191,45 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 	w.metrics.requests.WithLabelValues(string(cmd.Method), string(res.Outcome)).Inc()
 	log.InfoContext(ctx, "staging_succeeded", "outcome", res.Outcome, "bytes", res.Bytes, "files", res.Files)
 	return nil
+}
+
+// lastEvent is the type of the last event of request id, "" when it has
+// none. The last event is the request's state, so a command whose request
+// has ended (a redelivery after a lost acknowledgement, or the same command
+// published again after the deduplication window) must not be worked on
+// again: a new started event would move the state backwards.
+func (w *Worker) lastEvent(ctx context.Context, id string) (contract.EventType, error) {
+	stream, err := w.eventStream(ctx)
+	if err != nil {
+		return "", err
+	}
+	raw, err := stream.GetLastMsgForSubject(ctx, contract.EventSubject(id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the last event of %s: %w", id, err)
+	}
+	var ev struct {
+		Type contract.EventType `json:"type"`
+	}
+	if err := json.Unmarshal(raw.Data, &ev); err != nil {
+		return "", fmt.Errorf("decode the last event of %s: %w", id, err)
+	}
+	return ev.Type, nil
+}
+
+func (w *Worker) eventStream(ctx context.Context) (jetstream.Stream, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.events == nil {
+		s, err := w.o.JS.Stream(ctx, contract.StreamEvents)
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", contract.StreamEvents, err)
+		}
+		w.events = s
+	}
+	return w.events, nil
 }
 
 // accept checks the site's allowed methods first, so a method the site

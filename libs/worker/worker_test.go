@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -606,4 +607,109 @@ func TestDeliveriesExhausted(t *testing.T) {
 	waitFor(t, "1 failed request counted", func() bool {
 		return counter(t, s.reg, "staging_test_requests_total", "local_copy", "failed") == 1
 	})
+}
+
+// A command is not handed out while every slot is busy: one waiting for a
+// slot gets no InProgress, would time out unseen and be redelivered, and
+// both of its deliveries would then run at once.
+func TestNoCommandWaitsForASlot(t *testing.T) {
+	const ackWait = time.Second
+	var mu sync.Mutex
+	calls := map[string]int{}
+	var running, most atomic.Int32
+	var slow [2]contract.Command
+	s := start(t, func(ctx context.Context, cmd contract.Command, _ *worker.Reporter) (worker.Result, error) {
+		mu.Lock()
+		calls[cmd.ID]++
+		mu.Unlock()
+		if cmd.ID == slow[0].ID || cmd.ID == slow[1].ID {
+			// Long work, kept alive by InProgress, while a third command
+			// would wait for a slot for more than its AckWait.
+			time.Sleep(3 * ackWait)
+		} else {
+			n := running.Add(1)
+			defer running.Add(-1)
+			if n > most.Load() {
+				most.Store(n)
+			}
+			time.Sleep(ackWait / 2)
+		}
+		return worker.Result{Outcome: contract.OutcomeStaged}, nil
+	}, func(o *worker.Options) { o.AckWait, o.MaxDeliver, o.Concurrency = ackWait, 5, 2 })
+	for i := range slow {
+		slow[i] = command(contract.MethodLocalCopy)
+		s.submit(t, slow[i])
+	}
+	waitFor(t, "both slots busy", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return calls[slow[0].ID] == 1 && calls[slow[1].ID] == 1
+	})
+	third := command(contract.MethodLocalCopy)
+	s.submit(t, third)
+	var attempts []int
+	for _, ev := range s.events(t, third.ID) {
+		attempts = append(attempts, ev.Attempt)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := calls[third.ID]; got != 1 {
+		t.Errorf("the third command was worked on %d times, want 1", got)
+	}
+	if diff := cmp.Diff(attempts, []int{1, 1}); diff != "" {
+		t.Errorf("attempts of the third command's events (-got +want):\n%s", diff)
+	}
+	if got := most.Load(); got != 1 {
+		t.Errorf("%d deliveries of the third command ran at once, want 1", got)
+	}
+}
+
+// A command whose request has already ended (its acknowledgement lost, or
+// published again after the deduplication window) is acknowledged without
+// any work or event: the last event stays the request's state.
+func TestEndedRequestIsNotWorkedOnAgain(t *testing.T) {
+	tests := []struct {
+		last      contract.EventType
+		wantCalls int32
+		want      []contract.EventType
+	}{
+		{last: contract.EventSucceeded, want: []contract.EventType{contract.EventSucceeded}},
+		{last: contract.EventFailed, want: []contract.EventType{contract.EventFailed}},
+		{last: contract.EventRejected, want: []contract.EventType{contract.EventRejected}},
+		{last: contract.EventStarted, wantCalls: 1, want: []contract.EventType{contract.EventStarted, contract.EventStarted, contract.EventSucceeded}},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.last), func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			s := start(t, func(context.Context, contract.Command, *worker.Reporter) (worker.Result, error) {
+				calls.Add(1)
+				return worker.Result{Outcome: contract.OutcomeStaged}, nil
+			}, nil)
+			cmd := command(contract.MethodLocalCopy)
+			ev := contract.EventFor(cmd, tt.last)
+			ev.ID, ev.Time, ev.Source, ev.Attempt = uuid.NewString(), time.Now().UTC(), "test-worker", 1
+			switch tt.last {
+			case contract.EventSucceeded:
+				ev.Outcome, ev.Bytes, ev.Files = contract.OutcomeStaged, 42, 1
+			case contract.EventFailed, contract.EventRejected:
+				ev.Error = contract.Errorf(contract.CodeNotFound, "gone")
+			}
+			if err := bus.PublishEvent(t.Context(), s.js, ev); err != nil {
+				t.Fatal(err)
+			}
+			s.submit(t, cmd)
+			evs := s.events(t, cmd.ID)
+			got := make([]contract.EventType, len(evs))
+			for i, ev := range evs {
+				got[i] = ev.Type
+			}
+			if diff := cmp.Diff(got, tt.want); diff != "" {
+				t.Errorf("events (-got +want):\n%s", diff)
+			}
+			if got := calls.Load(); got != tt.wantCalls {
+				t.Errorf("work ran %d times, want %d", got, tt.wantCalls)
+			}
+		})
+	}
 }

@@ -7,8 +7,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -129,7 +133,7 @@ func TestAuthOIDC(t *testing.T) {
 		{"service role for another user", "POST", "/api/v1/stagings", submitBody("bob"), "Bearer " + service, 202, "", ""},
 		{"seed for another user", "POST", "/stage_data?method=local_copy&username=bob", `{"local_path_on_storage":"a","relative_path":"b"}`, "Bearer " + alice, 403, contract.CodeForbidden, ""},
 		{"job with another user's item", "POST", "/api/v1/jobs", `{"items":[` + submitBody("alice") + `,` + submitBody("bob") + `]}`, "Bearer " + alice, 403, contract.CodeForbidden, ""},
-		{"read another user's request", "GET", "/api/v1/stagings/" + bobReq, "", "Bearer " + alice, 403, contract.CodeForbidden, ""},
+		{"read another user's request", "GET", "/api/v1/stagings/" + bobReq, "", "Bearer " + alice, 404, contract.CodeNotFound, bobReq},
 		{"admin reads it", "GET", "/api/v1/stagings/" + bobReq, "", "Bearer " + admin, 200, "", ""},
 		{"list another user's", "GET", "/api/v1/stagings?username=bob", "", "Bearer " + alice, 403, contract.CodeForbidden, ""},
 		{"health is open", "GET", "/healthz", "", "", 200, "", ""},
@@ -348,7 +352,7 @@ func TestDownloadOnlyForItsUser(t *testing.T) {
 		want        int
 	}{
 		{"its user", "bob-secret-token", 200},
-		{"another user", "alice-secret-token", 403},
+		{"another user, as if unknown", "alice-secret-token", 404},
 		{"an admin", "ops-secret-token", 200},
 		{"no token", "", 401},
 	}
@@ -362,5 +366,42 @@ func TestDownloadOnlyForItsUser(t *testing.T) {
 				t.Errorf("status = %d, want %d: %s", r.status, tt.want, r.body)
 			}
 		})
+	}
+}
+
+// TestPrivilegedOnly checks the routes that show or change more than one
+// user's data: with authentication on only an admin or service caller may
+// use them.
+func TestPrivilegedOnly(t *testing.T) {
+	root := t.TempDir()
+	e := newEnv(t, gateway.Config{
+		AuthMode: "tokens", AuthTokensFile: tokensFile(t, "alice-secret-token alice\nops-secret-token ops admin\n"),
+		SourceRoot: root, Demo: true,
+	})
+	tests := []struct {
+		name, method, path, body, token string
+		want                            int
+	}{
+		{"logs, a user", "GET", "/logs/", "", "alice-secret-token", 403},
+		{"logs alias, a user", "GET", "/logs?limit=1", "", "alice-secret-token", 403},
+		{"logs, an admin", "GET", "/logs/", "", "ops-secret-token", 200},
+		{"create a file, a user", "POST", "/create-file/", `{"path":"u.txt","content":"x"}`, "alice-secret-token", 403},
+		{"create a file, an admin", "POST", "/create-file/", `{"path":"a.txt","content":"x"}`, "ops-secret-token", 201},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.do(tt.method, tt.path, tt.body, "Authorization", "Bearer "+tt.token)
+			if r.status != tt.want {
+				t.Fatalf("status = %d, want %d: %s", r.status, tt.want, r.body)
+			}
+			if tt.want == 403 {
+				if code := r.json(t)["code"]; code != string(contract.CodeForbidden) {
+					t.Errorf("code = %v, want forbidden", code)
+				}
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(root, "u.txt")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a user's file was written (stat: %v)", err)
 	}
 }

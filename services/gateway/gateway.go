@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -137,9 +138,37 @@ func WithDownloads(h http.Handler) Option {
 	return func(o *options) { o.downloads = h }
 }
 
+// Handler is the gateway's HTTP handler. It holds NATS subscriptions (the
+// log window's, the outcome watches' shared one) until Close.
+type Handler struct {
+	*api.Server
+	closers []func() error
+}
+
+// Close ends the handler's subscriptions; call it once the HTTP server
+// serving it has shut down. Later requests may fail.
+func (h *Handler) Close() error {
+	var errs []error
+	for _, c := range h.closers {
+		errs = append(errs, c())
+	}
+	h.closers = nil
+	return errors.Join(errs...)
+}
+
+// unsubscribe ends sub, which the connection's closing ends too.
+func unsubscribe(sub *nats.Subscription) func() error {
+	return func() error {
+		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+			return fmt.Errorf("gateway: unsubscribe %s: %w", sub.Subject, err)
+		}
+		return nil
+	}
+}
+
 // NewHandler returns the gateway's HTTP handler (every route, ops endpoints
-// included), for Run, tests and the all-in-one.
-func NewHandler(cfg Config, deps service.Deps, opts ...Option) (http.Handler, error) {
+// included), for Run, tests and the all-in-one; Close it after serving.
+func NewHandler(cfg Config, deps service.Deps, opts ...Option) (*Handler, error) {
 	cfg = cfg.withDefaults()
 	var o options
 	for _, opt := range opts {
@@ -180,10 +209,11 @@ func NewHandler(cfg Config, deps service.Deps, opts ...Option) (http.Handler, er
 	}
 	// One client per process: its watches share one subscription.
 	client := stagings.New(deps.NC, deps.JS, allowed, cfg.NATSTimeout)
-	events, logs, ui, err := liveParts(cfg, deps, client)
+	events, logs, logSub, ui, err := liveParts(cfg, deps, client)
 	if err != nil {
 		return nil, err
 	}
+	h := &Handler{closers: []func() error{unsubscribe(logSub), client.Close}}
 	authn, err := auth.New(auth.Config{
 		Mode:       cfg.AuthMode,
 		TokensFile: cfg.AuthTokensFile,
@@ -197,13 +227,13 @@ func NewHandler(cfg Config, deps service.Deps, opts ...Option) (http.Handler, er
 		},
 	}, o.httpClient)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+		return nil, errors.Join(fmt.Errorf("gateway: %w", err), h.Close())
 	}
 	var authIface api.Authenticator
 	if authn != nil {
 		authIface = authn
 	}
-	return api.New(api.Config{
+	srv, err := api.New(api.Config{
 		Client:             client,
 		Log:                deps.Log.With("component", "http"),
 		Tracer:             tp.Tracer("skao-staging/gateway"),
@@ -226,6 +256,11 @@ func NewHandler(cfg Config, deps service.Deps, opts ...Option) (http.Handler, er
 		Logs:               logs,
 		UI:                 ui,
 	})
+	if err != nil {
+		return nil, errors.Join(err, h.Close())
+	}
+	h.Server = srv
+	return h, nil
 }
 
 // Run serves the gateway on cfg.HTTPAddr until ctx is cancelled, then lets
@@ -240,5 +275,6 @@ func Run(ctx context.Context, cfg Config, deps service.Deps, opts ...Option) err
 	if deps.Health != nil {
 		deps.Health.Add("nats", telemetry.NATSCheck(deps.NC))
 	}
-	return service.Serve(ctx, deps.Log.With("component", "gateway"), "gateway", cfg.HTTPAddr, h, cfg.StageWaitTimeout+5*time.Second)
+	err = service.Serve(ctx, deps.Log.With("component", "gateway"), "gateway", cfg.HTTPAddr, h, cfg.StageWaitTimeout+5*time.Second)
+	return errors.Join(err, h.Close())
 }

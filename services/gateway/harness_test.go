@@ -61,6 +61,8 @@ type env struct {
 	gwNC *nats.Conn
 	deps service.Deps
 	logs *testenv.Buffer
+	// handler is the gateway's, closed by a cleanup.
+	handler *gateway.Handler
 }
 
 func newEnv(t *testing.T, cfg gateway.Config, opts ...gateway.Option) *env {
@@ -73,6 +75,12 @@ func newEnv(t *testing.T, cfg gateway.Config, opts ...gateway.Option) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// After the HTTP server (cleanups run last first).
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	// The gateway's subscriptions (the log window's) are in place once its
 	// connection has flushed them.
 	if err := deps.NC.Flush(); err != nil {
@@ -80,7 +88,7 @@ func newEnv(t *testing.T, cfg gateway.Config, opts ...gateway.Option) *env {
 	}
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
-	return &env{t: t, url: ts.URL, srv: srv, nc: nc, js: js, gwNC: deps.NC, deps: deps, logs: logs}
+	return &env{t: t, url: ts.URL, srv: srv, nc: nc, js: js, gwNC: deps.NC, deps: deps, logs: logs, handler: h}
 }
 
 // newHandler builds a gateway over an embedded server of its own and

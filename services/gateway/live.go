@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/services/gateway/internal/api"
 	"github.com/skao/skao-staging/services/gateway/internal/live"
@@ -14,8 +16,8 @@ import (
 
 // liveParts builds what the gateway shows people as it happens: the SSE
 // event streams, the system log window (subscribed to every service's log
-// records until the connection drains) and the web UI.
-func liveParts(cfg Config, deps service.Deps, client *stagings.Client) (*live.Handler, *logwindow.Window, http.Handler, error) {
+// records until the returned subscription is ended) and the web UI.
+func liveParts(cfg Config, deps service.Deps, client *stagings.Client) (*live.Handler, *logwindow.Window, *nats.Subscription, http.Handler, error) {
 	events, err := live.New(live.Config{
 		JS:         deps.JS,
 		Client:     client,
@@ -24,11 +26,12 @@ func liveParts(cfg Config, deps service.Deps, client *stagings.Client) (*live.Ha
 		Visible:    api.EventVisibility,
 	})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	window := logwindow.New(cfg.LogWindowLines)
-	if _, err := logwindow.Subscribe(deps.NC, window); err != nil {
-		return nil, nil, nil, fmt.Errorf("gateway: log window: %w", err)
+	sub, err := logwindow.Subscribe(deps.NC, window)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("gateway: log window: %w", err)
 	}
-	return events, window, ui.Handler(), nil
+	return events, window, sub, ui.Handler(), nil
 }

@@ -149,3 +149,25 @@ func TestUIServed(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseEndsSubscriptions checks that closing the handler takes its
+// subscriptions (the log window's, the outcome watches' shared one) off the
+// gateway's connection.
+func TestCloseEndsSubscriptions(t *testing.T) {
+	e := newEnv(t, gateway.Config{})
+	e.startWorker(func(contract.Command) contract.Event {
+		return contract.Event{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged}
+	})
+	// The seed API waits for the outcome through the shared subscription.
+	if r := e.do(http.MethodPost, "/stage_data?method=local_copy&username=alice", `{"local_path_on_storage":"a","relative_path":"b"}`); r.status != http.StatusOK {
+		t.Fatalf("POST /stage_data: %d %s", r.status, r.body)
+	}
+	// Besides the two, the connection holds its request-reply inbox.
+	serving := e.gwNC.NumSubscriptions()
+	if err := e.handler.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if got, want := e.gwNC.NumSubscriptions(), serving-2; got != want {
+		t.Errorf("%d subscriptions after Close, want %d (%d while serving, less the log window's and the watches')", got, want, serving)
+	}
+}

@@ -135,6 +135,9 @@ func TestCreateFile(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(root, "escape")); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(root, "kept.txt"), []byte("site data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	e := newEnv(t, gateway.Config{SourceRoot: root, Demo: true})
 	tests := []struct {
 		name       string
@@ -146,6 +149,9 @@ func TestCreateFile(t *testing.T) {
 		{"climbs out", `{"path":"../a.txt","content":"x"}`, 400, "invalid_path"},
 		{"absolute", `{"path":"/etc/x","content":"x"}`, 400, "invalid_path"},
 		{"through a symlink", `{"path":"escape/a.txt","content":"x"}`, 400, "invalid_path"},
+		{"through a symlink, nested", `{"path":"escape/b/c.txt","content":"x"}`, 400, "invalid_path"},
+		{"existing file", `{"path":"kept.txt","content":"x"}`, 409, "target_conflict"},
+		{"the file made before", `{"path":"obs/1/a.txt","content":"again"}`, 409, "target_conflict"},
 		{"too large", fmt.Sprintf(`{"path":"big","content":%q}`, strings.Repeat("a", gatewayDemoLimit+1)), 413, "body_too_large"},
 		{"malformed", `{"path":`, 422, "malformed"},
 	}
@@ -163,6 +169,9 @@ func TestCreateFile(t *testing.T) {
 	got, err := os.ReadFile(filepath.Join(root, "obs/1/a.txt"))
 	if err != nil || string(got) != "hello" {
 		t.Errorf("created file = %q, %v", got, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(root, "kept.txt")); err != nil || string(got) != "site data" {
+		t.Errorf("existing file = %q, %v; want it untouched", got, err)
 	}
 	if entries, err := os.ReadDir(outside); err != nil || len(entries) != 0 {
 		t.Errorf("something was written outside the root: %v %v", entries, err)

@@ -36,15 +36,19 @@ const (
 // the STAGING_ prefix, or the matching flags), except for the hub's URL and
 // token, which follow JupyterHub's own names (see ApplyHubEnv).
 type Config struct {
-	HubURL       string        `env:"JUPYTERHUB_URL" help:"public base URL of the JupyterHub (also read from JUPYTERHUB_URL); empty disables jupyter_copy"`
-	HubToken     string        `env:"JUPYTERHUB_API_TOKEN" secret:"true" help:"JupyterHub API token of the bridge's service (also read from JUPYTERHUB_API_TOKEN)"`
-	SourceRoot   string        `env:"SOURCE_ROOT" help:"the storage mount requests stage from (required), e.g. /mnt/storage_a"`
-	ChunkSize    int64         `env:"JUPYTER_CHUNK_SIZE" envDefault:"16777216" help:"bytes of a file sent per upload request (base64 makes the request about 4/3 of it)"`
-	SpawnTimeout time.Duration `env:"JUPYTER_SPAWN_TIMEOUT" envDefault:"2m" help:"how long a user's server may take to start"`
-	Concurrency  int           `env:"JUPYTER_CONCURRENCY" envDefault:"2" help:"requests uploaded at once"`
-	AckWait      time.Duration `env:"JUPYTER_ACK_WAIT" envDefault:"60s" help:"how long a delivery may go unacknowledged before redelivery"`
-	MaxDeliver   int           `env:"JUPYTER_MAX_DELIVER" envDefault:"5" help:"deliveries of one request before it fails"`
-	StageTimeout time.Duration `env:"JUPYTER_STAGE_TIMEOUT" envDefault:"6h" help:"longest one delivery of a request may take"`
+	HubURL     string `env:"JUPYTERHUB_URL" help:"public base URL of the JupyterHub (also read from JUPYTERHUB_URL); empty disables jupyter_copy"`
+	HubToken   string `env:"JUPYTERHUB_API_TOKEN" secret:"true" help:"JupyterHub API token of the bridge's service (also read from JUPYTERHUB_API_TOKEN)"`
+	SourceRoot string `env:"SOURCE_ROOT" help:"the storage mount requests stage from (required), e.g. /mnt/storage_a"`
+	// AllowedMethods is the same variable the stager and the gateway read:
+	// a jupyter_copy command reaching the bridge at a site that does not
+	// allow it is rejected.
+	AllowedMethods []string      `env:"ALLOWED_METHODS" envDefault:"local_copy,local_symlink,local_hardlink,direct_download,jupyter_copy" envSeparator:"," help:"staging methods allowed at this site"`
+	ChunkSize      int64         `env:"JUPYTER_CHUNK_SIZE" envDefault:"16777216" help:"bytes of a file sent per upload request (base64 makes the request about 4/3 of it)"`
+	SpawnTimeout   time.Duration `env:"JUPYTER_SPAWN_TIMEOUT" envDefault:"2m" help:"how long a user's server may take to start"`
+	Concurrency    int           `env:"JUPYTER_CONCURRENCY" envDefault:"2" help:"requests uploaded at once"`
+	AckWait        time.Duration `env:"JUPYTER_ACK_WAIT" envDefault:"60s" help:"how long a delivery may go unacknowledged before redelivery"`
+	MaxDeliver     int           `env:"JUPYTER_MAX_DELIVER" envDefault:"5" help:"deliveries of one request before it fails"`
+	StageTimeout   time.Duration `env:"JUPYTER_STAGE_TIMEOUT" envDefault:"6h" help:"longest one delivery of a request may take"`
 }
 
 // ApplyHubEnv fills the hub's URL and token from JUPYTERHUB_URL and
@@ -65,6 +69,10 @@ func ApplyHubEnv(cfg *Config) {
 // fails when it cannot start.
 func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	log := deps.Log.With("component", "jupyter-bridge")
+	allowed, err := contract.ParseMethodSet(cfg.AllowedMethods)
+	if err != nil {
+		return fmt.Errorf("allowed methods (STAGING_ALLOWED_METHODS): %w", err)
+	}
 	if cfg.HubURL == "" {
 		log.WarnContext(ctx, "jupyter_copy disabled: JUPYTERHUB_URL not set")
 		<-ctx.Done()
@@ -98,6 +106,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	w, err := worker.New(worker.Options{
 		Source:          "jupyter-bridge",
 		Methods:         contract.MethodSet{contract.MethodJupyterCopy},
+		Allowed:         allowed,
 		Stage:           work.stage,
 		JS:              deps.JS,
 		Log:             log,
@@ -137,6 +146,12 @@ type upload struct {
 // stage is the jupyter-bridge's worker.StageFunc: it reports every step of
 // a server start as a message, and the upload's progress.
 func (u *upload) stage(ctx context.Context, cmd contract.Command, report *worker.Reporter) (worker.Result, error) {
+	if cmd.ExpectedAdler32 != "" {
+		// The upload cannot be checked against it (what the user's server
+		// stored is not read back), and a checksum asked for is never
+		// silently ignored.
+		return worker.Result{}, contract.Errorf(contract.CodeMalformed, "expected_adler32 is checked by local_copy only: jupyter_copy cannot verify what the user's server stored")
+	}
 	hub := u.hub
 	if cmd.JupyterToken != "" {
 		// The user's own token: the hub and the user's server then act

@@ -74,7 +74,7 @@ func startBridge(t testing.TB, cfg jupyterbridge.Config) bridge {
 // service token, staging from src.
 func testConfig(hubURL, token, src string) jupyterbridge.Config {
 	return jupyterbridge.Config{
-		HubURL: hubURL, HubToken: token, SourceRoot: src,
+		HubURL: hubURL, HubToken: token, SourceRoot: src, AllowedMethods: []string{string(contract.MethodJupyterCopy)},
 		ChunkSize: 4, SpawnTimeout: time.Minute, Concurrency: 2, AckWait: 30 * time.Second, MaxDeliver: 5, StageTimeout: 5 * time.Minute,
 	}
 }
@@ -311,6 +311,66 @@ func TestJupyterCopySpawnFailed(t *testing.T) {
 	}
 	if last.Attempt != 1 {
 		t.Errorf("failed on attempt %d, want 1: a failed spawn is not retried", last.Attempt)
+	}
+}
+
+// A command the bridge must refuse is refused before any call to the hub:
+// here there is none to call.
+func TestRefusedWithoutHubCalls(t *testing.T) {
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		allowed  []string
+		checksum string
+		want     outcome
+	}{
+		{
+			name:    "jupyter_copy not allowed at the site",
+			allowed: []string{string(contract.MethodLocalCopy), string(contract.MethodDirectDownload)},
+			want:    outcome{Type: contract.EventRejected, Code: contract.CodeMethodNotAllowed},
+		},
+		{
+			name:     "a checksum the upload cannot check",
+			allowed:  []string{string(contract.MethodJupyterCopy)},
+			checksum: "00000001",
+			want:     outcome{Type: contract.EventFailed, Code: contract.CodeMalformed},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Nothing listens there: any hub call would fail as unavailable.
+			cfg := testConfig("http://127.0.0.1:1", "unused-token", src)
+			cfg.AllowedMethods = tt.allowed
+			b := startBridge(t, cfg)
+			waitForConsumer(t, b)
+			cmd := command("alice", "f.txt", "f.txt", "")
+			cmd.ExpectedAdler32 = tt.checksum
+			events := b.stage(t, cmd)
+			last := events[len(events)-1]
+			if diff := cmp.Diff(tt.want, outcomeOf(last)); diff != "" {
+				t.Errorf("outcome (-want +got):\n%s\nevents: %+v", diff, events)
+			}
+			if last.Attempt != 1 {
+				t.Errorf("ended on attempt %d, want 1: the refusal is final", last.Attempt)
+			}
+		})
+	}
+}
+
+func waitForConsumer(t *testing.T, b bridge) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := b.js.Consumer(t.Context(), contract.StreamRequests, contract.ConsumerJupyterBridge); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the bridge's consumer did not appear")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

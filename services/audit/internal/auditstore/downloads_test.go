@@ -115,6 +115,8 @@ func TestApplyRejectsUnstorableDownloads(t *testing.T) {
 	}{
 		{"no id", func(d *contract.DownloadEvent) { d.ID = "" }},
 		{"no time", func(d *contract.DownloadEvent) { d.Time = time.Time{} }},
+		{"before 1970", func(d *contract.DownloadEvent) { d.Time = time.Date(1969, 1, 1, 0, 0, 0, 0, time.UTC) }},
+		{"year 10000", func(d *contract.DownloadEvent) { d.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }},
 		{"bad request id", func(d *contract.DownloadEvent) { d.RequestID = "a.b" }},
 		{"request event type", func(d *contract.DownloadEvent) { d.Type = "succeeded" }},
 	}

@@ -210,8 +210,22 @@ func (s *Store) Close() error {
 	return err
 }
 
+// Times every store can hold: MySQL's DATETIME(6) takes the years 1000 to
+// 9999, and nothing of this system happened before 1970. Outside them a
+// store refuses the row, and with it the whole batch, again on every
+// redelivery: such an event is refused before it reaches a batch.
+var (
+	minTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	// endTime is the first instant past the range.
+	endTime = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// storableTime reports whether t is in the range every store can hold.
+func storableTime(t time.Time) bool { return !t.Before(minTime) && t.Before(endTime) }
+
 // ValidateEvent reports, wrapping ErrInvalidEvent, why ev can never be
-// stored: its ids cannot key a row, or it has no time.
+// stored: its ids cannot key a row, or it has no time or one no store can
+// hold.
 func ValidateEvent(ev contract.Event) error {
 	switch {
 	case ev.ID == "":
@@ -220,6 +234,8 @@ func ValidateEvent(ev contract.Event) error {
 		return fmt.Errorf("event id longer than %d bytes: %w", maxEventID, ErrInvalidEvent)
 	case ev.Time.IsZero():
 		return fmt.Errorf("event %s without time: %w", ev.ID, ErrInvalidEvent)
+	case !storableTime(ev.Time):
+		return fmt.Errorf("event %s at %s, outside 1970 to 9999: %w", ev.ID, ev.Time.Format(time.RFC3339Nano), ErrInvalidEvent)
 	case isDownloadType(string(ev.Type)):
 		// Download events have a subject of their own; on a request's
 		// subject one would be read back as a download.
@@ -241,6 +257,8 @@ func ValidateDownload(dl contract.DownloadEvent) error {
 		return fmt.Errorf("download event id longer than %d bytes: %w", maxEventID, ErrInvalidEvent)
 	case dl.Time.IsZero():
 		return fmt.Errorf("download event %s without time: %w", dl.ID, ErrInvalidEvent)
+	case !storableTime(dl.Time):
+		return fmt.Errorf("download event %s at %s, outside 1970 to 9999: %w", dl.ID, dl.Time.Format(time.RFC3339Nano), ErrInvalidEvent)
 	case !isDownloadType(string(dl.Type)):
 		// The type column tells the two kinds apart when read back.
 		return fmt.Errorf("download event %s of type %q: %w", dl.ID, dl.Type, ErrInvalidEvent)

@@ -525,6 +525,12 @@ func TestApplyRejectsUnstorableEvents(t *testing.T) {
 		{"no request id", func(e *contract.Event) { e.RequestID = "" }},
 		{"bad request id", func(e *contract.Event) { e.RequestID = "a.b" }},
 		{"no time", func(e *contract.Event) { e.Time = time.Time{} }},
+		{"before 1970", func(e *contract.Event) { e.Time = time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC) }},
+		{"year 999", func(e *contract.Event) { e.Time = time.Date(999, 1, 1, 0, 0, 0, 0, time.UTC) }},
+		{"year 10000", func(e *contract.Event) { e.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }},
+		{"year 10000 in UTC only", func(e *contract.Event) {
+			e.Time = time.Date(9999, 12, 31, 23, 0, 0, 0, time.FixedZone("UTC-5", -5*3600))
+		}},
 	}
 	forEachBackend(t, func(t *testing.T, s *auditstore.Store) {
 		for _, tt := range tests {
@@ -651,4 +657,22 @@ func TestPurgeDeletesOnlyFinishedBeforeCutoff(t *testing.T) {
 			t.Errorf("replay after purge stored %d events, want 4", st.Events)
 		}
 	})
+}
+
+// TestValidateEventTimeBounds checks that the ends of the storable range
+// themselves are accepted.
+func TestValidateEventTimeBounds(t *testing.T) {
+	for _, at := range []time.Time{
+		time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC),
+	} {
+		ev := event(cmd("req-1"), contract.EventQueued, 1, at)
+		if err := auditstore.ValidateEvent(ev); err != nil {
+			t.Errorf("ValidateEvent(time %s) = %v, want nil", at, err)
+		}
+		dl := download(cmd("req-1"), contract.DownloadStarted, 1, at, 0)
+		if err := auditstore.ValidateDownload(dl); err != nil {
+			t.Errorf("ValidateDownload(time %s) = %v, want nil", at, err)
+		}
+	}
 }

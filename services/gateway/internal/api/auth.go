@@ -98,6 +98,18 @@ func mayActFor(ctx context.Context, username string) error {
 	return contract.Errorf(contract.CodeForbidden, "%s may not act for user %q", id.Username, username)
 }
 
+// privileged answers 403 unless the caller of r may act for everyone
+// (an admin or service role, or authentication off); it reports whether
+// the handler should go on.
+func privileged(w http.ResponseWriter, r *http.Request, what string) bool {
+	user, ok := caller(r.Context())
+	if ok {
+		return true
+	}
+	writeError(w, r, contract.Errorf(contract.CodeForbidden, "%s needs the admin or service role; %s has neither", what, user))
+	return false
+}
+
 // caller is the authenticated username of ctx ("" with authentication
 // off) and whether it may act for everyone.
 func caller(ctx context.Context) (username string, privileged bool) {
@@ -126,8 +138,9 @@ func withCORS(origins []string, next http.Handler) http.Handler {
 }
 
 // downloadsFor lets only the user a link was issued to (or a privileged
-// caller) use it while authentication is on. An unknown token goes on to
-// the download handler, which answers it.
+// caller) use it while authentication is on; anyone else gets the 404 of an
+// unknown link. An unknown token goes on to the download handler, which
+// answers it.
 func (s *Server) downloadsFor(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := auth.FromContext(r.Context())
@@ -141,7 +154,10 @@ func (s *Server) downloadsFor(next http.Handler) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		if found && !s.authorize(w, r, owner) {
+		// Another user's link is answered as unknown: a 403 would confirm
+		// that the token exists.
+		if found && mayActFor(r.Context(), owner) != nil {
+			writeError(w, r, contract.Errorf(contract.CodeNotFound, "no such download link"))
 			return
 		}
 		next.ServeHTTP(w, r)

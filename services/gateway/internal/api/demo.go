@@ -8,6 +8,7 @@ import (
 	"path"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/storage"
 )
 
 // MaxDemoFileBytes bounds what POST /create-file/ writes.
@@ -24,10 +25,15 @@ type createdFile struct {
 	Bytes  int    `json:"bytes"`
 }
 
-// createFile writes a small file under the source root so a demo has data
-// to stage. It exists only when the demo flag is on; os.Root keeps it inside
-// the root whatever the path says ("..", absolute, symlinks).
+// createFile writes a new small file under the source root so a demo has
+// data to stage. It exists only when the demo flag is on, needs a
+// privileged caller with authentication on, never replaces a file (the
+// source storage is the site's data) and os.Root keeps it inside the root
+// whatever the path says ("..", absolute, symlinks).
 func (s *Server) createFile(w http.ResponseWriter, r *http.Request) {
+	if !privileged(w, r, "writing to the source storage") {
+		return
+	}
 	if s.cfg.SourceRoot == "" {
 		writeError(w, r, contract.Errorf(contract.CodeUnavailable, "no source root is configured"))
 		return
@@ -60,31 +66,32 @@ func (s *Server) createFile(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := root.WriteFile(body.Path, []byte(body.Content), 0o644); err != nil {
+	if err := writeNew(root, body.Path, []byte(body.Content)); err != nil {
 		writeError(w, r, fileError(err))
 		return
 	}
 	writeJSON(w, http.StatusCreated, createdFile{Status: "created", Path: body.Path, Bytes: len(body.Content)})
 }
 
+// writeNew writes data to a file name that must not exist yet.
+func writeNew(root *os.Root, name string, data []byte) error {
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	return errors.Join(err, f.Close())
+}
+
 func fileError(err error) error {
 	switch {
-	case escapes(err):
+	case storage.IsEscape(err):
 		return contract.Errorf(contract.CodeInvalidPath, "path leaves the source root")
-	case errors.Is(err, fs.ErrExist), errors.Is(err, fs.ErrInvalid), errors.Is(err, fs.ErrPermission):
+	case errors.Is(err, fs.ErrExist):
+		return contract.Errorf(contract.CodeTargetConflict, "a file already exists at that path; the demo never replaces one")
+	case errors.Is(err, fs.ErrInvalid), errors.Is(err, fs.ErrPermission):
 		return contract.Errorf(contract.CodeInvalidPath, "path cannot be written: %v", errors.Unwrap(err))
 	default:
 		return contract.Errorf(contract.CodeIOError, "write failed: %v", errors.Unwrap(err))
 	}
-}
-
-// escapes reports whether os.Root refused err's path for leaving the root;
-// os keeps that error unexported, so its text is matched.
-func escapes(err error) bool {
-	for ; err != nil; err = errors.Unwrap(err) {
-		if err.Error() == "path escapes from parent" {
-			return true
-		}
-	}
-	return false
 }

@@ -54,7 +54,12 @@ type logLines struct {
 	Lines []string `json:"lines"`
 }
 
+// logs shows every user's activity, so with authentication on only a
+// privileged caller may read it.
 func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
+	if !privileged(w, r, "reading the system's logs") {
+		return
+	}
 	n := 0
 	if v := r.URL.Query().Get("limit"); v != "" {
 		var err error

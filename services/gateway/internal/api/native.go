@@ -128,7 +128,10 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if !s.authorize(w, r, state.Username) {
+	// Another user's request is answered as unknown, as the event stream
+	// answers it: a 403 would confirm that the id exists.
+	if mayActFor(r.Context(), state.Username) != nil {
+		writeError(w, r, contract.Errorf(contract.CodeNotFound, "no staging request with id %s", state.ID))
 		return
 	}
 	writeJSON(w, http.StatusOK, state)

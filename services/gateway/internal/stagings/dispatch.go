@@ -1,6 +1,7 @@
 package stagings
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -17,6 +18,9 @@ import (
 // watch, which then reads the event stream instead.
 const watchBuffer = 64
 
+// errClosed is the closed client's answer to a new watch.
+var errClosed = errors.New("the client is closed")
+
 // dispatcher is the client's one core NATS subscription to every request's
 // events, handing each event to the watches registered for its request id.
 // A subscription per waiting request cost a SUB and an UNSUB round of
@@ -32,8 +36,9 @@ type dispatcher struct {
 	// start guards sub: the subscription is made on the first Watch (a
 	// Client is also built without a connection, in tests) and again after
 	// a failed attempt.
-	start sync.Mutex
-	sub   *nats.Subscription
+	start  sync.Mutex
+	sub    *nats.Subscription
+	closed bool
 
 	mu      sync.RWMutex
 	watches map[string][]*Watch
@@ -48,6 +53,9 @@ func newDispatcher(nc *nats.Conn) *dispatcher {
 func (d *dispatcher) subscribe() error {
 	d.start.Lock()
 	defer d.start.Unlock()
+	if d.closed {
+		return fmt.Errorf("subscribe %s: %w", contract.SubjectEventsAll, errClosed)
+	}
 	if d.sub != nil {
 		return nil
 	}
@@ -60,6 +68,24 @@ func (d *dispatcher) subscribe() error {
 		return fmt.Errorf("subscribe %s: %w", contract.SubjectEventsAll, err)
 	}
 	d.sub = sub
+	return nil
+}
+
+// close ends the shared subscription and refuses to make it again; the
+// watches still registered get no more events and find their outcome in
+// the event stream.
+func (d *dispatcher) close() error {
+	d.start.Lock()
+	defer d.start.Unlock()
+	d.closed = true
+	if d.sub == nil {
+		return nil
+	}
+	sub := d.sub
+	d.sub = nil
+	if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		return fmt.Errorf("unsubscribe %s: %w", contract.SubjectEventsAll, err)
+	}
 	return nil
 }
 
@@ -129,5 +155,9 @@ type Watch struct {
 	// checked is set once Outcome has read the request's last event from
 	// the stream.
 	checked bool
-	closed  atomic.Bool
+	// returned is the id of the terminal event Outcome returned: the same
+	// event may also arrive live after it was read from the stream, and is
+	// not an outcome twice.
+	returned string
+	closed   atomic.Bool
 }

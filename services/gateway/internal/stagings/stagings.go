@@ -54,6 +54,10 @@ func New(nc *nats.Conn, js jetstream.JetStream, allowed contract.MethodSet, time
 	}
 }
 
+// Close ends the client's shared event subscription; a Watch made after
+// it fails. Close it once nothing more is served with it.
+func (c *Client) Close() error { return c.dispatch.close() }
+
 // Allowed returns the methods allowed at this site.
 func (c *Client) Allowed() contract.MethodSet { return c.allowed }
 

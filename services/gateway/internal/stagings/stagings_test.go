@@ -115,3 +115,31 @@ func TestWatchSeesOutcome(t *testing.T) {
 		t.Errorf("second Outcome = %v, want deadline exceeded", err)
 	}
 }
+
+// TestCloseEndsTheSharedSubscription checks that Close takes the watches'
+// shared subscription off the connection and that no watch makes it again.
+func TestCloseEndsTheSharedSubscription(t *testing.T) {
+	nc, js := natstest.JetStream(t)
+	c := stagings.New(nc, js, contract.MethodSet(contract.Methods), time.Second)
+	before := nc.NumSubscriptions()
+	w, err := c.Watch("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if got, want := nc.NumSubscriptions(), before+1; got != want {
+		t.Fatalf("%d subscriptions with a watch, want %d", got, want)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if got := nc.NumSubscriptions(); got != before {
+		t.Errorf("%d subscriptions after Close, want %d", got, before)
+	}
+	if _, err := c.Watch("b"); err == nil {
+		t.Error("Watch after Close: nil error, want one")
+	}
+	if got := nc.NumSubscriptions(); got != before {
+		t.Errorf("%d subscriptions after a Watch on the closed client, want %d", got, before)
+	}
+}

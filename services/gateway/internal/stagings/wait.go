@@ -49,7 +49,7 @@ func (w *Watch) Outcome(ctx context.Context) (contract.Event, error) {
 		if ev, ok := w.buffered(); ok {
 			return ev, nil
 		}
-		if ev, ok, err := w.storedOutcome(ctx); err != nil || ok {
+		if ev, ok, err := w.storedOutcome(ctx); err != nil || (ok && w.fresh(ev)) {
 			return ev, err
 		}
 	}
@@ -58,11 +58,11 @@ func (w *Watch) Outcome(ctx context.Context) (contract.Event, error) {
 		case <-ctx.Done():
 			return contract.Event{}, ctx.Err()
 		case msg := <-w.events:
-			if ev, ok := terminal(msg.Data); ok {
+			if ev, ok := terminal(msg.Data); ok && w.fresh(ev) {
 				return ev, nil
 			}
 			if w.Dropped() {
-				if ev, ok, err := w.storedOutcome(ctx); err != nil || ok {
+				if ev, ok, err := w.storedOutcome(ctx); err != nil || (ok && w.fresh(ev)) {
 					return ev, err
 				}
 			}
@@ -76,13 +76,23 @@ func (w *Watch) buffered() (contract.Event, bool) {
 	for {
 		select {
 		case msg := <-w.events:
-			if ev, ok := terminal(msg.Data); ok {
+			if ev, ok := terminal(msg.Data); ok && w.fresh(ev) {
 				return ev, true
 			}
 		default:
 			return contract.Event{}, false
 		}
 	}
+}
+
+// fresh reports whether ev is not the outcome already returned, and
+// remembers it as returned.
+func (w *Watch) fresh(ev contract.Event) bool {
+	if ev.ID != "" && ev.ID == w.returned {
+		return false
+	}
+	w.returned = ev.ID
+	return true
 }
 
 // storedOutcome is the request's last stored event when it is terminal.

@@ -62,6 +62,11 @@ func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress Progre
 	if err != nil {
 		return Result{}, err
 	}
+	if fi.IsDir() && cmd.ExpectedAdler32 != "" {
+		// Refused before anything is copied: a tree has no one checksum
+		// to compare with.
+		return Result{}, contract.Errorf(contract.CodeMalformed, "expected_adler32 applies to a single file, and %s is a directory", cmd.LocalPathOnStorage)
+	}
 
 	_, span := s.Tracer.Start(ctx, "stager.check")
 	t, p, err := s.prepareCopy(cmd, rel, fi)

@@ -21,6 +21,9 @@ import (
 // and the source is never modified. Read-only for a hard link means what
 // the source's permissions already say.
 func (s *Stager) Hardlink(ctx context.Context, cmd contract.Command) (Result, error) {
+	if err := noChecksum(cmd); err != nil {
+		return Result{}, err
+	}
 	rel, fi, err := s.resolve(ctx, cmd)
 	if err != nil {
 		return Result{}, err

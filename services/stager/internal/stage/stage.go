@@ -321,6 +321,9 @@ func (s *Stager) resolve(ctx context.Context, cmd contract.Command) (string, fs.
 // absolute path on disk. The link is never followed to change the source:
 // no mode or owner is set through it.
 func (s *Stager) Symlink(ctx context.Context, cmd contract.Command) (Result, error) {
+	if err := noChecksum(cmd); err != nil {
+		return Result{}, err
+	}
 	rel, _, err := s.resolve(ctx, cmd)
 	if err != nil {
 		return Result{}, err
@@ -397,8 +400,21 @@ func already(t *target) Result {
 // Check validates the source of a direct download and returns its path
 // relative to the storage.
 func (s *Stager) Check(ctx context.Context, cmd contract.Command) (string, fs.FileInfo, error) {
+	if err := noChecksum(cmd); err != nil {
+		return "", nil, err
+	}
 	if err := contract.ValidateUsername(cmd.Username); err != nil {
 		return "", nil, err
 	}
 	return s.resolve(ctx, cmd)
+}
+
+// noChecksum refuses an expected_adler32 for a method that copies nothing
+// it could check (a link, a download link): a checksum asked for is never
+// silently ignored.
+func noChecksum(cmd contract.Command) error {
+	if cmd.ExpectedAdler32 == "" {
+		return nil
+	}
+	return contract.Errorf(contract.CodeMalformed, "expected_adler32 is checked by local_copy only: %s copies nothing to check", cmd.Method)
 }

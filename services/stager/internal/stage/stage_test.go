@@ -512,3 +512,45 @@ func TestOwnership(t *testing.T) {
 		t.Error("a directory was made for a user outside the map")
 	}
 }
+
+// An expected_adler32 the method cannot check is refused before anything
+// is made, never ignored: a tree has no one checksum, and links and
+// download links copy nothing.
+func TestChecksumNotCheckable(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		run  func(context.Context, *stage.Stager, contract.Command) error
+	}{
+		{"copy of a tree", "tree", func(ctx context.Context, s *stage.Stager, c contract.Command) error {
+			_, err := s.Copy(ctx, c, nil)
+			return err
+		}},
+		{"symlink", "obs/x.fits", func(ctx context.Context, s *stage.Stager, c contract.Command) error {
+			_, err := s.Symlink(ctx, c)
+			return err
+		}},
+		{"hardlink", "obs/x.fits", func(ctx context.Context, s *stage.Stager, c contract.Command) error {
+			_, err := s.Hardlink(ctx, c)
+			return err
+		}},
+		{"download check", "obs/x.fits", func(ctx context.Context, s *stage.Stager, c contract.Command) error {
+			_, _, err := s.Check(ctx, c)
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, "")
+			c := cmd("req", tt.src, "x")
+			c.ExpectedAdler32 = "00000001"
+			err := tt.run(t.Context(), f.s, c)
+			if got := contract.CodeOf(err); got != contract.CodeMalformed {
+				t.Errorf("error = %v, want code %s", err, contract.CodeMalformed)
+			}
+			if got := listing(t, f.userArea); len(got) != 1 {
+				t.Errorf("the user area holds %v, want nothing", got[1:])
+			}
+		})
+	}
+}
