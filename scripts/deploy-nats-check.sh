@@ -25,8 +25,22 @@ nats_server=${TOOLS_BIN:-$repo_root/.tools/bin}/nats-server
 work=$(mktemp -d)
 pids=()
 cleanup() {
-	local p
+	local p i
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	# Bounded: a process that does not stop within 15 s is killed, so a
+	# hung service fails the check instead of hanging CI.
+	for ((i = 0; i < 150; i++)); do
+		local alive=false
+		for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=true; done
+		$alive || break
+		sleep 0.1
+	done
+	for p in "${pids[@]}"; do
+		if kill -0 "$p" 2>/dev/null; then
+			echo "deploy-nats-check: pid $p did not stop within 15 s; killing it" >&2
+			kill -KILL "$p" 2>/dev/null || true
+		fi
+	done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 	rm -rf "$work"
 }

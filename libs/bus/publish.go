@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,7 +34,15 @@ func PublishDownload(ctx context.Context, js jetstream.JetStream, ev contract.Do
 	return publish(ctx, js, contract.DownloadSubject(ev.RequestID), ev.ID, ev)
 }
 
+// PublishTimeout bounds the wait for the stream's acknowledgement of one
+// publish, whatever the caller's deadline: a worker's context may allow
+// hours of work, and a publish the server never acknowledges (a missing
+// permission, a stream gone) must fail and be retried, not hang.
+const PublishTimeout = 10 * time.Second
+
 func publish(ctx context.Context, js jetstream.JetStream, subject, msgID string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, PublishTimeout)
+	defer cancel()
 	data, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode message for %s: %w", subject, err)

@@ -199,6 +199,9 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 // published again after the deduplication window) must not be worked on
 // again: a new started event would move the state backwards.
 func (w *Worker) lastEvent(ctx context.Context, id string) (contract.EventType, error) {
+	// Bounded like a publish: the handler's own deadline allows hours.
+	ctx, cancel := context.WithTimeout(ctx, bus.PublishTimeout)
+	defer cancel()
 	stream, err := w.eventStream(ctx)
 	if err != nil {
 		return "", err
