@@ -227,44 +227,39 @@ func storableTime(t time.Time) bool { return !t.Before(minTime) && t.Before(endT
 // stored: its ids cannot key a row, or it has no time or one no store can
 // hold.
 func ValidateEvent(ev contract.Event) error {
-	switch {
-	case ev.ID == "":
-		return fmt.Errorf("event without id: %w", ErrInvalidEvent)
-	case len(ev.ID) > maxEventID:
-		return fmt.Errorf("event id longer than %d bytes: %w", maxEventID, ErrInvalidEvent)
-	case ev.Time.IsZero():
-		return fmt.Errorf("event %s without time: %w", ev.ID, ErrInvalidEvent)
-	case !storableTime(ev.Time):
-		return fmt.Errorf("event %s at %s, outside 1970 to 9999: %w", ev.ID, ev.Time.Format(time.RFC3339Nano), ErrInvalidEvent)
-	case isDownloadType(string(ev.Type)):
+	if isDownloadType(string(ev.Type)) {
 		// Download events have a subject of their own; on a request's
 		// subject one would be read back as a download.
 		return fmt.Errorf("event %s of download type %q on a request's subject: %w", ev.ID, ev.Type, ErrInvalidEvent)
 	}
-	if err := contract.ValidateID("request_id", ev.RequestID); err != nil {
-		return fmt.Errorf("event %s: %v: %w", ev.ID, err, ErrInvalidEvent)
-	}
-	return nil
+	return validateKeys("event", ev.ID, ev.RequestID, ev.Time)
 }
 
 // ValidateDownload reports, wrapping ErrInvalidEvent, why dl can never be
 // stored, as ValidateEvent does for a request event.
 func ValidateDownload(dl contract.DownloadEvent) error {
-	switch {
-	case dl.ID == "":
-		return fmt.Errorf("download event without id: %w", ErrInvalidEvent)
-	case len(dl.ID) > maxEventID:
-		return fmt.Errorf("download event id longer than %d bytes: %w", maxEventID, ErrInvalidEvent)
-	case dl.Time.IsZero():
-		return fmt.Errorf("download event %s without time: %w", dl.ID, ErrInvalidEvent)
-	case !storableTime(dl.Time):
-		return fmt.Errorf("download event %s at %s, outside 1970 to 9999: %w", dl.ID, dl.Time.Format(time.RFC3339Nano), ErrInvalidEvent)
-	case !isDownloadType(string(dl.Type)):
+	if !isDownloadType(string(dl.Type)) {
 		// The type column tells the two kinds apart when read back.
 		return fmt.Errorf("download event %s of type %q: %w", dl.ID, dl.Type, ErrInvalidEvent)
 	}
-	if err := contract.ValidateID("request_id", dl.RequestID); err != nil {
-		return fmt.Errorf("download event %s: %v: %w", dl.ID, err, ErrInvalidEvent)
+	return validateKeys("download event", dl.ID, dl.RequestID, dl.Time)
+}
+
+// validateKeys checks what every stored event needs: an id that fits its
+// column, a request id, and a time every store can hold.
+func validateKeys(kind, id, requestID string, t time.Time) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%s without id: %w", kind, ErrInvalidEvent)
+	case len(id) > maxEventID:
+		return fmt.Errorf("%s id longer than %d bytes: %w", kind, maxEventID, ErrInvalidEvent)
+	case t.IsZero():
+		return fmt.Errorf("%s %s without time: %w", kind, id, ErrInvalidEvent)
+	case !storableTime(t):
+		return fmt.Errorf("%s %s at %s, outside 1970 to 9999: %w", kind, id, t.Format(time.RFC3339Nano), ErrInvalidEvent)
+	}
+	if err := contract.ValidateID("request_id", requestID); err != nil {
+		return fmt.Errorf("%s %s: %v: %w", kind, id, err, ErrInvalidEvent)
 	}
 	return nil
 }
