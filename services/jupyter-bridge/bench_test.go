@@ -78,7 +78,7 @@ func BenchmarkUpload200MiB(b *testing.B) {
 	check := func(target string) {
 		b.Helper()
 		p := hub.UserPath(user, target)
-		if got := fileSHA256(b, p); got != want {
+		if got := hubtest.FileSHA256(b, p); got != want {
 			b.Fatalf("%s: sha256 %x, want %x", target, got, want)
 		}
 		if err := os.Remove(p); err != nil {
@@ -159,20 +159,6 @@ func writeRandom(t testing.TB, p string, size int64) [32]byte {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return [32]byte(h.Sum(nil))
-}
-
-func fileSHA256(t testing.TB, p string) [32]byte {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
 		t.Fatal(err)
 	}
 	return [32]byte(h.Sum(nil))

@@ -57,20 +57,6 @@ func randomFile(t *testing.T, size int64) (*os.File, [32]byte) {
 	return f, [32]byte(h.Sum(nil))
 }
 
-func fileSum(t *testing.T, p string) [32]byte {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return [32]byte(h.Sum(nil))
-}
-
 // dirNames lists a directory on disk, hidden entries left out (the
 // single-user server keeps .local in the notebook root).
 func dirNames(t *testing.T, dir string) []string {
@@ -205,7 +191,7 @@ func TestUploadLargeFile(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	t.Logf("200 MiB in %s: %.1f MiB/s", elapsed.Round(time.Millisecond), size/(1<<20)/elapsed.Seconds())
 
-	if got := fileSum(t, hub.UserPath(user, "big.bin")); got != sum {
+	if got := hubtest.FileSHA256(t, hub.UserPath(user, "big.bin")); got != sum {
 		t.Errorf("sha256 on disk = %x, want %x", got, sum)
 	}
 	// Everything allocated during the upload, not just what was live at

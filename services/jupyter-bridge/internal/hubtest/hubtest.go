@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -374,4 +375,20 @@ func (o *Outage) forward(c net.Conn) {
 	delete(o.conns, c)
 	delete(o.conns, up)
 	o.mu.Unlock()
+}
+
+// FileSHA256 is the SHA-256 of the file at p, to compare what landed in a
+// user's directory with what was uploaded.
+func FileSHA256(t testing.TB, p string) [32]byte {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return [32]byte(h.Sum(nil))
 }
