@@ -151,6 +151,11 @@ func (s *Store) migrate(ctx context.Context, log *slog.Logger) error {
 		return fmt.Errorf("migrations: %w", err)
 	}
 	results, err := p.Up(ctx)
+	if err != nil && ctx.Err() != nil {
+		// Cancelled mid-migration, database/sql closes the transaction
+		// and goose reports only that; say the open was stopped.
+		return fmt.Errorf("apply migrations: stopped (%w): %w", ctx.Err(), err)
+	}
 	if err != nil {
 		return fmt.Errorf("apply migrations: %w", err)
 	}

@@ -676,3 +676,22 @@ func TestValidateEventTimeBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenStoppedWhileMigrating cancels the open at moments spread over the
+// migrations: the store either opens or says it was stopped, so a service
+// asked to stop while starting does not report a failure.
+func TestOpenStoppedWhileMigrating(t *testing.T) {
+	for i := range 40 {
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(time.Duration(i)*250*time.Microsecond, cancel)
+		s, err := auditstore.OpenSQLite(ctx, filepath.Join(t.TempDir(), "audit.db"), quiet)
+		cancel()
+		if err == nil {
+			s.Close()
+			continue
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("open cancelled after %v: %v, want an error wrapping context.Canceled", time.Duration(i)*250*time.Microsecond, err)
+		}
+	}
+}
