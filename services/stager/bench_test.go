@@ -136,7 +136,8 @@ func reportRSS(b *testing.B, p *process) {
 
 // BenchmarkLocalCopy1GiB: a local_copy command of a 1 GiB file, published
 // to the succeeded event, against cp of the same file, and cp followed by
-// an fsync of the copy (the stager fsyncs before it renames into place).
+// an fsync of the copy (the stager fsyncs before it renames into place;
+// stager-nosync runs it with STAGING_SYNC_COPIES=false).
 func BenchmarkLocalCopy1GiB(b *testing.B) {
 	e := newBenchEnv(b)
 	e.writeBig(b)
@@ -163,11 +164,13 @@ func BenchmarkLocalCopy1GiB(b *testing.B) {
 			b.StartTimer()
 		}
 	}
-	b.Run("stager", func(b *testing.B) {
-		p := startProcess(b, e.bin, e.url, e.storage, e.userArea)
-		timed(b, func(name string) { e.stage(b, contract.MethodLocalCopy, "big.bin", name) })
-		reportRSS(b, p)
-	})
+	for _, sync := range []bool{true, false} {
+		b.Run(map[bool]string{true: "stager", false: "stager-nosync"}[sync], func(b *testing.B) {
+			p := startProcess(b, e.bin, e.url, e.storage, e.userArea, fmt.Sprintf("STAGING_SYNC_COPIES=%t", sync))
+			timed(b, func(name string) { e.stage(b, contract.MethodLocalCopy, "big.bin", name) })
+			reportRSS(b, p)
+		})
+	}
 	b.Run("cp", func(b *testing.B) {
 		timed(b, func(name string) { runCmd(b, "cp", filepath.Join(e.storage, "big.bin"), filepath.Join(dst, name)) })
 	})
@@ -181,7 +184,7 @@ func BenchmarkLocalCopy1GiB(b *testing.B) {
 
 // BenchmarkTree10k: a local_copy of a tree of 10,000 files of 4 KiB against
 // cp -r, and cp -r followed by syncfs (the stager syncs the filesystem once
-// before it renames the tree into place). Every copy goes to a fresh name
+// before it renames the tree into place; stager-nosync does not). Every copy goes to a fresh name
 // and nothing is removed until the end: on ext4 a tree made right after
 // another was removed is much slower to make.
 func BenchmarkTree10k(b *testing.B) {
@@ -211,11 +214,13 @@ func BenchmarkTree10k(b *testing.B) {
 		}
 		b.ReportMetric(float64(treeFiles*b.N)/time.Since(began).Seconds(), "files/s")
 	}
-	b.Run("stager", func(b *testing.B) {
-		p := startProcess(b, e.bin, e.url, e.storage, e.userArea)
-		timed(b, func(name string) { e.stage(b, contract.MethodLocalCopy, "tree", name) })
-		reportRSS(b, p)
-	})
+	for _, sync := range []bool{true, false} {
+		b.Run(map[bool]string{true: "stager", false: "stager-nosync"}[sync], func(b *testing.B) {
+			p := startProcess(b, e.bin, e.url, e.storage, e.userArea, fmt.Sprintf("STAGING_SYNC_COPIES=%t", sync))
+			timed(b, func(name string) { e.stage(b, contract.MethodLocalCopy, "tree", name) })
+			reportRSS(b, p)
+		})
+	}
 	b.Run("cp-r", func(b *testing.B) {
 		timed(b, func(name string) { runCmd(b, "cp", "-r", filepath.Join(e.storage, "tree"), filepath.Join(dst, name)) })
 	})

@@ -38,8 +38,12 @@ type Config struct {
 	AckWait        time.Duration `env:"STAGER_ACK_WAIT" envDefault:"30s" help:"how long a delivery may go unacknowledged before redelivery"`
 	MaxDeliver     int           `env:"STAGER_MAX_DELIVER" envDefault:"5" help:"deliveries of one request before it fails"`
 	StageTimeout   time.Duration `env:"STAGE_TIMEOUT" envDefault:"6h" help:"longest one delivery of a request may take"`
-	DownloadAddr   string        `env:"DOWNLOAD_ADDR" envDefault:":8081" help:"listen address for download links; empty for none"`
-	DownloadTTL    time.Duration `env:"DOWNLOAD_TTL" envDefault:"1h" help:"lifetime of a download link"`
+	// SyncCopies is on by default: a copy is on disk before it has its
+	// name, so not even a machine crash leaves a named copy with missing
+	// data. Off, copies go at the page cache's speed (docs/benchmarks.md).
+	SyncCopies   bool          `env:"SYNC_COPIES" envDefault:"true" help:"write each copy to disk (fsync; syncfs for a tree) before renaming it into place; false leaves it to the kernel's writeback: faster, but a machine crash soon after a copy can leave it named with data missing"`
+	DownloadAddr string        `env:"DOWNLOAD_ADDR" envDefault:":8081" help:"listen address for download links; empty for none"`
+	DownloadTTL  time.Duration `env:"DOWNLOAD_TTL" envDefault:"1h" help:"lifetime of a download link"`
 	// DownloadSendfile is off by default: on the VMs measured a 1 MiB
 	// buffered copy serves files faster than sendfile (docs/benchmarks.md).
 	DownloadSendfile bool          `env:"DOWNLOAD_SENDFILE" envDefault:"false" help:"serve downloaded files with sendfile(2) instead of a 1 MiB buffered copy"`
@@ -80,6 +84,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	tracer := deps.Tracer.Tracer("skao-staging/stager")
 	st := &stage.Stager{
 		Source: source, Users: users, Owners: owners, Workers: cfg.CopyWorkers, Tracer: tracer,
+		NoSync: !cfg.SyncCopies,
 		// The copy meter samples more often than the worker publishes, so
 		// the worker's spacing of progress events sets the pace.
 		ProgressEvery: worker.DefaultProgressEvery / 4,

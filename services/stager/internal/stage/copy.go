@@ -106,7 +106,7 @@ func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress Progre
 
 	_, span = s.Tracer.Start(ctx, "stager.finalize")
 	defer span.End()
-	if r, done, err := t.finalize(p.kind()); done {
+	if r, done, err := t.finalize(p.kind(), !s.NoSync); done {
 		return r, err
 	}
 	return Result{
@@ -260,7 +260,7 @@ func (t *target) checkSpace(p *plan) error {
 // the adler32 of a single file when sum is set.
 func (s *Stager) copyPlan(ctx context.Context, t *target, p *plan, m *meter, sum bool) (string, error) {
 	if !p.tree {
-		return s.copyFile(ctx, t, copyJob{from: s.Source.OS(), name: p.top, src: p.top, to: t, dst: path.Base(t.tmpRel)}, m, sum, true)
+		return s.copyFile(ctx, t, copyJob{from: s.Source.OS(), name: p.top, src: p.top, to: t, dst: path.Base(t.tmpRel)}, m, sum, !s.NoSync)
 	}
 	for _, d := range p.dirs {
 		if err := t.user.Mkdir(path.Join(t.tmpRel, d.sub), 0o700); err != nil {
@@ -283,6 +283,9 @@ func (s *Stager) copyPlan(ctx context.Context, t *target, p *plan, m *meter, sum
 		if err := t.user.Chmod(d, readOnlyDir); err != nil {
 			return "", targetError(t.shown, err)
 		}
+	}
+	if s.NoSync {
+		return "", nil
 	}
 	// One syncfs instead of an fsync per file: as durable before the
 	// rename, much faster for many small files.
@@ -441,6 +444,12 @@ func (s *Stager) copyFile(ctx context.Context, t *target, j copyJob, m *meter, s
 	var n int64
 	for {
 		c, err := io.CopyN(out, src, chunk)
+		if sync && c > 0 {
+			// Start writing the chunk back now, without waiting: the
+			// disk works while the next chunk is copied, and the final
+			// fsync has only the tail left to wait for.
+			_ = unix.SyncFileRange(int(out.Fd()), n, c, unix.SYNC_FILE_RANGE_WRITE)
+		}
 		n += c
 		m.bytes.Add(c)
 		if errors.Is(err, io.EOF) {
@@ -482,9 +491,10 @@ func (s *Stager) copyFile(ctx context.Context, t *target, j copyJob, m *meter, s
 
 // finalize renames the temporary result into place, never over something
 // that appeared meanwhile (then the request is settled as for an existing
-// target), and makes the rename durable: the one fsync of the directory
-// (the data was synced before, by copyFile or by the tree's syncfs).
-func (t *target) finalize(want fs.FileMode) (Result, bool, error) {
+// target), and, when sync is set, makes the rename durable: the one fsync
+// of the directory (the data was synced before, by copyFile or by the
+// tree's syncfs).
+func (t *target) finalize(want fs.FileMode, sync bool) (Result, bool, error) {
 	err := unix.Renameat2(t.fd, path.Base(t.tmpRel), t.fd, t.name, unix.RENAME_NOREPLACE)
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
 		// The filesystem cannot refuse to replace (NFS): plain rename.
@@ -501,6 +511,9 @@ func (t *target) finalize(want fs.FileMode) (Result, bool, error) {
 	}
 	if err != nil {
 		return Result{}, true, errors.Join(targetError(t.shown, err), removeTemp(t.user, t.tmpRel))
+	}
+	if !sync {
+		return Result{}, false, nil
 	}
 	if err := t.dirf.Sync(); err != nil {
 		return Result{}, true, targetError(t.shown, err)

@@ -44,6 +44,12 @@ type Stager struct {
 	ProgressEvery time.Duration
 	// Tracer makes the resolve, check, copy and finalize spans.
 	Tracer trace.Tracer
+	// NoSync leaves a copy's data and its rename to the kernel's writeback
+	// instead of waiting for them to reach the disk. A process that dies
+	// loses nothing either way; a machine that crashes soon after a copy
+	// may come back with the copy under its final name but its data
+	// missing, which a retry of the request then finds already present.
+	NoSync bool
 
 	// afterChunk, when set (by tests), runs after each chunk of a file is
 	// copied: a test changes the source there, mid-copy.

@@ -189,46 +189,50 @@ func TestCopy(t *testing.T) {
 		},
 		{name: "target named like a temporary", src: "obs/x.fits", rel: ".staging-x.tmp", wantCode: contract.CodeInvalidPath},
 	}
+	// Every case holds whether copies are synced to disk or not.
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f := newFixture(t, "")
-			if tt.prepare != nil {
-				tt.prepare(t, f)
-			}
-			src := strings.Replace(tt.src, "ABS", f.storage, 1)
-			got, err := f.s.Copy(context.Background(), cmd("req", src, tt.rel), nil)
-			if tt.wantCode != "" {
-				if code := contract.CodeOf(err); code != tt.wantCode {
-					t.Fatalf("Copy error = %v (code %s), want code %s", err, code, tt.wantCode)
+		for _, noSync := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/NoSync=%v", tt.name, noSync), func(t *testing.T) {
+				f := newFixture(t, "")
+				f.s.NoSync = noSync
+				if tt.prepare != nil {
+					tt.prepare(t, f)
 				}
-			} else {
-				if err != nil {
-					t.Fatalf("Copy: %v", err)
+				src := strings.Replace(tt.src, "ABS", f.storage, 1)
+				got, err := f.s.Copy(context.Background(), cmd("req", src, tt.rel), nil)
+				if tt.wantCode != "" {
+					if code := contract.CodeOf(err); code != tt.wantCode {
+						t.Fatalf("Copy error = %v (code %s), want code %s", err, code, tt.wantCode)
+					}
+				} else {
+					if err != nil {
+						t.Fatalf("Copy: %v", err)
+					}
+					if diff := cmp.Diff(got, tt.want); diff != "" {
+						t.Errorf("result (-got +want):\n%s", diff)
+					}
 				}
-				if diff := cmp.Diff(got, tt.want); diff != "" {
-					t.Errorf("result (-got +want):\n%s", diff)
+				alice := filepath.Join(f.userArea, "alice")
+				if tt.wantTree != nil {
+					var gotTree, wantTree []string
+					if _, err := os.Stat(alice); err == nil {
+						gotTree = listing(t, alice)
+					}
+					if len(tt.wantTree) > 0 {
+						wantTree = tt.wantTree
+					}
+					if diff := cmp.Diff(gotTree, wantTree); diff != "" {
+						t.Errorf("user area (-got +want):\n%s", diff)
+					}
 				}
-			}
-			alice := filepath.Join(f.userArea, "alice")
-			if tt.wantTree != nil {
-				var gotTree []string
-				if _, err := os.Stat(alice); err == nil {
-					gotTree = listing(t, alice)
+				if leftovers, _ := filepath.Glob(filepath.Join(alice, "*", ".staging-*")); len(leftovers) > 0 {
+					t.Errorf("temporary entries left: %v", leftovers)
 				}
-				if len(tt.wantTree) == 0 {
-					tt.wantTree = nil
+				if leftovers, _ := filepath.Glob(filepath.Join(alice, ".staging-*")); len(leftovers) > 0 {
+					t.Errorf("temporary entries left: %v", leftovers)
 				}
-				if diff := cmp.Diff(gotTree, tt.wantTree); diff != "" {
-					t.Errorf("user area (-got +want):\n%s", diff)
-				}
-			}
-			if leftovers, _ := filepath.Glob(filepath.Join(alice, "*", ".staging-*")); len(leftovers) > 0 {
-				t.Errorf("temporary entries left: %v", leftovers)
-			}
-			if leftovers, _ := filepath.Glob(filepath.Join(alice, ".staging-*")); len(leftovers) > 0 {
-				t.Errorf("temporary entries left: %v", leftovers)
-			}
-		})
+			})
+		}
 	}
 }
 
