@@ -116,11 +116,15 @@ var errConflict = errors.New("audit batch met rows stored meanwhile")
 
 func (s *Store) apply(ctx context.Context, entries []entry, lookup bool) (Stats, error) {
 	var st Stats
-	tx, err := s.write.BeginTx(ctx, s.txOptions())
+	sqlTx, err := s.write.BeginTx(ctx, s.txOptions())
 	if err != nil {
 		return st, fmt.Errorf("begin audit batch: %w", err)
 	}
-	// After Commit, Rollback does nothing and reports sql.ErrTxDone.
+	tx := &batchTx{Tx: sqlTx, stmts: s.stmts}
+	// Deferred calls run last first: the transaction is over (after
+	// Commit, Rollback does nothing and reports sql.ErrTxDone) before
+	// the statements it sent as text are prepared.
+	defer tx.prepareRest(ctx)
 	defer tx.Rollback()
 	fresh := unique(entries)
 	if lookup {
@@ -229,7 +233,7 @@ func (s *Store) txOptions() *sql.TxOptions {
 
 // freshEvents returns the entries (each id once) whose id is not yet
 // stored, in batch order.
-func (s *Store) freshEvents(ctx context.Context, tx *sql.Tx, entries []entry) ([]entry, error) {
+func (s *Store) freshEvents(ctx context.Context, tx *batchTx, entries []entry) ([]entry, error) {
 	stored := make(map[string]bool)
 	for part := range slices.Chunk(entries, chunk) {
 		ids := make([]any, len(part))
@@ -267,7 +271,7 @@ func (s *Store) freshEvents(ctx context.Context, tx *sql.Tx, entries []entry) ([
 
 // lockRecords reads the rows of the requests ids, locking them on MySQL so
 // that a second audit replica merges after this batch, not beside it.
-func (s *Store) lockRecords(ctx context.Context, tx *sql.Tx, ids []string) (map[string]contract.Record, error) {
+func (s *Store) lockRecords(ctx context.Context, tx *batchTx, ids []string) (map[string]contract.Record, error) {
 	out := make(map[string]contract.Record, len(ids))
 	lock := ""
 	if s.dialect == dialectMySQL {
@@ -275,7 +279,7 @@ func (s *Store) lockRecords(ctx context.Context, tx *sql.Tx, ids []string) (map[
 	}
 	for part := range slices.Chunk(ids, chunk) {
 		q := "SELECT " + strings.Join(recordColumns, ", ") + " FROM staging_requests WHERE id IN (" + placeholders(len(part)) + ")" + lock
-		rows, err := tx.QueryContext(ctx, q, anySlice(part)...)
+		rows, err := tx.query(ctx, q, anySlice(part)...)
 		if err != nil {
 			return nil, fmt.Errorf("read request rows: %w", err)
 		}
@@ -297,7 +301,7 @@ func (s *Store) lockRecords(ctx context.Context, tx *sql.Tx, ids []string) (map[
 	return out, nil
 }
 
-func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, entries []entry) error {
+func (s *Store) insertEvents(ctx context.Context, tx *batchTx, entries []entry) error {
 	for part := range slices.Chunk(entries, chunk) {
 		args := make([]any, 0, len(part)*len(eventColumns))
 		for _, e := range part {
@@ -313,7 +317,7 @@ func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, entries []entry) e
 				s.timeArg(e.time), clip(e.source, maxName), string(payload))
 		}
 		q := "INSERT INTO staging_events (" + strings.Join(eventColumns, ", ") + ") VALUES " + tuples(len(part), len(eventColumns))
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		if _, err := tx.exec(ctx, q, args...); err != nil {
 			if duplicateKey(err) {
 				return fmt.Errorf("insert events: %w", errConflict)
 			}
@@ -327,7 +331,7 @@ func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, entries []entry) e
 // row locks, so the new values simply replace the old (upsert) or, for rows
 // that were absent, are inserted; an insert that meets a row stored
 // meanwhile reports errConflict.
-func (s *Store) writeRecords(ctx context.Context, tx *sql.Tx, records []contract.Record, upsert bool) error {
+func (s *Store) writeRecords(ctx context.Context, tx *batchTx, records []contract.Record, upsert bool) error {
 	conflict := ""
 	if upsert {
 		var set []string
@@ -356,7 +360,7 @@ func (s *Store) writeRecords(ctx context.Context, tx *sql.Tx, records []contract
 		}
 		q := "INSERT INTO staging_requests (" + strings.Join(recordColumns, ", ") + ") VALUES " +
 			tuples(len(part), len(recordColumns)) + conflict
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		if _, err := tx.exec(ctx, q, args...); err != nil {
 			if duplicateKey(err) {
 				return fmt.Errorf("insert request rows: %w", errConflict)
 			}

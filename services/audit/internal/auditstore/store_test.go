@@ -326,6 +326,35 @@ func TestReplayedBatchChangesNothing(t *testing.T) {
 	})
 }
 
+// TestBatchesOfEverySize applies, side by side, batches of more distinct
+// sizes (each three statement shapes) than the store keeps statements
+// for, so that statements are dropped while other batches may still use
+// them.
+func TestBatchesOfEverySize(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *auditstore.Store) {
+		const sizes = 40
+		errs := make(chan error, sizes)
+		for n := 1; n <= sizes; n++ {
+			go func() {
+				var batch []contract.Event
+				for i := range n {
+					batch = append(batch, lifecycle(cmd(fmt.Sprintf("req-%03d-%03d", n, i)))[0])
+				}
+				_, err := s.Apply(t.Context(), batch)
+				errs <- err
+			}()
+		}
+		for range sizes {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, want := len(dumpStore(t, s).Records), sizes*(sizes+1)/2; got != want {
+			t.Errorf("records = %d, want %d", got, want)
+		}
+	})
+}
+
 func TestGetWithEvents(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *auditstore.Store) {
 		c := cmd("req-1")
