@@ -31,7 +31,12 @@ func (s *Store) purgeChunk(ctx context.Context, cutoff time.Time) (int64, error)
 	}
 	// After Commit, Rollback does nothing and reports sql.ErrTxDone.
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, "SELECT id FROM staging_requests WHERE finished_at < ? ORDER BY finished_at LIMIT ?", s.timeArg(cutoff), purgeChunk)
+	// By created_at, whose index the list queries share: a request
+	// finishes no earlier than its first event, so every one finished
+	// before cutoff was created before it, and only the few older ones
+	// still running are read and passed over.
+	rows, err := tx.QueryContext(ctx, "SELECT id FROM staging_requests WHERE created_at < ? AND finished_at < ? ORDER BY created_at LIMIT ?",
+		s.timeArg(cutoff), s.timeArg(cutoff), purgeChunk)
 	if err != nil {
 		return 0, fmt.Errorf("find requests to purge: %w", err)
 	}
