@@ -149,6 +149,10 @@ type benchResult struct {
 	// hwm is the process's peak RSS (VmHWM) after the step, in bytes: the
 	// peak so far, of the whole all-in-one. 0 in process.
 	hwm int64
+	// cpu is the CPU time (user and system) the process spent in the
+	// step: with other work on the machine, CPU per request varies far
+	// less than requests per second. 0 in process.
+	cpu time.Duration
 }
 
 func (r benchResult) perSecond() float64 { return float64(r.requests) / r.elapsed.Seconds() }
@@ -205,14 +209,17 @@ func benchRun(t *testing.T, p benchParams, bin string, run int) ([]benchResult, 
 		for _, mode := range p.modes {
 			n := p.requestsAt(c)
 			user := fmt.Sprintf("bench-%s-c%d", mode, c)
+			cpu0 := processCPU(t, tg.pid)
 			elapsed, lat := runStep(t, client, tg, mode, user, c, take(n), n)
+			cpu := processCPU(t, tg.pid) - cpu0
 			checkCopies(t, tg.dataDir, user, n)
 			expected[user] = n
 			r := benchResult{run: run, mode: mode, concurrency: c, requests: n, elapsed: elapsed,
-				p50: percentile(lat, 50), p99: percentile(lat, 99), hwm: peakRSS(t, tg.pid)}
-			t.Logf("run %d %s c=%d: %d requests in %s: %.0f/s p50 %s p99 %s VmHWM %.1f MiB",
+				p50: percentile(lat, 50), p99: percentile(lat, 99), hwm: peakRSS(t, tg.pid), cpu: cpu}
+			t.Logf("run %d %s c=%d: %d requests in %s: %.0f/s p50 %s p99 %s VmHWM %.1f MiB CPU %.2f ms/request",
 				run, mode, c, n, elapsed.Round(time.Millisecond), r.perSecond(),
-				r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), float64(r.hwm)/(1<<20))
+				r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), float64(r.hwm)/(1<<20),
+				float64(cpu.Microseconds())/1000/float64(n))
 			results = append(results, r)
 		}
 	}
@@ -522,15 +529,25 @@ func checkAudit(t *testing.T, client *http.Client, base, user string, n int) {
 	})
 }
 
+// procFile reads /proc/<pid>/<name>; nil for pid 0 (in process).
+func procFile(t *testing.T, pid int, name string) []byte {
+	t.Helper()
+	if pid == 0 {
+		return nil
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 // peakRSS reads VmHWM of pid, in bytes (0 for pid 0).
 func peakRSS(t *testing.T, pid int) int64 {
 	t.Helper()
-	if pid == 0 {
+	data := procFile(t, pid, "status")
+	if data == nil {
 		return 0
-	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
 	}
 	for line := range strings.SplitSeq(string(data), "\n") {
 		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
@@ -543,6 +560,32 @@ func peakRSS(t *testing.T, pid int) int64 {
 	}
 	t.Fatal("no VmHWM in /proc/<pid>/status")
 	return 0
+}
+
+// processCPU is the user and system CPU time pid has used so far (0 for
+// pid 0), from /proc/<pid>/stat in clock ticks of 10 ms.
+func processCPU(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	data := procFile(t, pid, "stat")
+	if data == nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: count fields
+	// after it. utime and stime are fields 14 and 15.
+	_, rest, ok := strings.Cut(string(data), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		t.Fatalf("/proc/%d/stat: unexpected %q", pid, data)
+	}
+	var ticks int64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 func percentile(d []time.Duration, p int) time.Duration {
@@ -664,11 +707,11 @@ func issueDownload(t *testing.T, client *http.Client, base, name string) string 
 // benchReport is the Markdown table of the medians over the runs.
 func benchReport(p benchParams, all []benchResult, downloads []downloadResult) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "median of %d run(s); 4 KiB local_copy, submit to succeeded; RSS = peak VmHWM of the whole stagingd process so far\n\n", p.runs)
-	b.WriteString("| API | concurrency | requests | requests/s | p50 ms | p99 ms | peak RSS MiB |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "median of %d run(s); 4 KiB local_copy, submit to succeeded; RSS = peak VmHWM of the whole stagingd process so far; CPU = stagingd's user+system time per request\n\n", p.runs)
+	b.WriteString("| API | concurrency | requests | requests/s | p50 ms | p99 ms | peak RSS MiB | CPU ms/request |\n|---|---|---|---|---|---|---|---|\n")
 	for _, c := range p.levels {
 		for _, mode := range p.modes {
-			var rate, p50, p99, hwm []float64
+			var rate, p50, p99, hwm, cpu []float64
 			n := 0
 			for _, r := range all {
 				if r.mode == mode && r.concurrency == c {
@@ -676,6 +719,7 @@ func benchReport(p benchParams, all []benchResult, downloads []downloadResult) s
 					p50 = append(p50, float64(r.p50.Microseconds())/1000)
 					p99 = append(p99, float64(r.p99.Microseconds())/1000)
 					hwm = append(hwm, float64(r.hwm)/(1<<20))
+					cpu = append(cpu, float64(r.cpu.Microseconds())/1000/float64(r.requests))
 					n = r.requests
 				}
 			}
@@ -683,11 +727,12 @@ func benchReport(p benchParams, all []benchResult, downloads []downloadResult) s
 			if mode == "sse" {
 				api = "POST /api/v1/stagings + SSE"
 			}
-			rss := "n/a (in process)"
+			rss, cpuText := "n/a (in process)", "n/a"
 			if !p.inProcess {
 				rss = fmt.Sprintf("%.0f", median(hwm))
+				cpuText = fmt.Sprintf("%.2f", median(cpu))
 			}
-			fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.1f | %.1f | %s |\n", api, c, n, median(rate), median(p50), median(p99), rss)
+			fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.1f | %.1f | %s | %s |\n", api, c, n, median(rate), median(p50), median(p99), rss, cpuText)
 		}
 	}
 	if len(downloads) > 0 {

@@ -33,7 +33,7 @@ type Config struct {
 	SourceRoot     string        `env:"SOURCE_ROOT" help:"the storage mount requests stage from (required), e.g. /mnt/storage_a"`
 	UserAreaRoot   string        `env:"USER_AREA_ROOT" help:"the user area; items go to <USER_AREA_ROOT>/<username>/<relative_path> (required)"`
 	AllowedMethods []string      `env:"ALLOWED_METHODS" envDefault:"local_copy,local_symlink,local_hardlink,direct_download" envSeparator:"," help:"staging methods allowed at this site"`
-	Concurrency    int           `env:"STAGER_CONCURRENCY" envDefault:"4" help:"requests staged at once"`
+	Concurrency    int           `env:"STAGER_CONCURRENCY" envDefault:"32" help:"requests staged at once (small copies staged together share their disk flushes)"`
 	CopyWorkers    int           `env:"COPY_WORKERS" envDefault:"4" help:"files of one directory tree copied at once"`
 	AckWait        time.Duration `env:"STAGER_ACK_WAIT" envDefault:"30s" help:"how long a delivery may go unacknowledged before redelivery"`
 	MaxDeliver     int           `env:"STAGER_MAX_DELIVER" envDefault:"5" help:"deliveries of one request before it fails"`
@@ -41,7 +41,7 @@ type Config struct {
 	// SyncCopies is on by default: a copy is on disk before it has its
 	// name, so not even a machine crash leaves a named copy with missing
 	// data. Off, copies go at the page cache's speed (docs/benchmarks.md).
-	SyncCopies   bool          `env:"SYNC_COPIES" envDefault:"true" help:"write each copy to disk (fsync; syncfs for a tree) before renaming it into place; false leaves it to the kernel's writeback: faster, but a machine crash soon after a copy can leave it named with data missing"`
+	SyncCopies   bool          `env:"SYNC_COPIES" envDefault:"true" help:"write each copy to disk (a syncfs shared by the copies waiting at the time; fsync for a file over 16 MiB) before renaming it into place, and the rename before reporting it done; false leaves it to the kernel's writeback: faster, but a machine crash soon after a copy can leave it named with data missing"`
 	DownloadAddr string        `env:"DOWNLOAD_ADDR" envDefault:":8081" help:"listen address for download links; empty for none"`
 	DownloadTTL  time.Duration `env:"DOWNLOAD_TTL" envDefault:"1h" help:"lifetime of a download link"`
 	// DownloadSendfile is off by default: on the VMs measured a 1 MiB

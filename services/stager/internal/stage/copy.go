@@ -106,7 +106,7 @@ func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress Progre
 
 	_, span = s.Tracer.Start(ctx, "stager.finalize")
 	defer span.End()
-	if r, done, err := t.finalize(p.kind(), !s.NoSync); done {
+	if r, done, err := t.finalize(p.kind(), s.syncer()); done {
 		return r, err
 	}
 	return Result{
@@ -287,14 +287,10 @@ func (s *Stager) copyPlan(ctx context.Context, t *target, p *plan, m *meter, sum
 	if s.NoSync {
 		return "", nil
 	}
-	// One syncfs instead of an fsync per file: as durable before the
-	// rename, much faster for many small files.
-	d, err := t.user.Open(t.tmpRel)
-	if err != nil {
-		return "", targetError(t.shown, err)
-	}
-	defer d.Close()
-	if err := unix.Syncfs(int(d.Fd())); err != nil {
+	// One syncfs (shared with the other copies waiting) instead of an
+	// fsync per file: as durable before the rename, much faster for many
+	// small files.
+	if err := s.flush.sync(t.sync); err != nil {
 		return "", targetError(t.shown, err)
 	}
 	return "", nil
@@ -469,7 +465,7 @@ func (s *Stager) copyFile(ctx context.Context, t *target, j copyJob, m *meter, s
 		return "", fmt.Errorf("copy %s: %d bytes copied but the source has %d: it changed during the copy", j.src, n, fi.Size())
 	}
 	if sync {
-		if err := out.Sync(); err != nil {
+		if err := s.syncFile(t, out, n); err != nil {
 			return "", targetError(t.shown, err)
 		}
 	}
@@ -489,12 +485,45 @@ func (s *Stager) copyFile(ctx context.Context, t *target, j copyJob, m *meter, s
 	return fmt.Sprintf("%08x", h.Sum32()), nil
 }
 
+// groupSyncMax is the largest single file made durable by the shared
+// flush (a syncfs of the whole filesystem, flush.go); a larger one is
+// fsynced on its own, so that its tail is not written out on the way of
+// the small copies that share a flush, nor theirs on its way.
+const groupSyncMax = chunk
+
+// syncFile makes a copied file of size bytes durable before it is named:
+// small files through the shared flush, then a check of the file's own
+// writeback errors (sync_file_range waits for pages already clean and
+// reports an error since out was opened, like fsync, without another disk
+// cache flush); larger ones with fsync.
+func (s *Stager) syncFile(t *target, out *os.File, size int64) error {
+	if size > groupSyncMax {
+		return out.Sync()
+	}
+	if err := s.flush.sync(t.sync); err != nil {
+		return err
+	}
+	const wait = unix.SYNC_FILE_RANGE_WAIT_BEFORE | unix.SYNC_FILE_RANGE_WRITE | unix.SYNC_FILE_RANGE_WAIT_AFTER
+	if err := unix.SyncFileRange(int(out.Fd()), 0, 0, wait); err != nil {
+		return fmt.Errorf("write back %s: %w", out.Name(), err)
+	}
+	return nil
+}
+
+// syncer is the flusher that makes renames durable, nil when copies are
+// left to the kernel's writeback.
+func (s *Stager) syncer() *flusher {
+	if s.NoSync {
+		return nil
+	}
+	return &s.flush
+}
+
 // finalize renames the temporary result into place, never over something
 // that appeared meanwhile (then the request is settled as for an existing
-// target), and, when sync is set, makes the rename durable: the one fsync
-// of the directory (the data was synced before, by copyFile or by the
-// tree's syncfs).
-func (t *target) finalize(want fs.FileMode, sync bool) (Result, bool, error) {
+// target), and, when f is set, makes the rename durable through f (the
+// data was synced before, by copyFile or the tree's flush).
+func (t *target) finalize(want fs.FileMode, f *flusher) (Result, bool, error) {
 	err := unix.Renameat2(t.fd, path.Base(t.tmpRel), t.fd, t.name, unix.RENAME_NOREPLACE)
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
 		// The filesystem cannot refuse to replace (NFS): plain rename.
@@ -512,10 +541,10 @@ func (t *target) finalize(want fs.FileMode, sync bool) (Result, bool, error) {
 	if err != nil {
 		return Result{}, true, errors.Join(targetError(t.shown, err), removeTemp(t.user, t.tmpRel))
 	}
-	if !sync {
+	if f == nil {
 		return Result{}, false, nil
 	}
-	if err := t.dirf.Sync(); err != nil {
+	if err := f.sync(t.sync); err != nil {
 		return Result{}, true, targetError(t.shown, err)
 	}
 	return Result{}, false, nil

@@ -51,6 +51,9 @@ type Stager struct {
 	// missing, which a retry of the request then finds already present.
 	NoSync bool
 
+	// flush makes copies and renames durable, many at a time (flush.go).
+	flush flusher
+
 	// afterChunk, when set (by tests), runs after each chunk of a file is
 	// copied: a test changes the source there, mid-copy.
 	afterChunk func(src string)
@@ -95,7 +98,8 @@ type target struct {
 	// temporary entry, the renamed result) is made by its name in dirf,
 	// not by a path resolved again component by component.
 	dirf   *os.File
-	fd     int    // dirf's descriptor
+	fd     int // dirf's descriptor
+	sync   syncHandle
 	dir    string // relative to the user's area; "." for the area itself
 	name   string
 	rel    string // dir/name
@@ -152,6 +156,10 @@ func (s *Stager) openTarget(cmd contract.Command) (*target, error) {
 		return nil, targetError(t.shown, err)
 	}
 	t.fd = int(t.dirf.Fd())
+	if t.sync, err = newSyncHandle(t.fd); err != nil {
+		t.close()
+		return nil, targetError(t.shown, err)
+	}
 	// A leftover of an earlier attempt is rare: one stat by name says
 	// whether there is one to remove.
 	if _, err := t.lstat(path.Base(t.tmpRel)); !errors.Is(err, fs.ErrNotExist) {

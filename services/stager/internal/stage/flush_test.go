@@ -1,0 +1,189 @@
+package stage
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestFlusherCoversEveryWaiter: many concurrent waiters share few flushes,
+// and each returns only after a flush that started after it joined, so the
+// flush covered what it wrote before joining.
+func TestFlusherCoversEveryWaiter(t *testing.T) {
+	var f flusher
+	var mu sync.Mutex
+	var clock int            // advanced by joins and flush starts
+	started := map[int]int{} // flush number -> clock at its start
+	var flushes atomic.Int32
+	release := make(chan struct{})
+	f.syncfs = func(fd int) error {
+		n := int(flushes.Add(1))
+		mu.Lock()
+		clock++
+		started[n] = clock
+		mu.Unlock()
+		if n == 1 {
+			<-release // hold the first flush so the others pile up
+		}
+		time.Sleep(time.Millisecond)
+		return nil
+	}
+	const waiters = 64
+	joined := make([]int, waiters)
+	lastBefore := make([]int, waiters) // flushes started when the waiter returned
+	var wg sync.WaitGroup
+	for i := range waiters {
+		wg.Go(func() {
+			mu.Lock()
+			clock++
+			joined[i] = clock
+			mu.Unlock()
+			if err := f.sync(syncHandle{dev: 1, fd: 100 + i, opened: uint64(i)}); err != nil {
+				t.Errorf("waiter %d: %v", i, err)
+			}
+			lastBefore[i] = int(flushes.Load())
+		})
+		if i == 0 {
+			for flushes.Load() == 0 {
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+	}
+	time.Sleep(10 * time.Millisecond)
+	close(release)
+	wg.Wait()
+
+	n := int(flushes.Load())
+	if n < 2 || n > waiters/4 {
+		t.Errorf("%d waiters took %d flushes, want a few", waiters, n)
+	}
+	for i := range waiters {
+		covered := false
+		for k := 1; k <= lastBefore[i]; k++ {
+			if started[k] > joined[i] {
+				covered = true
+			}
+		}
+		if !covered {
+			t.Errorf("waiter %d (joined at %d) returned with no flush started after it joined (%v)", i, joined[i], started)
+		}
+	}
+}
+
+// TestFlusherErrorFailsEveryWaiter: a flush that fails fails all of its
+// waiters, and the next flush is tried afresh.
+func TestFlusherErrorFailsEveryWaiter(t *testing.T) {
+	var f flusher
+	var calls atomic.Int32
+	inFirst := make(chan struct{})
+	release := make(chan struct{})
+	f.syncfs = func(fd int) error {
+		switch calls.Add(1) {
+		case 1:
+			close(inFirst)
+			<-release
+			return nil
+		case 2:
+			return syscall.EIO
+		}
+		return nil
+	}
+	// The first waiter's flush runs alone; the next ones join the second,
+	// which fails.
+	first := make(chan error, 1)
+	go func() { first <- f.sync(syncHandle{dev: 1, fd: 3}) }()
+	<-inFirst
+	const waiters = 8
+	errs := make(chan error, waiters)
+	var joined sync.WaitGroup
+	for i := range waiters {
+		joined.Add(1)
+		go func() {
+			joined.Done()
+			errs <- f.sync(syncHandle{dev: 1, fd: 10 + i})
+		}()
+	}
+	joined.Wait()
+	waitForWaiters(t, &f, waiters)
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("first flush: %v", err)
+	}
+	failed := 0
+	for range waiters {
+		if err := <-errs; errors.Is(err, syscall.EIO) {
+			failed++
+		} else if err != nil {
+			t.Errorf("unexpected error %v", err)
+		}
+	}
+	if failed != waiters {
+		t.Errorf("%d of %d waiters of the failed flush got its error", failed, waiters)
+	}
+	if err := f.sync(syncHandle{dev: 1, fd: 3}); err != nil {
+		t.Errorf("the flush after a failed one: %v", err)
+	}
+}
+
+// TestFlusherOneSyncfsPerFilesystem: waiters on two filesystems are
+// flushed through one descriptor each, the one opened first.
+func TestFlusherOneSyncfsPerFilesystem(t *testing.T) {
+	var f flusher
+	var mu sync.Mutex
+	var fds []int
+	inFirst := make(chan struct{})
+	release := make(chan struct{})
+	f.syncfs = func(fd int) error {
+		mu.Lock()
+		fds = append(fds, fd)
+		n := len(fds)
+		mu.Unlock()
+		if n == 1 {
+			close(inFirst)
+			<-release
+		}
+		return nil
+	}
+	done := make(chan error, 5)
+	go func() { done <- f.sync(syncHandle{dev: 9, fd: 1, opened: 1}) }()
+	<-inFirst
+	for _, h := range []syncHandle{{dev: 1, fd: 11, opened: 5}, {dev: 1, fd: 12, opened: 3}, {dev: 2, fd: 21, opened: 4}, {dev: 1, fd: 13, opened: 6}} {
+		go func() { done <- f.sync(h) }()
+	}
+	waitForWaiters(t, &f, 4)
+	close(release)
+	for range 5 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(fds) != 3 || fds[0] != 1 || !((fds[1] == 12 && fds[2] == 21) || (fds[1] == 21 && fds[2] == 12)) {
+		t.Errorf("syncfs on %v, want 1 then 12 and 21 (the oldest descriptor of each filesystem)", fds)
+	}
+}
+
+// waitForWaiters waits until n waiters wait for f's next flush.
+func waitForWaiters(t *testing.T, f *flusher, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.mu.Lock()
+		got := 0
+		if f.next != nil {
+			got = f.next.waiters
+		}
+		f.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d waiters joined the next flush, want %d", got, n)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
