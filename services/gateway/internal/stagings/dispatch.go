@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -152,9 +153,9 @@ type Watch struct {
 	events chan *nats.Msg
 	// dropped is set when the dispatcher found events full.
 	dropped atomic.Bool
-	// checked is set once Outcome has read the request's last event from
-	// the stream.
-	checked bool
+	// checkAfter is when Outcome first reads the request's last event
+	// from the stream, unless the terminal event was announced before.
+	checkAfter time.Duration
 	// returned is the id of the terminal event Outcome returned: the same
 	// event may also arrive live after it was read from the stream, and is
 	// not an outcome twice.

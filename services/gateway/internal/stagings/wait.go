@@ -3,6 +3,7 @@ package stagings
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -39,20 +40,23 @@ func (w *Watch) Dropped() bool { return w.dropped.Swap(false) }
 // Outcome waits for the request's terminal event (succeeded, failed or
 // rejected) until ctx ends, and returns ctx's error then.
 //
-// Its first call also reads the request's last event from the stream once,
-// unless a terminal event is already buffered: a watch registered after
-// the request ended (or a caller that watched late) still gets the outcome.
-// It reads the stream again whenever events were dropped.
+// It also reads the request's last event from the stream when the terminal
+// event was not announced within the watch's first check interval (1 s by
+// default), and again at growing intervals up to 8 s, and whenever events
+// were dropped: a watch registered after the request ended (or a caller
+// that watched late), or one whose announcement was lost, still gets the
+// outcome. A request that ends within the interval, the usual case for a
+// watch made before Submit, costs no read of the stream.
 func (w *Watch) Outcome(ctx context.Context) (contract.Event, error) {
-	if !w.checked {
-		w.checked = true
-		if ev, ok := w.buffered(); ok {
-			return ev, nil
-		}
-		if ev, ok, err := w.storedOutcome(ctx); err != nil || (ok && w.fresh(ev)) {
-			return ev, err
-		}
+	if ev, ok := w.buffered(); ok {
+		return ev, nil
 	}
+	every := w.checkAfter
+	if every <= 0 {
+		every = firstCheck
+	}
+	check := time.NewTimer(every)
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -66,9 +70,23 @@ func (w *Watch) Outcome(ctx context.Context) (contract.Event, error) {
 					return ev, err
 				}
 			}
+		case <-check.C:
+			if ev, ok, err := w.storedOutcome(ctx); err != nil || (ok && w.fresh(ev)) {
+				return ev, err
+			}
+			every = min(2*every, lastCheck)
+			check.Reset(every)
 		}
 	}
 }
+
+// firstCheck and lastCheck bound the intervals at which Outcome reads a
+// request's last event from the stream while its terminal event is not
+// announced.
+const (
+	firstCheck = time.Second
+	lastCheck  = 8 * time.Second
+)
 
 // buffered looks through what is buffered, without waiting, for the
 // terminal event.

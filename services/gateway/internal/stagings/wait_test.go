@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skao/skao-staging/libs/bus"
@@ -136,4 +138,50 @@ func TestWatchesShareOneSubscription(t *testing.T) {
 	}
 	close(release)
 	done.Wait()
+}
+
+// TestOutcomeAnnouncedReadsNoStream: a watch made before the request's
+// events, as the seed API makes it before Submit, gets the outcome from the
+// shared subscription without reading the stream.
+func TestOutcomeAnnouncedReadsNoStream(t *testing.T) {
+	c, js := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var reads atomic.Int32
+	for _, subject := range []string{"$JS.API.DIRECT.GET.>", "$JS.API.STREAM.MSG.GET.>"} {
+		sub, err := js.Conn().Subscribe(subject, func(*nats.Msg) { reads.Add(1) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+	}
+	if err := js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := newCommand(c)
+	w, err := c.Watch(cmd.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	outcome := make(chan contract.Event, 1)
+	go func() {
+		ev, err := w.Outcome(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		outcome <- ev
+	}()
+	time.Sleep(50 * time.Millisecond) // Outcome waits before any event
+	publishEvent(ctx, t, js, cmd, contract.EventStarted, 0)
+	publishEvent(ctx, t, js, cmd, contract.EventSucceeded, 0)
+	if ev := <-outcome; ev.Type != contract.EventSucceeded {
+		t.Errorf("outcome %s, want succeeded", ev.Type)
+	}
+	if err := js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := reads.Load(); n != 0 {
+		t.Errorf("the stream was read %d times for an announced outcome, want 0", n)
+	}
 }
