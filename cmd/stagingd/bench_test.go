@@ -5,14 +5,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,7 +47,12 @@ import (
 // STAGING_BENCH_DOWNLOAD_MIB (1024, 0: skip); STAGING_BENCH_BIN (a built
 // stagingd; default: built here); STAGING_BENCH_INPROCESS=1 runs the
 // all-in-one inside the test process instead, for `go test -cpuprofile`
-// (no RSS figure then).
+// (no RSS or CPU figure then), and STAGING_BENCH_HEAPPROFILE=<file> there
+// writes a heap profile half-way through each step;
+// STAGING_BENCH_GATEWAY_BIN (a built standalone gateway) or
+// STAGING_BENCH_GATEWAY=1 (built here) sends the requests through a
+// standalone gateway process on stagingd's NATS server and reports its peak
+// RSS too.
 func TestGatewayBench(t *testing.T) {
 	if os.Getenv("STAGING_BENCH") == "" {
 		t.Skip("benchmark: set STAGING_BENCH=1 or run scripts/bench/gateway.sh")
@@ -60,6 +68,14 @@ func TestGatewayBench(t *testing.T) {
 			if err := build.Run(); err != nil {
 				t.Fatalf("go build ./cmd/stagingd: %v", err)
 			}
+		}
+	}
+	if p.gatewayBin == "" && os.Getenv("STAGING_BENCH_GATEWAY") == "1" && !p.inProcess {
+		p.gatewayBin = filepath.Join(t.TempDir(), "gateway")
+		build := exec.Command("go", "build", "-trimpath", "-o", p.gatewayBin, "../../services/gateway/cmd/gateway")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			t.Fatalf("go build ./services/gateway/cmd/gateway: %v", err)
 		}
 	}
 	var all []benchResult
@@ -84,6 +100,10 @@ type benchParams struct {
 	modes                       []string
 	bin                         string
 	inProcess                   bool
+	// gatewayBin, when set, is a built standalone gateway: the requests go
+	// through it, on stagingd's NATS server, and its own peak RSS is
+	// reported beside stagingd's.
+	gatewayBin string
 }
 
 func benchParamsFromEnv(t *testing.T) benchParams {
@@ -106,6 +126,7 @@ func benchParamsFromEnv(t *testing.T) benchParams {
 		modes:       strings.Split(orDefault(os.Getenv("STAGING_BENCH_MODES"), "seed,sse"), ","),
 		bin:         os.Getenv("STAGING_BENCH_BIN"),
 		inProcess:   os.Getenv("STAGING_BENCH_INPROCESS") == "1",
+		gatewayBin:  os.Getenv("STAGING_BENCH_GATEWAY_BIN"),
 	}
 	for _, s := range strings.Split(orDefault(os.Getenv("STAGING_BENCH_LEVELS"), "1,32,256"), ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -149,9 +170,12 @@ type benchResult struct {
 	// hwm is the process's peak RSS (VmHWM) after the step, in bytes: the
 	// peak so far, of the whole all-in-one. 0 in process.
 	hwm int64
+	// gatewayHWM is the standalone gateway's VmHWM, when one ran.
+	gatewayHWM int64
 	// cpu is the CPU time (user and system) the process spent in the
 	// step: with other work on the machine, CPU per request varies far
-	// less than requests per second. 0 in process.
+	// less than requests per second. 0 in process. With a standalone
+	// gateway, its CPU time is included.
 	cpu time.Duration
 }
 
@@ -169,7 +193,10 @@ type benchTarget struct {
 	natsURL string
 	dataDir string
 	pid     int // 0 in process
-	stop    func()
+	// heapProfile, in process, is where each step writes a heap profile
+	// half-way through (the last step's stays).
+	heapProfile string
+	stop        func()
 }
 
 const benchFileSize = 4096
@@ -192,6 +219,18 @@ func benchRun(t *testing.T, p benchParams, bin string, run int) ([]benchResult, 
 		tg = startSubprocess(t, bin, dir)
 	}
 	defer tg.stop()
+	// api serves the requests: stagingd's own gateway, or a standalone one.
+	api := tg
+	if p.gatewayBin != "" {
+		api = startGateway(t, p.gatewayBin, tg)
+		defer api.stop()
+	}
+	cpuOf := func() time.Duration {
+		if api.pid == tg.pid {
+			return processCPU(t, tg.pid)
+		}
+		return processCPU(t, tg.pid) + processCPU(t, api.pid)
+	}
 
 	client := &http.Client{
 		Timeout:   time.Minute,
@@ -201,7 +240,7 @@ func benchRun(t *testing.T, p benchParams, bin string, run int) ([]benchResult, 
 	take := func(n int) int { first := next; next += n; return first }
 
 	// Warm up connections, the stager's consumer and the audit.
-	runStep(t, client, tg, "seed", "warmup", 8, take(warmup), warmup)
+	runStep(t, client, api, "seed", "warmup", 8, take(warmup), warmup)
 
 	var results []benchResult
 	expected := map[string]int{}
@@ -209,22 +248,27 @@ func benchRun(t *testing.T, p benchParams, bin string, run int) ([]benchResult, 
 		for _, mode := range p.modes {
 			n := p.requestsAt(c)
 			user := fmt.Sprintf("bench-%s-c%d", mode, c)
-			cpu0 := processCPU(t, tg.pid)
-			elapsed, lat := runStep(t, client, tg, mode, user, c, take(n), n)
-			cpu := processCPU(t, tg.pid) - cpu0
+			cpu0 := cpuOf()
+			elapsed, lat := runStep(t, client, api, mode, user, c, take(n), n)
+			cpu := cpuOf() - cpu0
 			checkCopies(t, tg.dataDir, user, n)
 			expected[user] = n
 			r := benchResult{run: run, mode: mode, concurrency: c, requests: n, elapsed: elapsed,
 				p50: percentile(lat, 50), p99: percentile(lat, 99), hwm: peakRSS(t, tg.pid), cpu: cpu}
-			t.Logf("run %d %s c=%d: %d requests in %s: %.0f/s p50 %s p99 %s VmHWM %.1f MiB CPU %.2f ms/request",
+			gw := ""
+			if api.pid != tg.pid {
+				r.gatewayHWM = peakRSS(t, api.pid)
+				gw = fmt.Sprintf(" gateway VmHWM %.1f MiB", float64(r.gatewayHWM)/(1<<20))
+			}
+			t.Logf("run %d %s c=%d: %d requests in %s: %.0f/s p50 %s p99 %s VmHWM %.1f MiB%s CPU %.2f ms/request",
 				run, mode, c, n, elapsed.Round(time.Millisecond), r.perSecond(),
-				r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), float64(r.hwm)/(1<<20),
+				r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), float64(r.hwm)/(1<<20), gw,
 				float64(cpu.Microseconds())/1000/float64(n))
 			results = append(results, r)
 		}
 	}
 	for user, n := range expected {
-		checkAudit(t, client, tg.httpURL, user, n)
+		checkAudit(t, client, api.httpURL, user, n)
 	}
 	var dl []downloadResult
 	if p.downloadMiB > 0 {
@@ -264,15 +308,7 @@ func startSubprocess(t *testing.T, bin, dir string) benchTarget {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(dir, "stagingd.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stop := startProcess(t, cmd, filepath.Join(dir, "stagingd.log"))
 	found := make(chan [2]string, 1)
 	go func() {
 		var urls [2]string
@@ -287,26 +323,6 @@ func startSubprocess(t *testing.T, bin, dir string) benchTarget {
 			}
 		}
 	}()
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("stagingd exited with %v; log %s", err, logPath)
-			}
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("stagingd did not stop within 30 s of SIGTERM")
-		}
-		logFile.Close()
-		if t.Failed() {
-			if b, err := os.ReadFile(logPath); err == nil {
-				t.Logf("stagingd log:\n%s", b)
-			}
-		}
-	}
 	select {
 	case u := <-found:
 		waitReady(t, u[0])
@@ -320,6 +336,61 @@ func startSubprocess(t *testing.T, bin, dir string) benchTarget {
 
 // startInProcess starts the all-in-one in the test process (for CPU
 // profiles with go test -cpuprofile).
+// startGateway runs the standalone gateway bin on sys's NATS server and
+// roots, on a free port, and waits until it is ready.
+func startGateway(t *testing.T, bin string, sys benchTarget) benchTarget {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "-log-level", "warn")
+	cmd.Env = append(os.Environ(),
+		"STAGING_NATS_URL="+sys.natsURL, "STAGING_HTTP_ADDR="+addr, "STAGING_OPS_ADDR=127.0.0.1:0",
+		"STAGING_SOURCE_ROOT="+filepath.Join(sys.dataDir, "storage"), "STAGING_USER_AREA_ROOT="+filepath.Join(sys.dataDir, "user_area"),
+		"STAGING_ALLOWED_METHODS=local_copy,local_symlink,local_hardlink,direct_download")
+	stop := startProcess(t, cmd, filepath.Join(sys.dataDir, "gateway.log"))
+	base := "http://" + addr
+	waitReady(t, base)
+	return benchTarget{httpURL: base, natsURL: sys.natsURL, dataDir: sys.dataDir, pid: cmd.Process.Pid, stop: stop}
+}
+
+// startProcess starts cmd with its standard error in logPath and returns
+// the function that stops it with SIGTERM (and shows the log on failure).
+func startProcess(t *testing.T, cmd *exec.Cmd, logPath string) func() {
+	t.Helper()
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s exited with %v; log %s", cmd.Path, err, logPath)
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("%s did not stop within 30 s of SIGTERM", cmd.Path)
+		}
+		logFile.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(logPath); err == nil {
+				t.Logf("%s log:\n%s", cmd.Path, b)
+			}
+		}
+	}
+}
+
 func startInProcess(t *testing.T, dir string) benchTarget {
 	t.Helper()
 	cfg, err := loadConfig([]string{"-data-dir", dir, "-http-addr", "127.0.0.1:0", "-nats-listen", "127.0.0.1:0", "-log-level", "warn"}, io.Discard)
@@ -333,12 +404,22 @@ func startInProcess(t *testing.T, dir string) benchTarget {
 		t.Fatal(err)
 	}
 	waitReady(t, sys.httpURL)
-	return benchTarget{httpURL: sys.httpURL, natsURL: sys.natsURL, dataDir: dir, stop: func() {
+	return benchTarget{httpURL: sys.httpURL, natsURL: sys.natsURL, dataDir: dir, heapProfile: os.Getenv("STAGING_BENCH_HEAPPROFILE"), stop: func() {
 		cancel()
 		if err := sys.wait(); err != nil {
 			t.Errorf("stagingd stopped with: %v", err)
 		}
 	}}
+}
+
+func writeHeapProfile(t *testing.T, path string) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = errors.Join(pprof.WriteHeapProfile(f), f.Close())
+	}
+	if err != nil {
+		t.Errorf("heap profile: %v", err)
+	}
 }
 
 func waitReady(t *testing.T, base string) {
@@ -367,6 +448,9 @@ func runStep(t *testing.T, client *http.Client, tg benchTarget, mode, user strin
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
+				if i == n/2 && tg.heapProfile != "" {
+					writeHeapProfile(t, tg.heapProfile)
+				}
 				if i >= n || failed.Load() > 0 {
 					return
 				}
@@ -711,7 +795,7 @@ func benchReport(p benchParams, all []benchResult, downloads []downloadResult) s
 	b.WriteString("| API | concurrency | requests | requests/s | p50 ms | p99 ms | peak RSS MiB | CPU ms/request |\n|---|---|---|---|---|---|---|---|\n")
 	for _, c := range p.levels {
 		for _, mode := range p.modes {
-			var rate, p50, p99, hwm, cpu []float64
+			var rate, p50, p99, hwm, gwHWM, cpu []float64
 			n := 0
 			for _, r := range all {
 				if r.mode == mode && r.concurrency == c {
@@ -719,6 +803,7 @@ func benchReport(p benchParams, all []benchResult, downloads []downloadResult) s
 					p50 = append(p50, float64(r.p50.Microseconds())/1000)
 					p99 = append(p99, float64(r.p99.Microseconds())/1000)
 					hwm = append(hwm, float64(r.hwm)/(1<<20))
+					gwHWM = append(gwHWM, float64(r.gatewayHWM)/(1<<20))
 					cpu = append(cpu, float64(r.cpu.Microseconds())/1000/float64(r.requests))
 					n = r.requests
 				}
@@ -730,6 +815,9 @@ func benchReport(p benchParams, all []benchResult, downloads []downloadResult) s
 			rss, cpuText := "n/a (in process)", "n/a"
 			if !p.inProcess {
 				rss = fmt.Sprintf("%.0f", median(hwm))
+				if p.gatewayBin != "" {
+					rss += fmt.Sprintf(" (gateway process: %.0f)", median(gwHWM))
+				}
 				cpuText = fmt.Sprintf("%.2f", median(cpu))
 			}
 			fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.1f | %.1f | %s | %s |\n", api, c, n, median(rate), median(p50), median(p99), rss, cpuText)

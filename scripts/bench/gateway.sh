@@ -13,6 +13,9 @@
 #                          sse: POST /api/v1/stagings + GET .../events
 #   DOWNLOAD_MIB=1024      size of the download compared (0: skip)
 #   OUT=<file>             also write the table there
+#   GATEWAY=1              send the requests through a standalone gateway
+#                          process on stagingd's NATS server instead, and
+#                          report its own peak RSS beside stagingd's
 #   PROFILE=<file>         instead: run the all-in-one in the test process
 #                          with a CPU profile written to <file>, and print
 #                          its top functions (no RSS figure then)
@@ -45,6 +48,10 @@ fi
 
 CGO_ENABLED=0 go build -trimpath -o "$work/stagingd" ./cmd/stagingd
 export STAGING_BENCH_BIN=$work/stagingd
+if [[ ${GATEWAY:-0} == 1 ]]; then
+	CGO_ENABLED=0 go build -trimpath -o "$work/gateway" ./services/gateway/cmd/gateway
+	export STAGING_BENCH_GATEWAY_BIN=$work/gateway
+fi
 echo "gateway benchmark: $STAGING_BENCH_RUNS run(s), levels $STAGING_BENCH_LEVELS, modes $STAGING_BENCH_MODES; load average $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 go test -run '^TestGatewayBench$' -count=1 -timeout 60m -v ./cmd/stagingd >"$work/test.log" 2>&1 ||
 	{ grep -v '^ *{' "$work/test.log" | tail -40; exit 1; }
