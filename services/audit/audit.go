@@ -104,11 +104,11 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait,
 		RetryMin: cfg.RetryMin, RetryMax: cfg.RetryMax,
 		ApplyTimeout: cfg.AckWait / 2,
-	}, log.With("component", "audit_recorder"), deps.Tracer, deps.Registerer)
+	}, deps.Log.With("component", "audit_recorder"), deps.Tracer, deps.Registerer)
 	if err != nil {
 		return err
 	}
-	queries, err := history.New(store, log.With("component", "audit_history"), deps.Tracer, deps.Registerer)
+	queries, err := history.New(store, deps.Log.With("component", "audit_history"), deps.Tracer, deps.Registerer)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ package auditstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -140,15 +141,20 @@ func (s *Store) migrate(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
-	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
 	if s.dialect == dialectMySQL {
 		// Replicas starting together would otherwise apply the same
 		// migration side by side; MySQL DDL is not transactional, so all
 		// but one would fail half-way. goose has no MySQL session locker
-		// of its own (v3.30: Postgres only).
-		opts = append(opts, goose.WithSessionLocker(mysqlLocker{}))
+		// of its own (v3.30: Postgres only), and its Up looks for pending
+		// migrations, creating the version table, before it takes one:
+		// the lock is held around the whole of Up instead.
+		unlock, err := lockMigrations(ctx, s.write)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
-	p, err := goose.NewProvider(gd, s.write, fsys, opts...)
+	p, err := goose.NewProvider(gd, s.write, fsys, goose.WithDisableGlobalRegistry(true))
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
@@ -167,35 +173,40 @@ func (s *Store) migrate(ctx context.Context, log *slog.Logger) error {
 	return nil
 }
 
-// mysqlLocker serialises the migrations of audit replicas sharing a MySQL
-// database with a named lock. The server releases it when the connection
-// ends, so a replica that dies while migrating leaves no stale lock.
-type mysqlLocker struct{}
-
-// migrationLock names the lock: GET_LOCK names are server-wide, so it
-// carries the database's name, hashed to fit the 64-character limit.
+// migrationLock names the named lock that serialises the migrations of
+// audit replicas sharing a MySQL database: GET_LOCK names are server-wide,
+// so it carries the database's name, hashed to fit the 64-character limit.
 const migrationLock = "CONCAT('skao_audit_migrate:', MD5(DATABASE()))"
 
 // migrationLockWait bounds the wait for another replica's migrations.
 const migrationLockWait = 5 * time.Minute
 
-func (mysqlLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
+// lockMigrations takes the migration lock on a connection of its own and
+// returns its release. The server releases the lock when the connection
+// ends, so a replica that dies while migrating leaves no stale lock.
+func lockMigrations(ctx context.Context, db *sql.DB) (func(), error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("take the migration lock: %w", err)
+	}
 	var got sql.NullInt64
 	q := "SELECT GET_LOCK(" + migrationLock + ", ?)"
 	if err := conn.QueryRowContext(ctx, q, int(migrationLockWait.Seconds())).Scan(&got); err != nil {
-		return fmt.Errorf("take the migration lock: %w", err)
+		conn.Close()
+		return nil, fmt.Errorf("take the migration lock: %w", err)
 	}
 	if got.Int64 != 1 {
-		return fmt.Errorf("take the migration lock: another replica held it for %s", migrationLockWait)
+		conn.Close()
+		return nil, fmt.Errorf("take the migration lock: another replica held it for %s", migrationLockWait)
 	}
-	return nil
-}
-
-func (mysqlLocker) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
-	if _, err := conn.ExecContext(ctx, "DO RELEASE_LOCK("+migrationLock+")"); err != nil {
-		return fmt.Errorf("release the migration lock: %w", err)
-	}
-	return nil
+	return func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "DO RELEASE_LOCK("+migrationLock+")"); err != nil {
+			// Not back to the pool still holding the lock: a connection
+			// reported bad is closed, and the server releases it then.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		conn.Close()
+	}, nil
 }
 
 // Ping checks that the database answers. It uses the readers: SQLite's
