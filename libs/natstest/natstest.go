@@ -6,6 +6,7 @@ package natstest
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -78,4 +79,29 @@ func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 func External(t testing.TB) string {
 	t.Helper()
 	return testenv.Lookup(t, "STAGING_TEST_NATS_URL", "an external NATS server (scripts/nats-test-server.sh starts one)")
+}
+
+// PublishAll publishes msgs to JetStream asynchronously, each with its
+// Nats-Msg-Id header if it has one, and returns once the server has
+// stored every one. A loaded machine that stalls the publisher makes it
+// wait for the outstanding ones rather than fail.
+func PublishAll(t testing.TB, js jetstream.JetStream, msgs []*nats.Msg) {
+	t.Helper()
+	for _, m := range msgs {
+		for {
+			_, err := js.PublishMsgAsync(m)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+				t.Fatalf("publish %s: %v", m.Subject, err)
+			}
+			<-js.PublishAsyncComplete()
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		t.Fatalf("%d messages not all stored within a minute", len(msgs))
+	}
 }

@@ -3,15 +3,16 @@ package audit_test
 import (
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/natstest"
 	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/audit"
 )
@@ -49,28 +50,18 @@ func benchBacklog(b *testing.B, batchSize int) {
 	dsn := testenv.MySQL(b)
 	e := newEnv(b)
 	events := backlogEvents()
+	msgs := make([]*nats.Msg, 0, len(events))
 	for _, ev := range events {
 		data, err := json.Marshal(ev)
 		if err != nil {
 			b.Fatal(err)
 		}
-		for {
-			_, err := e.js.PublishAsync(contract.EventSubject(ev.RequestID), data, jetstream.WithMsgID(ev.ID))
-			if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-				if err != nil {
-					b.Fatal(err)
-				}
-				break
-			}
-			// A loaded machine: let the outstanding publishes complete.
-			<-e.js.PublishAsyncComplete()
-		}
+		m := nats.NewMsg(contract.EventSubject(ev.RequestID))
+		m.Header.Set(jetstream.MsgIDHeader, ev.ID)
+		m.Data = data
+		msgs = append(msgs, m)
 	}
-	select {
-	case <-e.js.PublishAsyncComplete():
-	case <-time.After(time.Minute):
-		b.Fatal("publishing the backlog timed out")
-	}
+	natstest.PublishAll(b, e.js, msgs)
 	cfg := audit.Config{MySQLDSN: dsn, BatchSize: batchSize, BatchWait: 200 * time.Millisecond, RetryMin: time.Second, RetryMax: time.Second, AckWait: time.Minute}
 
 	start := time.Now()
