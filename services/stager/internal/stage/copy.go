@@ -290,7 +290,7 @@ func (s *Stager) copyPlan(ctx context.Context, t *target, p *plan, m *meter, sum
 	// One syncfs (shared with the other copies waiting) instead of an
 	// fsync per file: as durable before the rename, much faster for many
 	// small files.
-	if err := s.flush.sync(t.sync); err != nil {
+	if err := s.flush.sync(t.sync.with(-1)); err != nil {
 		return "", targetError(t.shown, err)
 	}
 	return "", nil
@@ -500,7 +500,7 @@ func (s *Stager) syncFile(t *target, out *os.File, size int64) error {
 	if size > groupSyncMax {
 		return out.Sync()
 	}
-	if err := s.flush.sync(t.sync); err != nil {
+	if err := s.flush.sync(t.sync.with(int(out.Fd()))); err != nil {
 		return err
 	}
 	const wait = unix.SYNC_FILE_RANGE_WAIT_BEFORE | unix.SYNC_FILE_RANGE_WRITE | unix.SYNC_FILE_RANGE_WAIT_AFTER
@@ -544,7 +544,7 @@ func (t *target) finalize(want fs.FileMode, f *flusher) (Result, bool, error) {
 	if f == nil {
 		return Result{}, false, nil
 	}
-	if err := f.sync(t.sync); err != nil {
+	if err := f.sync(t.sync.with(t.fd)); err != nil {
 		return Result{}, true, targetError(t.shown, err)
 	}
 	return Result{}, false, nil

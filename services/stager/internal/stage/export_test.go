@@ -3,5 +3,8 @@ package stage
 // SetAfterChunk makes s call fn after each chunk of a file it copies.
 func SetAfterChunk(s *Stager, fn func(src string)) { s.afterChunk = fn }
 
-// SetSyncfs makes s flush the user area with fn instead of syncfs(2).
-func SetSyncfs(s *Stager, fn func(fd int) error) { s.flush.syncfs = fn }
+// SetFlush makes s flush the user area with syncfs and fsync instead of
+// syncfs(2) and fsync(2).
+func SetFlush(s *Stager, syncfs, fsync func(fd int) error) {
+	s.flush.syncfs, s.flush.fsync = syncfs, fsync
+}

@@ -19,7 +19,10 @@ import (
 // A flush starts only after all its waiters have joined, so it covers
 // everything each of them wrote before joining; a waiter that arrives while
 // a flush runs waits for the next one. Any error fails every waiter of the
-// flush. The zero flusher is ready to use.
+// flush. A flush with a single waiter fsyncs that waiter's own file or
+// directory instead: a syncfs also writes back whatever else is dirty on
+// the filesystem, which a lone copy need not wait for. The zero flusher is
+// ready to use.
 type flusher struct {
 	mu sync.Mutex
 	// busy: a flush is running; next collects the waiters of the one
@@ -27,8 +30,9 @@ type flusher struct {
 	busy bool
 	next *flush
 
-	// syncfs is unix.Syncfs; tests replace it.
-	syncfs func(fd int) error
+	// syncfs and fsync are unix.Syncfs and unix.Fsync; tests replace
+	// them.
+	syncfs, fsync func(fd int) error
 }
 
 // flush is one syncfs per filesystem its waiters wrote to.
@@ -39,6 +43,7 @@ type flush struct {
 	// oldest one covers every waiter's writes.
 	fds     map[uint64]syncHandle
 	waiters int
+	alone   int           // the one waiter's own descriptor, while it is alone (-1: none)
 	lead    chan struct{} // given to the one waiter that runs the flush
 	done    chan struct{} // closed when it ran; err is then set
 	err     error
@@ -50,6 +55,17 @@ type syncHandle struct {
 	dev    uint64 // its filesystem
 	fd     int
 	opened uint64 // order of opening, from opens
+}
+
+// with makes a waiter of h whose writes an fsync of own makes durable
+// when it is alone in a flush: the copied file, or the directory h is
+// for a rename. own -1 (a tree: many files) always takes a syncfs.
+func (h syncHandle) with(own int) waiter { return waiter{syncHandle: h, own: own} }
+
+// waiter is a syncHandle and the waiter's own descriptor.
+type waiter struct {
+	syncHandle
+	own int
 }
 
 // opens orders the descriptors handed to the flusher by when they were
@@ -68,7 +84,8 @@ func newSyncHandle(fd int) (syncHandle, error) {
 // sync returns once everything written to h's filesystem before the call
 // is on disk, or the error of the flush that was to put it there. h must
 // stay open until sync returns.
-func (f *flusher) sync(h syncHandle) error {
+func (f *flusher) sync(w waiter) error {
+	h := w.syncHandle
 	f.mu.Lock()
 	b := f.next
 	if b == nil {
@@ -76,6 +93,7 @@ func (f *flusher) sync(h syncHandle) error {
 		f.next = b
 	}
 	b.waiters++
+	b.alone = w.own
 	if old, ok := b.fds[h.dev]; !ok || h.opened < old.opened {
 		b.fds[h.dev] = h
 	}
@@ -108,6 +126,16 @@ func (f *flusher) sync(h syncHandle) error {
 }
 
 func (f *flusher) run(b *flush) error {
+	if b.waiters == 1 && b.alone >= 0 {
+		fsync := f.fsync
+		if fsync == nil {
+			fsync = unix.Fsync
+		}
+		if err := fsync(b.alone); err != nil {
+			return fmt.Errorf("fsync: %w", err)
+		}
+		return nil
+	}
 	syncfs := f.syncfs
 	if syncfs == nil {
 		syncfs = unix.Syncfs

@@ -41,7 +41,7 @@ func TestFlusherCoversEveryWaiter(t *testing.T) {
 			clock++
 			joined[i] = clock
 			mu.Unlock()
-			if err := f.sync(syncHandle{dev: 1, fd: 100 + i, opened: uint64(i)}); err != nil {
+			if err := f.sync(syncHandle{dev: 1, fd: 100 + i, opened: uint64(i)}.with(-1)); err != nil {
 				t.Errorf("waiter %d: %v", i, err)
 			}
 			lastBefore[i] = int(flushes.Load())
@@ -94,7 +94,7 @@ func TestFlusherErrorFailsEveryWaiter(t *testing.T) {
 	// The first waiter's flush runs alone; the next ones join the second,
 	// which fails.
 	first := make(chan error, 1)
-	go func() { first <- f.sync(syncHandle{dev: 1, fd: 3}) }()
+	go func() { first <- f.sync(syncHandle{dev: 1, fd: 3}.with(-1)) }()
 	<-inFirst
 	const waiters = 8
 	errs := make(chan error, waiters)
@@ -103,7 +103,7 @@ func TestFlusherErrorFailsEveryWaiter(t *testing.T) {
 		joined.Add(1)
 		go func() {
 			joined.Done()
-			errs <- f.sync(syncHandle{dev: 1, fd: 10 + i})
+			errs <- f.sync(syncHandle{dev: 1, fd: 10 + i}.with(-1))
 		}()
 	}
 	joined.Wait()
@@ -123,7 +123,7 @@ func TestFlusherErrorFailsEveryWaiter(t *testing.T) {
 	if failed != waiters {
 		t.Errorf("%d of %d waiters of the failed flush got its error", failed, waiters)
 	}
-	if err := f.sync(syncHandle{dev: 1, fd: 3}); err != nil {
+	if err := f.sync(syncHandle{dev: 1, fd: 3}.with(-1)); err != nil {
 		t.Errorf("the flush after a failed one: %v", err)
 	}
 }
@@ -148,10 +148,10 @@ func TestFlusherOneSyncfsPerFilesystem(t *testing.T) {
 		return nil
 	}
 	done := make(chan error, 5)
-	go func() { done <- f.sync(syncHandle{dev: 9, fd: 1, opened: 1}) }()
+	go func() { done <- f.sync(syncHandle{dev: 9, fd: 1, opened: 1}.with(-1)) }()
 	<-inFirst
 	for _, h := range []syncHandle{{dev: 1, fd: 11, opened: 5}, {dev: 1, fd: 12, opened: 3}, {dev: 2, fd: 21, opened: 4}, {dev: 1, fd: 13, opened: 6}} {
-		go func() { done <- f.sync(h) }()
+		go func() { done <- f.sync(h.with(-1)) }()
 	}
 	waitForWaiters(t, &f, 4)
 	close(release)

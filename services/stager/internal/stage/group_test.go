@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -33,7 +34,7 @@ func TestConcurrentCopiesShareFlushes(t *testing.T) {
 	flushes := 0
 	syncedData := map[string]bool{}  // temporary names seen complete by a flush
 	syncedNames := map[string]bool{} // final names seen by a flush
-	stage.SetSyncfs(f.s, func(fd int) error {
+	record := func(fd int) {
 		entries, _ := os.ReadDir(dir)
 		mu.Lock()
 		flushes++
@@ -49,8 +50,10 @@ func TestConcurrentCopiesShareFlushes(t *testing.T) {
 			}
 		}
 		mu.Unlock()
-		return unix.Syncfs(fd)
-	})
+	}
+	stage.SetFlush(f.s,
+		func(fd int) error { record(fd); return unix.Syncfs(fd) },
+		func(fd int) error { record(fd); return unix.Fsync(fd) })
 	// The first copy makes the directory; the rest run at once.
 	if _, err := f.s.Copy(context.Background(), cmd("r-first", "obs/x.fits", "out/first"), nil); err != nil {
 		t.Fatal(err)
@@ -92,7 +95,8 @@ func TestConcurrentCopiesShareFlushes(t *testing.T) {
 func TestFlushErrorFailsCopies(t *testing.T) {
 	f := newFixture(t, "")
 	must(t, os.MkdirAll(filepath.Join(f.userArea, "alice", "out"), 0o755))
-	stage.SetSyncfs(f.s, func(int) error { return syscall.EIO })
+	fail := func(int) error { return syscall.EIO }
+	stage.SetFlush(f.s, fail, fail)
 	const n = 16
 	var wg sync.WaitGroup
 	for i := range n {
@@ -106,5 +110,21 @@ func TestFlushErrorFailsCopies(t *testing.T) {
 	wg.Wait()
 	if got := listing(t, filepath.Join(f.userArea, "alice", "out")); len(got) != 1 {
 		t.Errorf("after failed flushes the target directory holds %v, want nothing", got)
+	}
+}
+
+// TestLoneCopyFsyncs: a copy alone in its flushes fsyncs its file and its
+// directory rather than syncing the whole filesystem.
+func TestLoneCopyFsyncs(t *testing.T) {
+	f := newFixture(t, "")
+	var syncfs, fsync atomic.Int32
+	stage.SetFlush(f.s,
+		func(fd int) error { syncfs.Add(1); return unix.Syncfs(fd) },
+		func(fd int) error { fsync.Add(1); return unix.Fsync(fd) })
+	if _, err := f.s.Copy(context.Background(), cmd("r1", "obs/x.fits", "out/x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if syncfs.Load() != 0 || fsync.Load() != 2 {
+		t.Errorf("a lone copy made %d syncfs and %d fsync calls, want 0 and 2 (its file, its directory)", syncfs.Load(), fsync.Load())
 	}
 }

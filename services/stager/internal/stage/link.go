@@ -65,7 +65,7 @@ func (s *Stager) Hardlink(ctx context.Context, cmd contract.Command) (Result, er
 		}
 		return Result{}, targetError(t.shown, fmt.Errorf("link %s: %w", rel, err))
 	}
-	if err := s.flush.sync(t.sync); err != nil {
+	if err := s.flush.sync(t.sync.with(t.fd)); err != nil {
 		return Result{}, targetError(t.shown, err)
 	}
 	return Result{Outcome: contract.OutcomeStaged, Bytes: fi.Size(), Files: 1, Message: fmt.Sprintf("hard-linked %s to %s (%s)", t.shown, cmd.LocalPathOnStorage, plural(fi.Size(), "byte"))}, nil
