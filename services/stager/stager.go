@@ -41,7 +41,7 @@ type Config struct {
 	// SyncCopies is on by default: a copy is on disk before it has its
 	// name, so not even a machine crash leaves a named copy with missing
 	// data. Off, copies go at the page cache's speed (docs/benchmarks.md).
-	SyncCopies   bool          `env:"SYNC_COPIES" envDefault:"true" help:"write each copy to disk (a syncfs shared by the copies waiting at the time; fsync for a file over 16 MiB) before renaming it into place, and the rename before reporting it done; false leaves it to the kernel's writeback: faster, but a machine crash soon after a copy can leave it named with data missing"`
+	SyncCopies   bool          `env:"SYNC_COPIES" envDefault:"true" help:"write each copy to disk (copies waiting at the same time share one syncfs; a copy alone, or a file over 16 MiB, is fsynced) before renaming it into place, and the rename before reporting it done; false leaves it to the kernel's writeback: faster, but a machine crash soon after a copy can leave it named with data missing"`
 	DownloadAddr string        `env:"DOWNLOAD_ADDR" envDefault:":8081" help:"listen address for download links; empty for none"`
 	DownloadTTL  time.Duration `env:"DOWNLOAD_TTL" envDefault:"1h" help:"lifetime of a download link"`
 	// DownloadSendfile is off by default: on the VMs measured a 1 MiB
