@@ -13,7 +13,7 @@
 # Without STAGING_TEST_MYSQL_DSN it says so and exits 0 (as the tests skip).
 set -euo pipefail
 
-: "${ROUNDS:=3}" "${BASE:=HEAD}" "${BATCH:=500}"
+: "${ROUNDS:=3}" "${BASE:=HEAD}" "${BATCH:=2000}"
 if [[ -z ${STAGING_TEST_MYSQL_DSN:-} ]]; then
 	echo "audit bench: SKIP, STAGING_TEST_MYSQL_DSN is not set (e.g. 'root:@tcp(127.0.0.1:3306)/')"
 	exit 0

@@ -41,7 +41,7 @@ type Store interface {
 
 // Options tune the recorder. Zero values take the defaults.
 type Options struct {
-	// BatchSize is the most events fetched and committed at once (500).
+	// BatchSize is the most events fetched and committed at once (2000).
 	BatchSize int
 	// BatchWait is how long a fetch waits for a full batch (200ms).
 	BatchWait time.Duration
@@ -58,7 +58,7 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.BatchSize <= 0 {
-		o.BatchSize = 500
+		o.BatchSize = 2000
 	}
 	if o.BatchWait <= 0 {
 		o.BatchWait = 200 * time.Millisecond
