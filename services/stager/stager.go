@@ -44,9 +44,9 @@ type Config struct {
 	SyncCopies   bool          `env:"SYNC_COPIES" envDefault:"true" help:"write each copy to disk (copies waiting at the same time share one syncfs; a copy alone, or a file over 16 MiB, is fsynced) before renaming it into place, and the rename before reporting it done; false leaves it to the kernel's writeback: faster, but a machine crash soon after a copy can leave it named with data missing"`
 	DownloadAddr string        `env:"DOWNLOAD_ADDR" envDefault:":8081" help:"listen address for download links; empty for none"`
 	DownloadTTL  time.Duration `env:"DOWNLOAD_TTL" envDefault:"1h" help:"lifetime of a download link"`
-	// DownloadSendfile is off by default: on the VMs measured a 1 MiB
+	// DownloadSendfile is off by default: on the VMs measured a 2 MiB
 	// buffered copy serves files faster than sendfile (docs/benchmarks.md).
-	DownloadSendfile bool          `env:"DOWNLOAD_SENDFILE" envDefault:"false" help:"serve downloaded files with sendfile(2) instead of a 1 MiB buffered copy"`
+	DownloadSendfile bool          `env:"DOWNLOAD_SENDFILE" envDefault:"false" help:"serve downloaded files with sendfile(2) instead of a 2 MiB buffered copy"`
 	Ownership        string        `env:"OWNERSHIP" envDefault:"none" help:"who owns staged data: none (the stager), passwd (the user, looked up through os/user) or map (from OWNERSHIP_MAP_FILE)"`
 	OwnershipMap     string        `env:"OWNERSHIP_MAP_FILE" help:"file of \"username uid:gid\" lines, for OWNERSHIP=map"`
 	ShutdownGrace    time.Duration `env:"SHUTDOWN_GRACE" envDefault:"10s" help:"how long open downloads may take to finish at shutdown"`
