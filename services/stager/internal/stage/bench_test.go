@@ -48,23 +48,30 @@ func benchSource(b *testing.B) (string, string) {
 	return src, users
 }
 
+// benchStager opens a stager on the storage src and the user area users,
+// closed when b ends.
+func benchStager(b *testing.B, src, users string, noSync bool) *stage.Stager {
+	b.Helper()
+	r, err := storage.Open(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { r.Close() })
+	u, err := os.OpenRoot(users)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { u.Close() })
+	return &stage.Stager{Source: r, Users: u, NoSync: noSync, Tracer: noop.NewTracerProvider().Tracer("bench")}
+}
+
 // BenchmarkCopyFile compares the stager's copy of a 256 MiB file (os.Root,
 // temporary name, fsync, rename) with io.Copy between two files, with and
 // without an fsync of the copy.
 func BenchmarkCopyFile(b *testing.B) {
 	src, users := benchSource(b)
 	b.Run("stager", func(b *testing.B) {
-		r, err := storage.Open(src)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer r.Close()
-		u, err := os.OpenRoot(users)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer u.Close()
-		s := &stage.Stager{Source: r, Users: u, Tracer: noop.NewTracerProvider().Tracer("bench")}
+		s := benchStager(b, src, users, false)
 		b.SetBytes(benchSize)
 		i := 0
 		for b.Loop() {
@@ -163,17 +170,7 @@ func BenchmarkCopyTree(b *testing.B) {
 	}
 	for _, noSync := range []bool{false, true} {
 		b.Run(map[bool]string{false: "stager", true: "stager-nosync"}[noSync], func(b *testing.B) {
-			r, err := storage.Open(src)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer r.Close()
-			u, err := os.OpenRoot(users)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer u.Close()
-			s := &stage.Stager{Source: r, Users: u, NoSync: noSync, Tracer: noop.NewTracerProvider().Tracer("bench")}
+			s := benchStager(b, src, users, noSync)
 			progress := func(contract.Progress) {}
 			timed(b, func(name string) {
 				if _, err := s.Copy(context.Background(), cmd("req-"+name, "tree", name), progress); err != nil {
@@ -208,17 +205,7 @@ func BenchmarkCopySmallFile(b *testing.B) {
 	if err := os.WriteFile(filepath.Join(src, "small.bin"), make([]byte, 4<<10), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	r, err := storage.Open(src)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
-	u, err := os.OpenRoot(users)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer u.Close()
-	s := &stage.Stager{Source: r, Users: u, Tracer: noop.NewTracerProvider().Tracer("bench")}
+	s := benchStager(b, src, users, false)
 	b.SetBytes(4 << 10)
 	i := 0
 	for b.Loop() {
