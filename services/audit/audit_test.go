@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -353,13 +354,76 @@ func TestEventGapsFilledFromTheMessage(t *testing.T) {
 	if _, err := e.js.PublishMsg(t.Context(), msg); err != nil {
 		t.Fatal(err)
 	}
-	var rec *contract.Record
+	var rep contract.AuditGetReply
 	testenv.Eventually(t, 15*time.Second, "the request to be recorded", func() bool {
-		rec = query[contract.AuditGetReply](t, e.nc, contract.SubjectAuditGet, contract.AuditGetRequest{ID: "req-1"}).Record
-		return rec != nil
+		rep = query[contract.AuditGetReply](t, e.nc, contract.SubjectAuditGet, contract.AuditGetRequest{ID: "req-1", WithEvents: true})
+		return rep.Record != nil
 	})
+	rec := rep.Record
 	if rec.TraceID != traceID || rec.CreatedAt.Before(before) || rec.CreatedAt.After(time.Now()) {
 		t.Errorf("trace id %q, created %s; want %q and about now", rec.TraceID, rec.CreatedAt, traceID)
+	}
+	// The stored event is the one filled in, not the message as received.
+	if len(rep.Events) != 1 || rep.Events[0].TraceID != traceID || rep.Events[0].Time.Sub(rec.CreatedAt).Abs() > time.Microsecond {
+		t.Errorf("events = %+v, want one with trace id %s and time %s", rep.Events, traceID, rec.CreatedAt)
+	}
+}
+
+// A message is stored as received when decoding added nothing to it (an
+// unknown field then stays in the stored message, and reading it back
+// ignores it), and encoded again when it is not valid UTF-8, which a MySQL
+// text column would refuse: both are recorded, on every backend.
+func TestEventsStoredAsReceivedOrEncoded(t *testing.T) {
+	for _, backend := range []struct {
+		name string
+		cfg  func(t *testing.T) audit.Config
+	}{
+		{"sqlite", sqliteConfig},
+		{"mysql", func(t *testing.T) audit.Config {
+			cfg := sqliteConfig(t)
+			cfg.MySQLDSN = testenv.MySQL(t)
+			return cfg
+		}},
+	} {
+		t.Run(backend.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.start(t, backend.cfg(t))
+			evs := lifecycle(command("req-1"), 1, false)
+			evs[1].Source = "stager XFF"
+			for i, ev := range evs {
+				data, err := json.Marshal(ev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch i {
+				case 0:
+					data = append(data[:len(data)-1], `,"added_later":{"x":[1,2]}}`...)
+				case 1:
+					// A byte that is not UTF-8 inside a string.
+					data = bytes.Replace(data, []byte("XFF"), []byte{0xff}, 1)
+				}
+				if _, err := e.js.Publish(t.Context(), contract.EventSubject(ev.RequestID), data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var rep contract.AuditGetReply
+			testenv.Eventually(t, 15*time.Second, "the three events to be recorded", func() bool {
+				rep = query[contract.AuditGetReply](t, e.nc, contract.SubjectAuditGet, contract.AuditGetRequest{ID: "req-1", WithEvents: true})
+				return rep.Record != nil && len(rep.Events) == 3
+			})
+			if rep.Record.Status != contract.StatusSucceeded {
+				t.Errorf("status = %s, want succeeded", rep.Record.Status)
+			}
+			for i, got := range rep.Events {
+				want := evs[i]
+				if i == 1 {
+					want.Source = "stager \uFFFD"
+				}
+				if got.ID != want.ID || got.Type != want.Type || !got.Time.Equal(want.Time) || got.Source != want.Source || got.Username != want.Username {
+					t.Errorf("event %d = %+v, want %+v", i, got, want)
+				}
+			}
+		})
 	}
 }
 

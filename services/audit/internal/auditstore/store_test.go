@@ -2,6 +2,7 @@ package auditstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -723,4 +724,28 @@ func TestOpenStoppedWhileMigrating(t *testing.T) {
 			t.Fatalf("open cancelled after %v: %v, want an error wrapping context.Canceled", time.Duration(i)*250*time.Microsecond, err)
 		}
 	}
+}
+
+// A message given as received is what the events table keeps, not the
+// event encoded again: the history reads it back.
+func TestReceivedMessageIsStored(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *auditstore.Store) {
+		ev := event(cmd("req-1"), contract.EventQueued, 1, at(0))
+		received := ev
+		received.Message = "as received"
+		data, err := json.Marshal(received)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ApplyBatch(t.Context(), auditstore.Batch{Events: []contract.Event{ev}, Received: map[string][]byte{ev.ID: data}}); err != nil {
+			t.Fatal(err)
+		}
+		_, events, err := s.Get(t.Context(), "req-1", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events) != 1 || events[0].Message != "as received" {
+			t.Errorf("events = %+v, want the message as received", events)
+		}
+	})
 }

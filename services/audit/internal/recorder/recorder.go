@@ -14,7 +14,6 @@
 package recorder
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -258,21 +258,41 @@ func (b *batch) add(msg jetstream.Msg, sc trace.SpanContext) (requestID, typ str
 		traceID = sc.TraceID().String()
 	}
 	if contract.IsDownloadSubject(msg.Subject()) {
-		dl, err := decodeDownload(msg)
+		dl, filled, err := decodeDownload(msg)
 		if err != nil {
 			return "", "", err
 		}
-		dl.TraceID = cmp.Or(dl.TraceID, traceID)
+		if dl.TraceID == "" && traceID != "" {
+			dl.TraceID, filled = traceID, true
+		}
 		b.store.Downloads = append(b.store.Downloads, dl)
+		b.keep(dl.ID, msg.Data(), filled)
 		return dl.RequestID, string(dl.Type), nil
 	}
-	ev, err := decode(msg)
+	ev, filled, err := decode(msg)
 	if err != nil {
 		return "", "", err
 	}
-	ev.TraceID = cmp.Or(ev.TraceID, traceID)
+	if ev.TraceID == "" && traceID != "" {
+		ev.TraceID, filled = traceID, true
+	}
 	b.store.Events = append(b.store.Events, ev)
+	b.keep(ev.ID, msg.Data(), filled)
 	return ev.RequestID, string(ev.Type), nil
+}
+
+// keep has the store save event id's message data as received, unless
+// decoding filled something in (then the store encodes the event it has)
+// or the data is not valid UTF-8 (which the decoder replaced, and which a
+// MySQL text column would refuse).
+func (b *batch) keep(id string, data []byte, filled bool) {
+	if filled || !utf8.Valid(data) {
+		return
+	}
+	if b.store.Received == nil {
+		b.store.Received = make(map[string][]byte)
+	}
+	b.store.Received[id] = data
 }
 
 // commit stores one batch and settles its messages. attempt counts the
@@ -317,38 +337,34 @@ func (r *Recorder) commit(ctx context.Context, b batch, attempt int) error {
 }
 
 // decode reads the event in msg. An event without a time takes the time
-// the stream stored it, so it can still be recorded.
-func decode(msg jetstream.Msg) (contract.Event, error) {
-	var ev contract.Event
+// the stream stored it, so it can still be recorded; filled says so.
+func decode(msg jetstream.Msg) (ev contract.Event, filled bool, err error) {
 	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
-		return ev, fmt.Errorf("not an event: %w", err)
+		return ev, false, fmt.Errorf("not an event: %w", err)
 	}
-	if ev.Time.IsZero() {
-		if meta, err := msg.Metadata(); err == nil {
-			ev.Time = meta.Timestamp
-		}
-	}
-	if err := auditstore.ValidateEvent(ev); err != nil {
-		return ev, err
-	}
-	return ev, nil
+	ev.Time, filled = timeOf(ev.Time, msg)
+	return ev, filled, auditstore.ValidateEvent(ev)
 }
 
 // decodeDownload reads the download event in msg, as decode does an event.
-func decodeDownload(msg jetstream.Msg) (contract.DownloadEvent, error) {
-	var dl contract.DownloadEvent
+func decodeDownload(msg jetstream.Msg) (dl contract.DownloadEvent, filled bool, err error) {
 	if err := json.Unmarshal(msg.Data(), &dl); err != nil {
-		return dl, fmt.Errorf("not a download event: %w", err)
+		return dl, false, fmt.Errorf("not a download event: %w", err)
 	}
-	if dl.Time.IsZero() {
-		if meta, err := msg.Metadata(); err == nil {
-			dl.Time = meta.Timestamp
-		}
+	dl.Time, filled = timeOf(dl.Time, msg)
+	return dl, filled, auditstore.ValidateDownload(dl)
+}
+
+// timeOf is t, or when t is zero the time the stream stored msg (and true).
+func timeOf(t time.Time, msg jetstream.Msg) (time.Time, bool) {
+	if !t.IsZero() {
+		return t, false
 	}
-	if err := auditstore.ValidateDownload(dl); err != nil {
-		return dl, err
+	meta, err := msg.Metadata()
+	if err != nil {
+		return t, false
 	}
-	return dl, nil
+	return meta.Timestamp, true
 }
 
 // delay is the wait after the n-th failed batch in a row: RetryMin doubled
