@@ -442,15 +442,23 @@ func TestReplayFromTheStartChangesNothing(t *testing.T) {
 	testenv.Eventually(t, 15*time.Second, "every event to be stored", func() bool {
 		return metric(t, a.reg, "staging_audit_events_total", "result", "stored") == float64(len(published))
 	})
+	replayUnchanged(t, e, a, cfg, len(published))
+}
+
+// replayUnchanged stops a, which has stored n events, replays the whole
+// stream into a new audit (the consumer deleted, as an operator resetting
+// it would) and checks that nothing was stored again and that every record
+// reads as before.
+func replayUnchanged(t *testing.T, e env, a running, cfg audit.Config, n int) {
+	t.Helper()
 	before := snapshot(t, e.nc)
 	a.stop()
-
 	if err := e.js.DeleteConsumer(t.Context(), contract.StreamEvents, contract.ConsumerAudit); err != nil {
 		t.Fatal(err)
 	}
 	b := e.start(t, cfg)
 	testenv.Eventually(t, 15*time.Second, "the replay to be consumed", func() bool {
-		return metric(t, b.reg, "staging_audit_events_total", "result", "duplicate") == float64(len(published))
+		return metric(t, b.reg, "staging_audit_events_total", "result", "duplicate") == float64(n)
 	})
 	if got := metric(t, b.reg, "staging_audit_events_total", "result", "stored"); got != 0 {
 		t.Errorf("events stored again = %v, want 0", got)

@@ -79,16 +79,5 @@ func TestDownloadEventsAreRecorded(t *testing.T) {
 		t.Errorf("get without with_events = %+v, want the record only", without)
 	}
 
-	before := snapshot(t, e.nc)
-	a.stop()
-	if err := e.js.DeleteConsumer(t.Context(), contract.StreamEvents, contract.ConsumerAudit); err != nil {
-		t.Fatal(err)
-	}
-	b := e.start(t, cfg)
-	testenv.Eventually(t, 15*time.Second, "the replay to be consumed", func() bool {
-		return metric(t, b.reg, "staging_audit_events_total", "result", "duplicate") == total
-	})
-	if diff := cmp.Diff(snapshot(t, e.nc), before); diff != "" {
-		t.Errorf("replay changed the record (-after +before):\n%s", diff)
-	}
+	replayUnchanged(t, e, a, cfg, int(total))
 }
