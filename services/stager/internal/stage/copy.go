@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/adler32"
 	"io"
 	"io/fs"
@@ -21,9 +22,7 @@ import (
 	"github.com/skao/skao-staging/libs/storage"
 )
 
-// chunk is how much of a file is copied between two progress updates. The
-// copy of a chunk stays on the kernel's copy_file_range path: io.CopyN
-// hands *os.File.ReadFrom an *io.LimitedReader, which it knows.
+// chunk is how much of a file is copied between two progress updates.
 const chunk = 16 << 20
 
 // plan is what a copy will do, known before anything is written.
@@ -183,7 +182,9 @@ func (s *Stager) planTree(rel string) (*plan, error) {
 
 // planDir adds directory sub of the tree, opened as d, and what is below
 // it to p. Each entry is looked at by its name in d: one fstatat, not a
-// resolution of its whole path.
+// resolution of its whole path. A directory read through os.Root makes
+// that fstatat (AT_SYMLINK_NOFOLLOW) for every entry as it reads it, so
+// the entry's Info costs no further call.
 func (s *Stager) planDir(p *plan, d *os.Root, sub string) error {
 	entries, err := fs.ReadDir(d.FS(), ".")
 	if err != nil {
@@ -193,7 +194,7 @@ func (s *Stager) planDir(p *plan, d *os.Root, sub string) error {
 	this := len(p.dirs) - 1
 	var subdirs []string
 	for _, e := range entries {
-		fi, err := d.Lstat(e.Name())
+		fi, err := e.Info()
 		if err != nil {
 			return err
 		}
@@ -260,7 +261,7 @@ func (t *target) checkSpace(p *plan) error {
 // the adler32 of a single file when sum is set.
 func (s *Stager) copyPlan(ctx context.Context, t *target, p *plan, m *meter, sum bool) (string, error) {
 	if !p.tree {
-		return s.copyFile(ctx, t, copyJob{from: s.Source.OS(), name: p.top, src: p.top, to: t, dst: path.Base(t.tmpRel)}, m, sum, !s.NoSync)
+		return s.copyFrom(ctx, t, s.Source.OS(), p.top, copyJob{src: p.top, dir: t.fd, dst: path.Base(t.tmpRel)}, m, sum, !s.NoSync)
 	}
 	for _, d := range p.dirs {
 		if err := t.user.Mkdir(path.Join(t.tmpRel, d.sub), 0o700); err != nil {
@@ -341,148 +342,299 @@ feed:
 }
 
 // copyUnit copies files of directory u of the tree, opening the directory
-// once on each side: each file is then opened by its name alone, rather
-// than by a path resolved again component by component.
+// once on each side: each file is then opened by its name alone, with a
+// raw openat relative to the directory, rather than by a path resolved
+// again component by component.
 func (s *Stager) copyUnit(ctx context.Context, t *target, srcTop, dstTop *os.Root, top string, u dir, m *meter) error {
 	src := path.Join(top, u.sub)
-	from, err := srcTop.OpenRoot(u.sub)
+	from, err := openDir(srcTop, u.sub)
 	if err != nil {
 		return storage.SourceError(src, err)
 	}
 	defer from.Close()
-	to, err := dstTop.OpenRoot(u.sub)
+	to, err := openDir(dstTop, u.sub)
 	if err != nil {
 		return targetError(t.shown, err)
 	}
 	defer to.Close()
 	for _, f := range u.files {
-		j := copyJob{from: from, name: f.name, src: path.Join(src, f.name), to: rootCreator{to}, dst: f.name}
+		j := copyJob{src: path.Join(src, f.name), dir: int(to.Fd()), dst: f.name}
 		if f.link {
-			j.from, j.name = s.Source.OS(), j.src
+			// Followed from the storage's root, through os.Root: it
+			// may lead out of its directory, never out of the storage.
+			_, err = s.copyFrom(ctx, t, s.Source.OS(), j.src, j, m, false, false)
+		} else {
+			_, err = s.copyAt(ctx, t, int(from.Fd()), f.name, j, m)
 		}
-		if _, err := s.copyFile(ctx, t, j, m, false, false); err != nil {
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// copyJob is one file to copy: name in the directory from (src names it
-// in messages, relative to the storage) to dst in the directory to.
+// openDir opens directory name of r. O_NONBLOCK spares the fcntl calls
+// os.File makes to try a descriptor on the poller (and makes Fd free of
+// them); it changes nothing for a directory.
+func openDir(r *os.Root, name string) (*os.File, error) {
+	return r.OpenFile(name, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NONBLOCK, 0)
+}
+
+// copyJob is where one file goes: src names its source in messages,
+// relative to the storage; dst is the new file's name in the directory
+// open as dir.
 type copyJob struct {
-	from      *os.Root
-	name, src string
-	to        creator
-	dst       string
+	src string
+	dir int
+	dst string
 }
 
-// creator makes a new file, read-only from the start (the mode applies to
-// later opens, not to the descriptor returned), and fails when name exists.
-type creator interface {
-	create(name string) (*os.File, error)
-}
-
-// rootCreator creates in a directory of a tree, opened as a root.
-type rootCreator struct{ r *os.Root }
-
-func (c rootCreator) create(name string) (*os.File, error) {
-	// O_NONBLOCK changes nothing for a new regular file, and spares the
-	// four fcntl calls os.File makes to try it on the poller.
-	return c.r.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NONBLOCK, readOnlyFile)
-}
-
-// create makes name in the target's directory, already opened through
-// os.Root: name is a single component and O_NOFOLLOW|O_EXCL refuse
-// anything already there, a symbolic link included, so nothing outside
-// can be reached.
-func (t *target) create(name string) (*os.File, error) {
-	fd, err := unix.Openat(t.fd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, readOnlyFile)
-	if err != nil {
-		return nil, &fs.PathError{Op: "openat", Path: name, Err: err}
-	}
-	// Without O_NONBLOCK os.NewFile does not try the poller: one fcntl.
-	return os.NewFile(uintptr(fd), name), nil
-}
-
-// copyFile copies one file, verifies its size, and leaves it read-only.
-// The copy is fsynced when sync is set (a tree is synced once as a whole).
-func (s *Stager) copyFile(ctx context.Context, t *target, j copyJob, m *meter, sum, sync bool) (string, error) {
-	if err := ctx.Err(); err != nil {
-		return "", fmt.Errorf("copy %s: %w", j.src, err)
-	}
+// copyFrom copies the file name of r (a path resolved through os.Root).
+func (s *Stager) copyFrom(ctx context.Context, t *target, r *os.Root, name string, j copyJob, m *meter, sum, sync bool) (string, error) {
 	// O_NONBLOCK: should the file have been swapped for a FIFO since the
-	// plan, opening it must not hang. It changes nothing for regular files.
-	in, err := j.from.OpenFile(j.name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	// plan, opening it must not hang. It changes nothing for regular
+	// files, and spares the fcntl calls os.File makes to try the poller.
+	in, err := r.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return "", storage.SourceError(j.src, err)
 	}
 	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return "", storage.SourceError(j.src, err)
+	return s.copyFile(ctx, t, int(in.Fd()), j, m, sum, sync)
+}
+
+// copyAt copies the file name of the directory open as dir, a directory
+// of a tree opened through os.Root. The name was read from that directory,
+// so it is a single component, and O_NOFOLLOW refuses a symbolic link put
+// in its place since the plan: nothing outside the directory is reached.
+// A raw descriptor rather than an os.File: no poller registration (an
+// epoll_ctl that fails for every regular file), no finalizer.
+func (s *Stager) copyAt(ctx context.Context, t *target, dir int, name string, j copyJob, m *meter) (string, error) {
+	in, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return "", contract.Errorf(contract.CodeInvalidPath, "%s is no longer a regular file: a symbolic link replaced it", j.src)
 	}
-	if !fi.Mode().IsRegular() {
+	if err != nil {
+		return "", storage.SourceError(j.src, &fs.PathError{Op: "openat", Path: j.src, Err: err})
+	}
+	defer unix.Close(in)
+	return s.copyFile(ctx, t, in, j, m, false, false)
+}
+
+// create makes name in the directory open as dir (opened through os.Root),
+// read-only from the start: the mode applies to later opens, not to the
+// descriptor returned. name is a single component and O_NOFOLLOW|O_EXCL
+// refuse anything already there, a symbolic link included, so nothing
+// outside can be reached.
+func create(dir int, name string) (int, error) {
+	fd, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, readOnlyFile)
+	if err != nil {
+		return -1, &fs.PathError{Op: "openat", Path: name, Err: err}
+	}
+	return fd, nil
+}
+
+// copyFile copies the open source file in to a new file, verifies its
+// size, and leaves it read-only. The copy is fsynced when sync is set (a
+// tree is synced once as a whole).
+func (s *Stager) copyFile(ctx context.Context, t *target, in int, j copyJob, m *meter, sum, sync bool) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("copy %s: %w", j.src, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(in, &st); err != nil {
+		return "", storage.SourceError(j.src, &fs.PathError{Op: "fstat", Path: j.src, Err: err})
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return "", contract.Errorf(contract.CodeInvalidPath, "%s is no longer a regular file", j.src)
 	}
-	out, err := j.to.create(j.dst)
+	out, err := create(j.dir, j.dst)
 	if err != nil {
 		return "", targetError(t.shown, err)
 	}
-	defer out.Close()
-
-	var src io.Reader = in
-	h := adler32.New()
+	closed := false
+	defer func() {
+		if !closed {
+			unix.Close(out)
+		}
+	}()
+	var h hash.Hash32
 	if sum {
-		// Only when a checksum is asked for: wrapping the file leaves the
-		// copy_file_range path.
-		src = io.TeeReader(in, h)
+		h = adler32.New()
 	}
-	var n int64
-	for {
-		c, err := io.CopyN(out, src, chunk)
-		if sync && c > 0 {
-			// Start writing the chunk back now, without waiting: the
-			// disk works while the next chunk is copied, and the final
-			// fsync has only the tail left to wait for.
-			_ = unix.SyncFileRange(int(out.Fd()), n, c, unix.SYNC_FILE_RANGE_WRITE)
-		}
-		n += c
-		m.bytes.Add(c)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return "", targetError(t.shown, fmt.Errorf("copy %s: %w", j.src, err))
-		}
-		if s.afterChunk != nil {
-			s.afterChunk(j.src)
-		}
-		if err := ctx.Err(); err != nil {
-			return "", fmt.Errorf("copy %s: %w", j.src, err)
-		}
-	}
-	if n != fi.Size() {
-		return "", fmt.Errorf("copy %s: %d bytes copied but the source has %d: it changed during the copy", j.src, n, fi.Size())
+	if err := s.copyData(ctx, t, in, out, st.Size, j.src, m, h, sync); err != nil {
+		return "", err
 	}
 	if sync {
-		if err := s.syncFile(t, out, n); err != nil {
-			return "", targetError(t.shown, err)
+		if err := s.syncFile(t, out, st.Size); err != nil {
+			return "", targetError(t.shown, fmt.Errorf("%s: %w", j.dst, err))
 		}
 	}
 	// Through the descriptor, not the name: nothing else can be changed.
 	if t.own {
-		if err := out.Chown(t.owner.UID, t.owner.GID); err != nil {
-			return "", targetError(t.shown, err)
+		if err := unix.Fchown(out, t.owner.UID, t.owner.GID); err != nil {
+			return "", targetError(t.shown, &fs.PathError{Op: "fchown", Path: j.dst, Err: err})
 		}
 	}
-	if err := out.Close(); err != nil {
-		return "", targetError(t.shown, err)
+	closed = true
+	if err := unix.Close(out); err != nil {
+		return "", targetError(t.shown, &fs.PathError{Op: "close", Path: j.dst, Err: err})
 	}
 	m.files.Add(1)
 	if !sum {
 		return "", nil
 	}
 	return fmt.Sprintf("%08x", h.Sum32()), nil
+}
+
+// bufSize is the buffer of a copy through user memory: with a checksum,
+// or where copy_file_range cannot copy. Without a checksum a file of a few
+// KiB, most of a tree, takes a single copy_file_range (measured faster than
+// one read and one write through a buffer).
+const bufSize = 256 << 10
+
+var bufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// copyData copies size bytes, the source's size when it was opened, from
+// in to out, in chunks between which progress is counted and ctx checked,
+// and fails when the source turns out to hold another number of bytes.
+// The last request of a copy asks for one byte more than is left: a call
+// short of it is the source's end, seen without a further call, and a
+// source that grew gives that byte. With h set, the data is also added to
+// h.
+func (s *Stager) copyData(ctx context.Context, t *target, in, out int, size int64, src string, m *meter, h hash.Hash32, sync bool) error {
+	c := &copier{in: in, out: out, h: h}
+	defer c.release()
+	if h != nil {
+		c.take()
+	}
+	var n int64
+	for {
+		left := size - n
+		want, enough := min(left, chunk), min(left, chunk)
+		if left <= chunk {
+			want++
+		}
+		got, err := c.copy(want, enough)
+		if sync && got > 0 && left > chunk {
+			// Start writing the chunk back now, without waiting: the
+			// disk works while the next chunk is copied, and the final
+			// fsync has only the tail left to wait for.
+			_ = unix.SyncFileRange(out, n, got, unix.SYNC_FILE_RANGE_WRITE)
+		}
+		n += got
+		m.bytes.Add(got)
+		if err != nil {
+			return targetError(t.shown, fmt.Errorf("copy %s: %w", src, err))
+		}
+		if got < enough || left <= chunk {
+			break
+		}
+		if s.afterChunk != nil {
+			s.afterChunk(src)
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("copy %s: %w", src, err)
+		}
+	}
+	if n != size {
+		return fmt.Errorf("copy %s: %d bytes copied but the source had %d: it changed during the copy", src, n, size)
+	}
+	return nil
+}
+
+// copier moves data from in to out with copy_file_range, in the kernel,
+// or through buf when it is set: for a checksum, and where the filesystems
+// cannot copy in the kernel.
+type copier struct {
+	in, out int
+	buf     *[]byte     // from bufs
+	h       hash.Hash32 // also given the data, when set
+	copied  bool        // copy_file_range has copied something
+}
+
+func (c *copier) take() { c.buf = bufs.Get().(*[]byte) }
+
+func (c *copier) release() {
+	if c.buf != nil {
+		bufs.Put(c.buf)
+	}
+}
+
+// copy copies until enough bytes are copied or the source ends, asking for
+// want (enough or one more) in all. Once enough are copied, a call short
+// of what it asked for is the source's end.
+func (c *copier) copy(want, enough int64) (int64, error) {
+	var done int64
+	for {
+		n, asked, err := c.step(want - done)
+		done += n
+		if err != nil || n == 0 || done == want || done >= enough && n < asked {
+			return done, err
+		}
+	}
+}
+
+// step makes one copy of at most ask bytes, and says how many it asked
+// for: fewer through a buffer smaller than ask.
+func (c *copier) step(ask int64) (n, asked int64, err error) {
+	for {
+		if c.buf == nil {
+			n, err := unix.CopyFileRange(c.in, nil, c.out, nil, int(ask), 0)
+			if !c.copied && (err == nil && n == 0 || noCopyRange(err)) {
+				// Nothing copied: the filesystems may not copy in
+				// the kernel (before Linux 5.19 some say so with 0
+				// bytes rather than an error).
+				c.take()
+				continue
+			}
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			c.copied = c.copied || n > 0
+			return int64(n), ask, err
+		}
+		b := *c.buf
+		b = b[:min(int64(len(b)), ask)]
+		n, err := unix.Read(c.in, b)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if n <= 0 {
+			return 0, int64(len(b)), err
+		}
+		if c.h != nil {
+			c.h.Write(b[:n])
+		}
+		return int64(n), int64(len(b)), writeAll(c.out, b[:n])
+	}
+}
+
+// noCopyRange reports whether copy_file_range failed without copying,
+// because it cannot copy between these files (the errors Go's own
+// io.Copy falls back on).
+func noCopyRange(err error) bool {
+	switch err {
+	case unix.ENOSYS, unix.EXDEV, unix.EINVAL, unix.EIO, unix.EOPNOTSUPP, unix.EPERM:
+		return true
+	}
+	return false
+}
+
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrShortWrite
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 // groupSyncMax is the largest single file made durable by the shared
@@ -496,16 +648,19 @@ const groupSyncMax = chunk
 // writeback errors (sync_file_range waits for pages already clean and
 // reports an error since out was opened, like fsync, without another disk
 // cache flush); larger ones with fsync.
-func (s *Stager) syncFile(t *target, out *os.File, size int64) error {
+func (s *Stager) syncFile(t *target, out int, size int64) error {
 	if size > groupSyncMax {
-		return out.Sync()
+		if err := unix.Fsync(out); err != nil {
+			return fmt.Errorf("fsync: %w", err)
+		}
+		return nil
 	}
-	if err := s.flush.sync(t.sync.with(int(out.Fd()))); err != nil {
+	if err := s.flush.sync(t.sync.with(out)); err != nil {
 		return err
 	}
 	const wait = unix.SYNC_FILE_RANGE_WAIT_BEFORE | unix.SYNC_FILE_RANGE_WRITE | unix.SYNC_FILE_RANGE_WAIT_AFTER
-	if err := unix.SyncFileRange(int(out.Fd()), 0, 0, wait); err != nil {
-		return fmt.Errorf("write back %s: %w", out.Name(), err)
+	if err := unix.SyncFileRange(out, 0, 0, wait); err != nil {
+		return fmt.Errorf("write back: %w", err)
 	}
 	return nil
 }

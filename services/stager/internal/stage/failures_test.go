@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -20,9 +21,9 @@ import (
 )
 
 // TestSourceChangesDuringCopy changes a source larger than one copy chunk
-// after its first chunk is copied. A source that shrinks fails the request
-// and leaves nothing at the target, under its name or the temporary one, nor
-// an in-flight marker. A source removed meanwhile is still read whole
+// after its first chunk is copied. A source that shrinks or grows fails the
+// request and leaves nothing at the target, under its name or the temporary
+// one, nor an in-flight marker. A source removed meanwhile is still read whole
 // through the descriptor already open: the copy is complete.
 func TestSourceChangesDuringCopy(t *testing.T) {
 	const size = 40 << 20 // above the 16 MiB chunk, and tracked by a marker
@@ -41,6 +42,19 @@ func TestSourceChangesDuringCopy(t *testing.T) {
 		{
 			name:     "truncated to nothing",
 			change:   func(p string) error { return os.Truncate(p, 0) },
+			wantErr:  "it changed during the copy",
+			wantTree: []string{". drwxr-xr-x", "in drwxr-xr-x"},
+		},
+		{
+			name: "grown",
+			change: func(p string) error {
+				f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+				if err != nil {
+					return err
+				}
+				_, err = f.Write([]byte("more"))
+				return errors.Join(err, f.Close())
+			},
 			wantErr:  "it changed during the copy",
 			wantTree: []string{". drwxr-xr-x", "in drwxr-xr-x"},
 		},
@@ -223,5 +237,49 @@ func checkPermissionDenied(t *testing.T, dir string) {
 		if _, err := os.Lstat(filepath.Join(dir, p)); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s: got %v, want it not to exist", p, err)
 		}
+	}
+}
+
+// TestTreeFileReplacedDuringCopy replaces a file of a tree, after the plan
+// saw it as a regular file and before it is copied, by something the copy
+// must not read: a symbolic link (to a file outside the storage, or to one
+// inside) or a FIFO. The request fails with invalid_path, nothing is left
+// in the user area, and nothing outside the storage was read.
+func TestTreeFileReplacedDuringCopy(t *testing.T) {
+	tests := []struct {
+		name    string
+		replace func(f *fixture, p string) error
+	}{
+		{"symlink leading out", func(f *fixture, p string) error { return os.Symlink(filepath.Join(f.outside, "secret"), p) }},
+		{"symlink inside the storage", func(f *fixture, p string) error { return os.Symlink("../obs/x.fits", p) }},
+		{"fifo", func(_ *fixture, p string) error { return syscall.Mkfifo(p, 0o644) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, "")
+			// a.bin is copied first and takes two chunks: b.txt is
+			// replaced after the first.
+			write(t, f.storage, "swap/b.txt", "b")
+			must(t, os.WriteFile(filepath.Join(f.storage, "swap", "a.bin"), make([]byte, 17<<20), 0o644))
+			b := filepath.Join(f.storage, "swap", "b.txt")
+			replaced := false
+			stage.SetAfterChunk(f.s, func(string) {
+				if !replaced {
+					replaced = true
+					must(t, os.Remove(b))
+					must(t, tc.replace(f, b))
+				}
+			})
+			_, err := f.s.Copy(context.Background(), cmd("req", "swap", "swap"), nil)
+			if !replaced {
+				t.Fatal("b.txt was never replaced: a.bin took a single chunk")
+			}
+			if code := contract.CodeOf(err); code != contract.CodeInvalidPath {
+				t.Fatalf("Copy error = %v (code %s), want code invalid_path", err, code)
+			}
+			if diff := cmp.Diff(sizes(t, filepath.Join(f.userArea, "alice")), []string{". drwxr-xr-x"}); diff != "" {
+				t.Errorf("user area (-got +want):\n%s", diff)
+			}
+		})
 	}
 }

@@ -1,12 +1,14 @@
 package stage_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"hash/adler32"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -266,6 +268,66 @@ func TestCopyChecksum(t *testing.T) {
 				t.Errorf("adler32 = %q, want %q", got.Adler32, want)
 			}
 		})
+	}
+}
+
+// TestCopyChecksumLargeFile checksums a file that takes several buffers
+// and more than one chunk, of a size that is no multiple of either.
+func TestCopyChecksumLargeFile(t *testing.T) {
+	f := newFixture(t, "")
+	data := make([]byte, 17<<20+3)
+	for i := range data {
+		data[i] = byte(i * 7 / 5)
+	}
+	must(t, os.WriteFile(filepath.Join(f.storage, "big.bin"), data, 0o644))
+	c := cmd("req", "big.bin", "big.bin")
+	c.ExpectedAdler32 = fmt.Sprintf("%08x", adler32.Checksum(data))
+	got, err := f.s.Copy(context.Background(), c, nil)
+	must(t, err)
+	if got.Adler32 != c.ExpectedAdler32 || got.Bytes != int64(len(data)) {
+		t.Errorf("Copy = %+v, want adler32 %s and %d bytes", got, c.ExpectedAdler32, len(data))
+	}
+	copied, err := os.ReadFile(filepath.Join(f.userArea, "alice", "big.bin"))
+	must(t, err)
+	if !bytes.Equal(copied, data) {
+		t.Error("the copy differs from the source")
+	}
+}
+
+// TestCopyAcrossFilesystems copies from a storage on another filesystem
+// (a tmpfs), between which copy_file_range cannot copy: the copy goes
+// through a buffer, for a file larger than one chunk and for a tree.
+func TestCopyAcrossFilesystems(t *testing.T) {
+	other, err := os.MkdirTemp("/dev/shm", "stager-test-")
+	if err != nil {
+		t.Skipf("SKIP: no /dev/shm for a second filesystem: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(other) })
+	f := newFixture(t, other)
+	data := make([]byte, 17<<20+5)
+	for i := range data {
+		data[i] = byte(i * 3 / 2)
+	}
+	must(t, os.WriteFile(filepath.Join(f.storage, "big.bin"), data, 0o644))
+	for _, c := range []contract.Command{cmd("req1", "big.bin", "big.bin"), cmd("req2", "tree", "t")} {
+		if _, err := f.s.Copy(context.Background(), c, nil); err != nil {
+			t.Fatalf("Copy %s: %v", c.LocalPathOnStorage, err)
+		}
+	}
+	copied, err := os.ReadFile(filepath.Join(f.userArea, "alice", "big.bin"))
+	must(t, err)
+	if !bytes.Equal(copied, data) {
+		t.Error("the copy of big.bin differs from the source")
+	}
+	want := []string{
+		"t dr-x------", "t/a.txt -r-------- a", "t/empty dr-x------",
+		"t/linked.fits -r-------- hello, sky", "t/sub dr-x------", "t/sub/b.txt -r-------- bb",
+		"t/sub/deeper dr-x------", "t/sub/deeper/c.txt -r-------- ccc",
+	}
+	got := listing(t, filepath.Join(f.userArea, "alice"))
+	got = slices.DeleteFunc(got, func(l string) bool { return !strings.HasPrefix(l, "t") })
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("tree (-got +want):\n%s", diff)
 	}
 }
 
