@@ -75,6 +75,11 @@ func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress Progre
 	}
 	defer t.close()
 	if r, done, err := t.settle(p.kind()); done {
+		// The copy is not made: nothing finds a leftover of an earlier
+		// attempt in its way, so it is looked for here.
+		if rerr := removeTemp(t.user, t.tmpRel); rerr != nil {
+			return Result{}, targetError(t.shown, rerr)
+		}
 		return r, err
 	}
 	if err := t.checkSpace(p); err != nil {
@@ -261,9 +266,23 @@ func (t *target) checkSpace(p *plan) error {
 // the adler32 of a single file when sum is set.
 func (s *Stager) copyPlan(ctx context.Context, t *target, p *plan, m *meter, sum bool) (string, error) {
 	if !p.tree {
-		return s.copyFrom(ctx, t, s.Source.OS(), p.top, copyJob{src: p.top, dir: t.fd, dst: path.Base(t.tmpRel)}, m, sum, !s.NoSync)
+		var adler string
+		err := t.withTemp(func() (err error) {
+			adler, err = s.copyFrom(ctx, t, s.Source.OS(), p.top, copyJob{src: p.top, dir: t.fd, dst: path.Base(t.tmpRel)}, m, sum, !s.NoSync)
+			return err
+		})
+		return adler, err
 	}
-	for _, d := range p.dirs {
+	err := t.withTemp(func() error {
+		if err := t.user.Mkdir(t.tmpRel, 0o700); err != nil {
+			return targetError(t.shown, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	for _, d := range p.dirs[1:] {
 		if err := t.user.Mkdir(path.Join(t.tmpRel, d.sub), 0o700); err != nil {
 			return "", targetError(t.shown, err)
 		}
@@ -295,6 +314,22 @@ func (s *Stager) copyPlan(ctx context.Context, t *target, p *plan, m *meter, sum
 		return "", targetError(t.shown, err)
 	}
 	return "", nil
+}
+
+// withTemp runs create, which makes the temporary entry and fails when its
+// name is taken; when it is, by a leftover of an earlier attempt of the
+// same request (the name depends on the request id only), the leftover is
+// removed and create runs again. A leftover is rare: found this way, it
+// costs no look beforehand.
+func (t *target) withTemp(create func() error) error {
+	err := create()
+	if !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if err := removeTemp(t.user, t.tmpRel); err != nil {
+		return targetError(t.shown, err)
+	}
+	return create()
 }
 
 // copyTree copies the files of a tree into its directories, already made
@@ -644,10 +679,11 @@ func writeAll(fd int, b []byte) error {
 const groupSyncMax = chunk
 
 // syncFile makes a copied file of size bytes durable before it is named:
-// small files through the shared flush, then a check of the file's own
-// writeback errors (sync_file_range waits for pages already clean and
-// reports an error since out was opened, like fsync, without another disk
-// cache flush); larger ones with fsync.
+// small files through the shared flush, then, unless that flush was an
+// fsync of this very file, a check of the file's own writeback errors
+// (sync_file_range waits for pages already clean and reports an error
+// since out was opened, like fsync, without another disk cache flush);
+// larger ones with fsync.
 func (s *Stager) syncFile(t *target, out int, size int64) error {
 	if size > groupSyncMax {
 		if err := unix.Fsync(out); err != nil {
@@ -655,7 +691,7 @@ func (s *Stager) syncFile(t *target, out int, size int64) error {
 		}
 		return nil
 	}
-	if err := s.flush.sync(t.sync.with(out)); err != nil {
+	if fsynced, err := s.flush.join(t.sync.with(out)); err != nil || fsynced {
 		return err
 	}
 	const wait = unix.SYNC_FILE_RANGE_WAIT_BEFORE | unix.SYNC_FILE_RANGE_WRITE | unix.SYNC_FILE_RANGE_WAIT_AFTER

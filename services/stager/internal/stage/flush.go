@@ -81,10 +81,18 @@ func newSyncHandle(fd int) (syncHandle, error) {
 	return syncHandle{dev: st.Dev, fd: fd, opened: opens.Add(1)}, nil
 }
 
-// sync returns once everything written to h's filesystem before the call
-// is on disk, or the error of the flush that was to put it there. h must
-// stay open until sync returns.
+// sync returns once everything written to w's filesystem before the call
+// is on disk, or the error of the flush that was to put it there. w's
+// descriptors must stay open until sync returns.
 func (f *flusher) sync(w waiter) error {
+	_, err := f.join(w)
+	return err
+}
+
+// join is sync, and also reports whether the flush was an fsync of w's
+// own descriptor (w was alone in it): then it has reported that file's own
+// writeback errors too.
+func (f *flusher) join(w waiter) (fsynced bool, err error) {
 	h := w.syncHandle
 	f.mu.Lock()
 	b := f.next
@@ -105,14 +113,14 @@ func (f *flusher) sync(w waiter) error {
 
 	select {
 	case <-b.done:
-		return b.err
+		return false, b.err
 	case <-b.lead:
 	}
 	// This waiter runs b: from now on newcomers wait for the next flush.
 	f.mu.Lock()
 	f.next = nil
 	f.mu.Unlock()
-	b.err = f.run(b)
+	fsynced, b.err = f.run(b)
 	f.mu.Lock()
 	close(b.done)
 	if f.next != nil {
@@ -122,19 +130,21 @@ func (f *flusher) sync(w waiter) error {
 		f.busy = false
 	}
 	f.mu.Unlock()
-	return b.err
+	return fsynced, b.err
 }
 
-func (f *flusher) run(b *flush) error {
+// run runs flush b and reports whether it was an fsync of its one waiter's
+// own descriptor.
+func (f *flusher) run(b *flush) (fsynced bool, err error) {
 	if b.waiters == 1 && b.alone >= 0 {
 		fsync := f.fsync
 		if fsync == nil {
 			fsync = unix.Fsync
 		}
 		if err := fsync(b.alone); err != nil {
-			return fmt.Errorf("fsync: %w", err)
+			return true, fmt.Errorf("fsync: %w", err)
 		}
-		return nil
+		return true, nil
 	}
 	syncfs := f.syncfs
 	if syncfs == nil {
@@ -142,8 +152,8 @@ func (f *flusher) run(b *flush) error {
 	}
 	for _, h := range b.fds {
 		if err := syncfs(h.fd); err != nil {
-			return fmt.Errorf("syncfs: %w", err)
+			return false, fmt.Errorf("syncfs: %w", err)
 		}
 	}
-	return nil
+	return false, nil
 }

@@ -187,3 +187,51 @@ func waitForWaiters(t *testing.T, f *flusher, n int) {
 		time.Sleep(100 * time.Microsecond)
 	}
 }
+
+// TestFlusherReportsOwnFsync: join reports an fsync of the waiter's own
+// descriptor only when the flush was that, never for a shared flush or a
+// waiter with no descriptor of its own.
+func TestFlusherReportsOwnFsync(t *testing.T) {
+	var f flusher
+	inFirst := make(chan struct{})
+	release := make(chan struct{})
+	var calls atomic.Int32
+	f.fsync = func(int) error {
+		if calls.Add(1) == 1 {
+			close(inFirst)
+			<-release
+		}
+		return nil
+	}
+	f.syncfs = func(int) error { return nil }
+	type joined struct {
+		fsynced bool
+		err     error
+	}
+	join := func(w waiter, to chan<- joined) {
+		fsynced, err := f.join(w)
+		to <- joined{fsynced, err}
+	}
+	// Alone with its own descriptor: an fsync of it.
+	first := make(chan joined, 1)
+	go join(syncHandle{dev: 1, fd: 3}.with(7), first)
+	<-inFirst
+	// Two joining meanwhile share the next flush: a syncfs.
+	shared := make(chan joined, 2)
+	go join(syncHandle{dev: 1, fd: 4}.with(8), shared)
+	go join(syncHandle{dev: 1, fd: 5}.with(9), shared)
+	waitForWaiters(t, &f, 2)
+	close(release)
+	if got := <-first; got.err != nil || !got.fsynced {
+		t.Errorf("lone waiter: fsynced %v, err %v; want true, nil", got.fsynced, got.err)
+	}
+	for range 2 {
+		if got := <-shared; got.err != nil || got.fsynced {
+			t.Errorf("waiter of a shared flush: fsynced %v, err %v; want false, nil", got.fsynced, got.err)
+		}
+	}
+	// Alone without a descriptor of its own (a tree): a syncfs.
+	if fsynced, err := f.join(syncHandle{dev: 1, fd: 3}.with(-1)); err != nil || fsynced {
+		t.Errorf("lone tree waiter: fsynced %v, err %v; want false, nil", fsynced, err)
+	}
+}

@@ -118,8 +118,8 @@ func (t *target) close() error {
 }
 
 // openTarget creates the user's area and the parents of relative_path as
-// needed and returns where the result of cmd goes. Leftovers of an earlier
-// attempt of the same request are removed.
+// needed and returns where the result of cmd goes. A leftover of an earlier
+// attempt of the same request is removed by the copy (see withTemp).
 func (s *Stager) openTarget(cmd contract.Command) (*target, error) {
 	if err := contract.ValidateUsername(cmd.Username); err != nil {
 		return nil, err
@@ -159,14 +159,6 @@ func (s *Stager) openTarget(cmd contract.Command) (*target, error) {
 	if t.sync, err = newSyncHandle(t.fd); err != nil {
 		t.close()
 		return nil, targetError(t.shown, err)
-	}
-	// A leftover of an earlier attempt is rare: one stat by name says
-	// whether there is one to remove.
-	if _, err := t.lstat(path.Base(t.tmpRel)); !errors.Is(err, fs.ErrNotExist) {
-		if err := removeTemp(user, t.tmpRel); err != nil {
-			t.close()
-			return nil, targetError(t.shown, err)
-		}
 	}
 	return t, nil
 }

@@ -177,6 +177,24 @@ func TestCopy(t *testing.T) {
 			},
 			want: stage.Result{Outcome: contract.OutcomeStaged, Bytes: 16, Files: 4, Message: "staged 4 files (16 bytes) to alice/t"},
 		},
+		{
+			name: "leftover file of a crashed attempt is removed", src: "obs/x.fits", rel: "x.fits",
+			prepare: func(t *testing.T, f *fixture) {
+				write(t, f.userArea, "alice/.staging-req.tmp", "half")
+				must(t, os.Chmod(filepath.Join(f.userArea, "alice/.staging-req.tmp"), 0o400))
+			},
+			want:     stage.Result{Outcome: contract.OutcomeStaged, Bytes: 10, Files: 1, Message: "staged 1 file (10 bytes) to alice/x.fits"},
+			wantTree: []string{". drwxr-xr-x", "x.fits -r-------- hello, sky"},
+		},
+		{
+			name: "already present, leftover of a crashed attempt removed", src: "tree", rel: "t",
+			prepare: func(t *testing.T, f *fixture) {
+				must(t, os.MkdirAll(filepath.Join(f.userArea, "alice/t"), 0o755))
+				write(t, f.userArea, "alice/.staging-req.tmp/half", "half")
+			},
+			want:     stage.Result{Outcome: contract.OutcomeAlreadyPresent, Message: "already present at alice/t; nothing was changed"},
+			wantTree: []string{". drwxr-xr-x", "t drwxr-xr-x"},
+		},
 		{name: "missing source", src: "obs/none", rel: "x", wantCode: contract.CodeSourceNotFound, wantTree: []string{}},
 		{name: "absolute source elsewhere", src: "/etc/passwd", rel: "x", wantCode: contract.CodeOutsideStorage, wantTree: []string{}},
 		{name: "symlink leading out", src: "obs/escape", rel: "x", wantCode: contract.CodeOutsideStorage, wantTree: []string{}},
