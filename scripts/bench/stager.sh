@@ -27,8 +27,8 @@ STAGING_BENCH_STAGER=1 $GO test -run '^$' -bench 'LocalCopy1GiB|Tree10k|Download
 	-benchtime="$BENCHTIME" -count="$COUNT" -timeout 30m ./services/stager/ | tee "$out"
 { set +x; } 2>/dev/null
 
-# Medians per benchmark of MB/s, files/s and peak RSS, then the ratios the
-# issue sets targets for.
+# Medians per benchmark of MB/s, files/s, peak RSS and CPU per file, then
+# the ratios the issue sets targets for.
 awk '
 function median(key,   n, i, j, t, a) {
 	n = split(vals[key], a, " ")
@@ -38,7 +38,7 @@ function median(key,   n, i, j, t, a) {
 /^Benchmark/ {
 	name = $1; sub(/-[0-9]+$/, "", name)
 	for (i = 3; i < NF; i++) {
-		if ($(i + 1) == "MB/s" || $(i + 1) == "files/s" || $(i + 1) == "peak-RSS-MiB") {
+		if ($(i + 1) == "MB/s" || $(i + 1) == "files/s" || $(i + 1) == "peak-RSS-MiB" || $(i + 1) == "cpu-us/file") {
 			k = name " " $(i + 1); vals[k] = vals[k] " " $i
 			if (!(k in seen)) { seen[k] = 1; order[++nk] = k }
 		}
@@ -61,5 +61,6 @@ END {
 		printf "  download:   stager buffered / best nginx  %.2fx (>= 0.9)\n", m[d "stager-buffered MB/s"] / ng
 		printf "  download:   stager sendfile / best nginx  %.2fx\n", m[d "stager-sendfile MB/s"] / ng
 	}
+	printf "  tree 10k:   stager CPU per file    %.1f us durable, %.1f us without sync\n", m[t "stager cpu-us/file"], m[t "stager-nosync cpu-us/file"]
 	printf "  peak RSS (MiB, < 64): copy %.1f, tree %.1f, download buffered %.1f, sendfile %.1f\n", m[c "stager peak-RSS-MiB"], m[t "stager peak-RSS-MiB"], m[d "stager-buffered peak-RSS-MiB"], m[d "stager-sendfile peak-RSS-MiB"]
 }' "$out"
