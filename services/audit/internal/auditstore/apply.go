@@ -112,22 +112,70 @@ func (s *Store) Apply(ctx context.Context, events []contract.Event) (Stats, erro
 // applied again, looking the stored events up and re-reading the rows, so
 // the result is the same and nothing is written twice.
 func (s *Store) ApplyBatch(ctx context.Context, b Batch) (Stats, error) {
+	staged, err := s.StageBatch(ctx, b)
+	if err != nil {
+		return Stats{}, err
+	}
+	return staged.Commit(ctx)
+}
+
+// StageBatch is the first half of ApplyBatch: it begins the batch's
+// transaction and inserts its events, which touches no request row. The
+// caller then calls Commit or Rollback, with ctx still live. A writer can
+// so stage a batch while the one before it merges into the request rows
+// and commits, on another connection: the larger part of the database's
+// work on a batch no longer waits for the batch before.
+func (s *Store) StageBatch(ctx context.Context, b Batch) (*Staged, error) {
 	for _, ev := range b.Events {
 		if err := ValidateEvent(ev); err != nil {
-			return Stats{}, err
+			return nil, err
 		}
 	}
 	for _, dl := range b.Downloads {
 		if err := ValidateDownload(dl); err != nil {
-			return Stats{}, err
+			return nil, err
 		}
 	}
-	entries := b.entries()
-	st, err := s.apply(ctx, entries, false)
-	for attempt := 1; errors.Is(err, errConflict) && attempt <= conflictRetries; attempt++ {
-		st, err = s.apply(ctx, entries, true)
+	p := &Staged{s: s, entries: b.entries()}
+	err := p.begin(ctx, false)
+	for errors.Is(err, errConflict) && p.attempt < conflictRetries {
+		p.attempt++
+		err = p.begin(ctx, true)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Staged is a batch whose events are inserted in a transaction still
+// open.
+type Staged struct {
+	s       *Store
+	entries []entry
+	attempt int      // re-applications so far
+	tx      *batchTx // open when staged
+	fresh   []entry  // the entries inserted
+}
+
+// Commit merges the staged events into their requests' rows, commits, and
+// says what was stored. Another batch that holds a request row still
+// uncommitted delays it until that batch is over.
+func (p *Staged) Commit(ctx context.Context) (Stats, error) {
+	st, err := p.finish(ctx)
+	for errors.Is(err, errConflict) && p.attempt < conflictRetries {
+		p.attempt++
+		if err = p.begin(ctx, true); err == nil {
+			st, err = p.finish(ctx)
+		}
 	}
 	return st, err
+}
+
+// Rollback gives the staged batch up: nothing of it is stored.
+func (p *Staged) Rollback(ctx context.Context) {
+	_ = p.tx.Rollback() // fails only when the transaction is over already
+	p.tx.prepareRest(ctx)
 }
 
 // conflictRetries bounds the re-applications of a batch that keeps meeting
@@ -137,25 +185,40 @@ const conflictRetries = 3
 // errConflict: a row the batch meant to insert is already there.
 var errConflict = errors.New("audit batch met rows stored meanwhile")
 
-func (s *Store) apply(ctx context.Context, entries []entry, lookup bool) (Stats, error) {
-	var st Stats
+// begin opens the batch's transaction and inserts its events not stored
+// yet: all of them, or with lookup those not found stored. On error the
+// transaction is rolled back.
+func (p *Staged) begin(ctx context.Context, lookup bool) (err error) {
+	s := p.s
 	sqlTx, err := s.write.BeginTx(ctx, s.txOptions())
 	if err != nil {
-		return st, fmt.Errorf("begin audit batch: %w", err)
+		return fmt.Errorf("begin audit batch: %w", err)
 	}
-	tx := &batchTx{Tx: sqlTx, stmts: s.stmts}
+	p.tx = &batchTx{Tx: sqlTx, stmts: s.stmts}
+	defer func() {
+		if err != nil {
+			p.Rollback(ctx)
+		}
+	}()
+	p.fresh = unique(p.entries)
+	if lookup {
+		if p.fresh, err = s.freshEvents(ctx, p.tx, p.fresh); err != nil {
+			return err
+		}
+	}
+	return s.insertEvents(ctx, p.tx, p.fresh)
+}
+
+// finish merges the inserted events into their requests' rows and commits.
+// The transaction is over when it returns.
+func (p *Staged) finish(ctx context.Context) (st Stats, err error) {
+	s, tx, fresh := p.s, p.tx, p.fresh
 	// Deferred calls run last first: the transaction is over (after
 	// Commit, Rollback does nothing and reports sql.ErrTxDone) before
 	// the statements it sent as text are prepared.
 	defer tx.prepareRest(ctx)
 	defer tx.Rollback()
-	fresh := unique(entries)
-	if lookup {
-		if fresh, err = s.freshEvents(ctx, tx, fresh); err != nil {
-			return st, err
-		}
-	}
-	st.Duplicates = len(entries) - len(fresh)
+	st.Duplicates = len(p.entries) - len(fresh)
 	if len(fresh) == 0 {
 		return st, tx.Commit()
 	}
@@ -188,9 +251,6 @@ func (s *Store) apply(ctx context.Context, entries []entry, lookup bool) (Stats,
 			continue
 		}
 		rows[e.requestID], changed[e.requestID] = merge(r, ok, *e.event), true
-	}
-	if err := s.insertEvents(ctx, tx, fresh); err != nil {
-		return st, err
 	}
 	var inserts, updates []contract.Record
 	for _, id := range ids {

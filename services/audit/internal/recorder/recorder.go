@@ -34,9 +34,11 @@ import (
 	"github.com/skao/skao-staging/services/audit/internal/auditstore"
 )
 
-// Store takes batches of events.
+// Store takes batches of events, each in two steps: StageBatch inserts
+// its events in a transaction, which the recorder then commits (merging
+// the events into their requests' rows) or rolls back.
 type Store interface {
-	ApplyBatch(ctx context.Context, b auditstore.Batch) (auditstore.Stats, error)
+	StageBatch(ctx context.Context, b auditstore.Batch) (*auditstore.Staged, error)
 }
 
 // Options tune the recorder. Zero values take the defaults.
@@ -166,9 +168,13 @@ func (r *Recorder) setErr(err error) {
 // Run records events until ctx is cancelled, then finishes the batches in
 // hand (stores and acknowledges them) and returns nil.
 //
-// Two stages run side by side so that the database is never idle waiting
-// for NATS: one fetches and decodes the next batch while the other commits
-// the current one. Batches are committed in the order fetched.
+// Three stages run side by side so that the database is never idle
+// waiting for NATS or for the batch before: one fetches and decodes the
+// batch after next; one inserts the next batch's events; one merges the
+// current batch into its requests' rows, commits it, then acknowledges its
+// messages. Batches go through in the order fetched. After a batch is not
+// stored the recorder waits before it stages another, and a batch staged
+// before that failure is rolled back and given back too.
 func (r *Recorder) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -186,16 +192,62 @@ func (r *Recorder) Run(ctx context.Context) error {
 			}
 		}
 	})
-	failures := 0
-	for b := range batches {
-		if err := r.commit(work, b, failures+1); err != nil {
-			failures++
-			sleep(ctx, r.delay(failures))
-			continue
+	// The stager takes a go-ahead, the number of failures seen so far,
+	// before each batch, so that nothing is staged during a back-off and a
+	// batch staged before a failure can be told.
+	goAhead := make(chan int, 1)
+	staged := make(chan stagedBatch)
+	wg.Go(func() {
+		defer close(staged)
+		for b := range batches {
+			sb := stagedBatch{batch: b, gen: <-goAhead, start: time.Now()}
+			sb.ctx, sb.cancel = context.WithTimeout(work, r.opts.ApplyTimeout)
+			sb.staged, sb.err = r.store.StageBatch(sb.ctx, b.store)
+			staged <- sb
 		}
-		failures = 0
+	})
+	failures, gen := 0, 0
+	goAhead <- gen
+	for sb := range staged {
+		switch {
+		case sb.err != nil:
+			sb.cancel()
+			failures++
+			gen++
+			r.giveBack(work, sb.batch, sb.err, failures)
+			sleep(ctx, r.delay(failures))
+			goAhead <- gen
+		case sb.gen != gen:
+			sb.staged.Rollback(sb.ctx)
+			sb.cancel()
+			r.giveBack(work, sb.batch, errors.New("staged before the batch before failed"), failures)
+			goAhead <- gen
+		default:
+			goAhead <- gen // the next batch is staged while this one commits
+			if err := r.commit(work, sb, failures); err != nil {
+				failures++
+				gen++
+				sleep(ctx, r.delay(failures))
+				continue
+			}
+			failures = 0
+		}
 	}
 	return nil
+}
+
+// stagedBatch is a batch through StageBatch: its transaction, or the
+// error, and the number of failures seen when it was staged.
+type stagedBatch struct {
+	batch
+	gen    int
+	start  time.Time
+	staged *auditstore.Staged
+	err    error
+	// ctx bounds the batch's transaction from staging to commit (the
+	// ApplyTimeout); cancel ends it.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // batch is one fetch: the events to store and the messages they came in.
@@ -295,45 +347,50 @@ func (b *batch) keep(id string, data []byte, filled bool) {
 	b.store.Received[id] = data
 }
 
-// commit stores one batch and settles its messages. attempt counts the
-// failed batches in a row, this one included.
-func (r *Recorder) commit(ctx context.Context, b batch, attempt int) error {
-	start := time.Now()
-	actx, cancel := context.WithTimeout(ctx, r.opts.ApplyTimeout)
-	stats, err := r.store.ApplyBatch(actx, b.store)
-	cancel()
+// commit commits a staged batch and settles its messages. failures counts
+// the failed batches in a row before it.
+func (r *Recorder) commit(ctx context.Context, sb stagedBatch, failures int) error {
+	stats, err := sb.staged.Commit(sb.ctx)
+	sb.cancel()
 	if err != nil {
-		r.metrics.dbErrors.Inc()
-		r.setErr(err)
-		d := r.delay(attempt)
-		r.log.ErrorContext(ctx, "batch_not_stored", "error", err, "events", len(b.msgs), "retry_in", d.String(), "failures_in_a_row", attempt)
-		for i, msg := range b.msgs {
-			if err := msg.NakWithDelay(d); err != nil {
-				// Not lost either way: unacknowledged, it comes again
-				// after AckWait.
-				r.log.WarnContext(ctx, "nak_failed", "subject", msg.Subject(), "error", err)
-			}
-			b.spans[i].SetStatus(codes.Error, "batch not stored")
-			b.spans[i].End()
-		}
+		r.giveBack(ctx, sb.batch, err, failures+1)
 		return err
 	}
 	if r.Err() != nil {
 		r.log.InfoContext(ctx, "database_recovered")
 	}
 	r.setErr(nil)
-	for i, msg := range b.msgs {
+	for i, msg := range sb.msgs {
 		if err := msg.Ack(); err != nil {
 			r.metrics.ackFailures.Inc()
 			r.log.WarnContext(ctx, "ack_failed", "subject", msg.Subject(), "error", err)
 		}
-		b.spans[i].End()
+		sb.spans[i].End()
 	}
 	r.metrics.events.WithLabelValues("stored").Add(float64(stats.Events))
 	r.metrics.events.WithLabelValues("duplicate").Add(float64(stats.Duplicates))
 	r.metrics.rows.Add(float64(stats.Rows))
-	r.metrics.batchTime.Observe(time.Since(start).Seconds())
+	r.metrics.batchTime.Observe(time.Since(sb.start).Seconds())
 	return nil
+}
+
+// giveBack settles the messages of a batch not stored: they come again
+// after the delay of the attempt-th failed batch in a row, and the
+// readiness check reports err until a batch is stored.
+func (r *Recorder) giveBack(ctx context.Context, b batch, err error, attempt int) {
+	r.metrics.dbErrors.Inc()
+	r.setErr(err)
+	d := r.delay(attempt)
+	r.log.ErrorContext(ctx, "batch_not_stored", "error", err, "events", len(b.msgs), "retry_in", d.String(), "failures_in_a_row", attempt)
+	for i, msg := range b.msgs {
+		if err := msg.NakWithDelay(d); err != nil {
+			// Not lost either way: unacknowledged, it comes again
+			// after AckWait.
+			r.log.WarnContext(ctx, "nak_failed", "subject", msg.Subject(), "error", err)
+		}
+		b.spans[i].SetStatus(codes.Error, "batch not stored")
+		b.spans[i].End()
+	}
 }
 
 // unmarshal decodes a message as encoding/json does (the same field
