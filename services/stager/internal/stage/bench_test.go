@@ -213,10 +213,11 @@ func BenchmarkCopySmallFile(b *testing.B) {
 	s := benchStager(b, src, users, false)
 	b.SetBytes(4 << 10)
 	i := 0
+	progress := func(contract.Progress) {}
 	began := cpuTime(b)
 	for b.Loop() {
 		i++
-		if _, err := s.Copy(context.Background(), cmd(fmt.Sprint("req", i), "small.bin", fmt.Sprintf("in/small-%d", i)), nil); err != nil {
+		if _, err := s.Copy(context.Background(), cmd(fmt.Sprint("req", i), "small.bin", fmt.Sprintf("in/small-%d", i)), progress); err != nil {
 			b.Fatal(err)
 		}
 	}

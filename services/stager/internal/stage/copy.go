@@ -93,6 +93,12 @@ func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress Progre
 	}
 
 	cctx, span := s.Tracer.Start(ctx, "stager.copy")
+	if !p.tree && p.size <= chunk {
+		// One chunk, one call: its progress could only say nothing or
+		// all of it. No meter, no goroutine and ticker to start and
+		// stop for each small request.
+		progress = nil
+	}
 	m := startMeter(progress, s.progressEvery(), contract.Progress{BytesTotal: p.bytes, FilesTotal: p.files})
 	sum, err := s.copyPlan(cctx, t, p, m, cmd.ExpectedAdler32 != "")
 	m.stop()
@@ -750,13 +756,16 @@ type meter struct {
 	finished     chan struct{}
 }
 
+// startMeter starts counting; it reports to fn, when set, from a goroutine
+// of its own until stop.
 func startMeter(fn ProgressFunc, every time.Duration, total contract.Progress) *meter {
 	m := &meter{total: total, done: make(chan struct{}), finished: make(chan struct{})}
+	if fn == nil {
+		close(m.finished)
+		return m
+	}
 	go func() {
 		defer close(m.finished)
-		if fn == nil {
-			return
-		}
 		tick := time.NewTicker(every)
 		defer tick.Stop()
 		var last contract.Progress

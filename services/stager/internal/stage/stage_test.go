@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -373,6 +374,18 @@ func TestCopyReportsProgress(t *testing.T) {
 		}
 	}
 	t.Logf("%d progress reports", len(reports))
+}
+
+// TestSmallCopyReportsNoProgress: a single file of one chunk is copied by
+// one call, so its copy has no progress to report.
+func TestSmallCopyReportsNoProgress(t *testing.T) {
+	f := newFixture(t, "")
+	var reports atomic.Int32
+	_, err := f.s.Copy(context.Background(), cmd("req", "obs/x.fits", "x.fits"), func(contract.Progress) { reports.Add(1) })
+	must(t, err)
+	if n := reports.Load(); n != 0 {
+		t.Errorf("%d progress reports for a 10-byte copy, want none", n)
+	}
 }
 
 func TestSymlink(t *testing.T) {
