@@ -153,15 +153,21 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 		return w.reject(ctx, cmd, attempt, err)
 	}
 	span.SetAttributes(attribute.String("staging.request_id", cmd.ID), attribute.String("staging.method", string(cmd.Method)), attribute.Int("staging.attempt", attempt))
-	log := w.o.Log.With("request_id", cmd.ID, "method", cmd.Method, "username", cmd.Username, "attempt", attempt)
-
-	last, err := w.lastEvent(ctx, cmd.ID)
-	if err != nil {
-		return err
+	// The request's fields go on each line written, not into a logger made
+	// for every command: most commands write no line at a warn level.
+	fields := func(args ...any) []any {
+		return append([]any{"request_id", cmd.ID, "method", cmd.Method, "username", cmd.Username, "attempt", attempt}, args...)
 	}
-	if last.Terminal() {
-		log.InfoContext(ctx, "command_already_ended", "last_event", last)
-		return nil
+
+	if mayBeRepeated(msg, cmd) {
+		last, err := w.lastEvent(ctx, cmd.ID)
+		if err != nil {
+			return err
+		}
+		if last.Terminal() {
+			w.o.Log.InfoContext(ctx, "command_already_ended", fields("last_event", last)...)
+			return nil
+		}
 	}
 
 	if err := bus.PublishEvent(ctx, w.o.JS, w.event(ctx, cmd, contract.EventStarted, attempt)); err != nil {
@@ -177,7 +183,7 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 		if !permanent(err) && (w.o.MaxDeliver <= 0 || attempt < w.o.MaxDeliver) {
-			log.WarnContext(ctx, "staging_retry", "error", err)
+			w.o.Log.WarnContext(ctx, "staging_retry", fields("error", err)...)
 			return err
 		}
 		return w.fail(ctx, cmd, attempt, err)
@@ -189,8 +195,42 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 		return fmt.Errorf("publish succeeded event: %w", err)
 	}
 	w.metrics.requests.WithLabelValues(string(cmd.Method), string(res.Outcome)).Inc()
-	log.InfoContext(ctx, "staging_succeeded", "outcome", res.Outcome, "bytes", res.Bytes, "files", res.Files)
+	w.o.Log.InfoContext(ctx, "staging_succeeded", fields("outcome", res.Outcome, "bytes", res.Bytes, "files", res.Files)...)
 	return nil
+}
+
+// firstCopyWithin is how soon after its requested_at a command's first
+// copy is stored (see mayBeRepeated): publishers store a command moments
+// after making it. It is far inside contract.DedupWindow, and short, because
+// a server restart forgets the message ids of commands already
+// acknowledged, and a copy published again after that is not dropped.
+const firstCopyWithin = 10 * time.Second
+
+// mayBeRepeated reports whether msg may repeat a command the workers have
+// had before, whose request may therefore have ended: a redelivery, or the
+// command published again. Only then is the request's last event read,
+// which otherwise costs a request to the server per command.
+//
+// A first delivery is the first copy when the server deduplicated it and
+// stored it soon after its requested_at. Publishers set Nats-Msg-Id to the
+// request id, and the server drops any copy with the same id until
+// contract.DedupWindow after the first was stored, so another copy is
+// stored at least that long after requested_at (less the publisher's clock
+// error, which must stay under the window less firstCopyWithin; a larger
+// error only costs the read). Copies without that id were not deduplicated.
+// Left over: a durable consumer deleted and made again while a command was
+// out, or a copy published again after a server restart yet within
+// firstCopyWithin of requested_at, would run an ended request again, which
+// then finds its target present (already_present) after a second started.
+func mayBeRepeated(msg jetstream.Msg, cmd contract.Command) bool {
+	meta, err := msg.Metadata()
+	if err != nil || meta.NumDelivered != 1 {
+		return true
+	}
+	if msg.Headers().Get(jetstream.MsgIDHeader) != cmd.ID {
+		return true
+	}
+	return cmd.RequestedAt.IsZero() || meta.Timestamp.Sub(cmd.RequestedAt).Abs() >= firstCopyWithin
 }
 
 // lastEvent is the type of the last event of request id, "" when it has

@@ -687,6 +687,9 @@ func TestEndedRequestIsNotWorkedOnAgain(t *testing.T) {
 				return worker.Result{Outcome: contract.OutcomeStaged}, nil
 			}, nil)
 			cmd := command(contract.MethodLocalCopy)
+			// The same command published again once the deduplication
+			// window had passed: made that long ago.
+			cmd.RequestedAt = time.Now().Add(-contract.DedupWindow - time.Minute).UTC()
 			ev := contract.EventFor(cmd, tt.last)
 			ev.ID, ev.Time, ev.Source, ev.Attempt = uuid.NewString(), time.Now().UTC(), "test-worker", 1
 			switch tt.last {
@@ -711,5 +714,117 @@ func TestEndedRequestIsNotWorkedOnAgain(t *testing.T) {
 				t.Errorf("work ran %d times, want %d", got, tt.wantCalls)
 			}
 		})
+	}
+}
+
+// Every delivery that may repeat a command is checked against the request's
+// last event, not only a command published again after the deduplication
+// window: a redelivery, and a copy the server did not deduplicate because it
+// carried no message id. A fresh command's first delivery is not: it reads
+// nothing from the event stream.
+func TestRepeatedCommandsAreChecked(t *testing.T) {
+	succeeded := func(t *testing.T, js jetstream.JetStream, cmd contract.Command) {
+		t.Helper()
+		ev := contract.EventFor(cmd, contract.EventSucceeded)
+		ev.ID, ev.Time, ev.Source, ev.Attempt = uuid.NewString(), time.Now().UTC(), "test-worker", 1
+		ev.Outcome = contract.OutcomeStaged
+		if err := bus.PublishEvent(context.Background(), js, ev); err != nil {
+			t.Error(err)
+		}
+	}
+	tests := []struct {
+		name string
+		// arrive publishes cmd, whose request has ended or ends during
+		// its first delivery's work, which then fails for the time being.
+		arrive func(t *testing.T, s *system, cmd contract.Command)
+		// endsInWork: the first delivery is worked on; the request ends
+		// meanwhile and the command is redelivered.
+		endsInWork bool
+		want       []contract.EventType
+	}{{
+		name: "redelivered",
+		arrive: func(t *testing.T, s *system, cmd contract.Command) {
+			s.submit(t, cmd)
+		},
+		endsInWork: true,
+		want:       []contract.EventType{contract.EventStarted, contract.EventSucceeded},
+	}, {
+		name: "published again without a message id",
+		arrive: func(t *testing.T, s *system, cmd contract.Command) {
+			succeeded(t, s.js, cmd)
+			s.publish(t, contract.MethodLocalCopy, cmd)
+		},
+		want: []contract.EventType{contract.EventSucceeded},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			var s *system
+			s = start(t, func(_ context.Context, cmd contract.Command, _ *worker.Reporter) (worker.Result, error) {
+				if calls.Add(1) == 1 && tt.endsInWork {
+					// As a delivery whose acknowledgement was lost.
+					succeeded(t, s.js, cmd)
+					return worker.Result{}, contract.Errorf(contract.CodeUnavailable, "for now")
+				}
+				return worker.Result{Outcome: contract.OutcomeStaged}, nil
+			}, func(o *worker.Options) { o.MaxDeliver = 3 })
+			cmd := command(contract.MethodLocalCopy)
+			tt.arrive(t, s, cmd)
+			evs := s.events(t, cmd.ID)
+			got := make([]contract.EventType, len(evs))
+			for i, ev := range evs {
+				got[i] = ev.Type
+			}
+			if diff := cmp.Diff(got, tt.want); diff != "" {
+				t.Errorf("events (-got +want):\n%s", diff)
+			}
+			want := int32(0)
+			if tt.endsInWork {
+				want = 1
+			}
+			if got := calls.Load(); got != want {
+				t.Errorf("work ran %d times, want %d", got, want)
+			}
+		})
+	}
+}
+
+// A fresh command's delivery reads nothing from the event stream; one
+// published again after the deduplication window reads the request's last
+// event once.
+func TestFreshCommandReadsNoEvent(t *testing.T) {
+	s := start(t, func(context.Context, contract.Command, *worker.Reporter) (worker.Result, error) {
+		return worker.Result{Outcome: contract.OutcomeStaged}, nil
+	}, nil)
+	gets, err := s.nc.SubscribeSync("$JS.API.DIRECT.GET." + contract.StreamEvents + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	fresh := command(contract.MethodLocalCopy)
+	s.submit(t, fresh)
+	s.events(t, fresh.ID)
+	if n, _, _ := gets.Pending(); n != 0 {
+		t.Errorf("a fresh command's delivery made %d direct gets, want 0", n)
+	}
+	again := command(contract.MethodLocalCopy)
+	again.RequestedAt = time.Now().Add(-contract.DedupWindow - time.Minute).UTC()
+	s.submit(t, again)
+	s.events(t, again.ID)
+	if err := s.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := gets.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("a command published again made no direct get: %v", err)
+	}
+	if want := "$JS.API.DIRECT.GET." + contract.StreamEvents + "." + contract.EventSubject(again.ID); msg.Subject != want {
+		t.Errorf("direct get on %s, want %s", msg.Subject, want)
+	}
+	if n, _, _ := gets.Pending(); n != 0 {
+		t.Errorf("%d more direct gets, want none", n)
 	}
 }
