@@ -360,6 +360,11 @@ func (r *Recorder) commit(ctx context.Context, sb stagedBatch, failures int) err
 		r.log.InfoContext(ctx, "database_recovered")
 	}
 	r.setErr(nil)
+	// Counted before the acknowledgements: whoever sees an event
+	// acknowledged sees it counted.
+	r.metrics.events.WithLabelValues("stored").Add(float64(stats.Events))
+	r.metrics.events.WithLabelValues("duplicate").Add(float64(stats.Duplicates))
+	r.metrics.rows.Add(float64(stats.Rows))
 	for i, msg := range sb.msgs {
 		if err := msg.Ack(); err != nil {
 			r.metrics.ackFailures.Inc()
@@ -367,9 +372,6 @@ func (r *Recorder) commit(ctx context.Context, sb stagedBatch, failures int) err
 		}
 		sb.spans[i].End()
 	}
-	r.metrics.events.WithLabelValues("stored").Add(float64(stats.Events))
-	r.metrics.events.WithLabelValues("duplicate").Add(float64(stats.Duplicates))
-	r.metrics.rows.Add(float64(stats.Rows))
 	r.metrics.batchTime.Observe(time.Since(sb.start).Seconds())
 	return nil
 }
