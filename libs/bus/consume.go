@@ -33,10 +33,21 @@ func Consume(ctx context.Context, c jetstream.Consumer, concurrency int, handle 
 		it.Stop()
 	}()
 
+	// One goroutine per slot for the whole run, not one per message: a
+	// fresh goroutine's stack grew (and was copied) again for every
+	// message's handler, a tenth of a worker's CPU per command.
 	work := context.WithoutCancel(ctx)
-	sem := make(chan struct{}, concurrency)
+	msgs := make(chan jetstream.Msg) // unbuffered: a message is taken only by a free slot
 	var wg sync.WaitGroup
+	for range concurrency {
+		wg.Go(func() {
+			for msg := range msgs {
+				handle(work, msg)
+			}
+		})
+	}
 	defer wg.Wait()
+	defer close(msgs)
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -45,10 +56,6 @@ func Consume(ctx context.Context, c jetstream.Consumer, concurrency int, handle 
 			}
 			return fmt.Errorf("pull: %w", err)
 		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			handle(work, msg)
-		})
+		msgs <- msg
 	}
 }
