@@ -42,7 +42,7 @@ type Handler struct {
 
 // BufferSize is the buffer a file's body is copied through when sendfile
 // is off: large writes are what make the buffered path beat sendfile on
-// the VMs measured (docs/benchmarks.md), as nginx's output_buffers do.
+// the VMs where it does (docs/benchmarks.md), as nginx's output_buffers do.
 // Against nginx with 1 MiB output buffers, 1 MiB gave 0.90x, 2 MiB 1.00x
 // and 4 MiB 1.08x; each download being served holds one.
 const BufferSize = 2 << 20
