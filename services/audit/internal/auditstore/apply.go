@@ -124,7 +124,9 @@ func (s *Store) ApplyBatch(ctx context.Context, b Batch) (Stats, error) {
 // caller then calls Commit or Rollback, with ctx still live. A writer can
 // so stage a batch while the one before it merges into the request rows
 // and commits, on another connection: the larger part of the database's
-// work on a batch no longer waits for the batch before.
+// work on a batch no longer waits for the batch before. (On SQLite, whose
+// one writer connection the batch before holds until it is over, staging
+// waits for that.)
 func (s *Store) StageBatch(ctx context.Context, b Batch) (*Staged, error) {
 	for _, ev := range b.Events {
 		if err := ValidateEvent(ev); err != nil {
