@@ -236,7 +236,8 @@ func BenchmarkTree10k(b *testing.B) {
 }
 
 // BenchmarkDownload1GiB: a 1 GiB file through the stager's download link,
-// buffered and with sendfile, against nginx serving the same file with
+// with the 2 MiB buffered copy (STAGING_DOWNLOAD_SENDFILE=false) and with
+// sendfile (the default), against nginx serving the same file with
 // sendfile on, and off with 1 MiB output buffers. The client, the same
 // for all, reads through a 1 MiB buffer.
 func BenchmarkDownload1GiB(b *testing.B) {
