@@ -58,8 +58,8 @@ END {
 	printf "  tree 10k:   stager-nosync / cp -r  %.2fx (>= 1.3)\n", m[t "stager-nosync files/s"] / m[t "cp-r files/s"]
 	ng = m[d "nginx-sendfile MB/s"]; if (m[d "nginx-buffers MB/s"] > ng) ng = m[d "nginx-buffers MB/s"]
 	if (ng > 0) {
-		printf "  download:   stager buffered / best nginx  %.2fx (>= 0.9)\n", m[d "stager-buffered MB/s"] / ng
-		printf "  download:   stager sendfile / best nginx  %.2fx\n", m[d "stager-sendfile MB/s"] / ng
+		printf "  download:   stager sendfile / best nginx  %.2fx (>= 0.9; the default)\n", m[d "stager-sendfile MB/s"] / ng
+		printf "  download:   stager buffered / best nginx  %.2fx\n", m[d "stager-buffered MB/s"] / ng
 	}
 	printf "  tree 10k:   stager CPU per file    %.1f us durable, %.1f us without sync\n", m[t "stager cpu-us/file"], m[t "stager-nosync cpu-us/file"]
 	printf "  peak RSS (MiB, < 64): copy %.1f, tree %.1f, download buffered %.1f, sendfile %.1f\n", m[c "stager peak-RSS-MiB"], m[t "stager peak-RSS-MiB"], m[d "stager-buffered peak-RSS-MiB"], m[d "stager-sendfile peak-RSS-MiB"]

@@ -79,7 +79,11 @@ func summarizeDownloads(t *testing.T, id string, evs []contract.DownloadEvent) [
 // download_completed (or download_failed) on staging.downloads.<id>, with
 // the bytes actually sent; the request's state stays its succeeded event.
 func TestDownloadEvents(t *testing.T) {
-	s := startStager(t, nil)
+	forEachDownloadPath(t, testDownloadEvents)
+}
+
+func testDownloadEvents(t *testing.T, edit func(*stager.Config)) {
+	s := startStager(t, edit)
 	content := bytes.Repeat([]byte("0123456789"), 1000)
 	s.write(t, "obs/big.ms", string(content))
 	s.write(t, "run/a.txt", "a")

@@ -272,7 +272,22 @@ func TestSourceFailures(t *testing.T) {
 }
 
 func TestDirectDownload(t *testing.T) {
-	s := startStager(t, nil)
+	forEachDownloadPath(t, testDirectDownload)
+}
+
+// forEachDownloadPath runs test once with files served through sendfile
+// (the default) and once through the buffered copy.
+func forEachDownloadPath(t *testing.T, test func(t *testing.T, edit func(*stager.Config))) {
+	for _, sendfile := range []bool{true, false} {
+		name := map[bool]string{true: "sendfile", false: "buffered"}[sendfile]
+		t.Run(name, func(t *testing.T) {
+			test(t, func(c *stager.Config) { c.DownloadSendfile = sendfile })
+		})
+	}
+}
+
+func testDirectDownload(t *testing.T, edit func(*stager.Config)) {
+	s := startStager(t, edit)
 	content := bytes.Repeat([]byte("0123456789"), 1000)
 	s.write(t, "obs/big.ms", string(content))
 	id := s.submit(t, contract.MethodDirectDownload, "obs/big.ms", "big.ms")
