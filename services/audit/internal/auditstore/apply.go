@@ -225,7 +225,7 @@ func (p *Staged) finish(ctx context.Context) (st Stats, err error) {
 	if len(fresh) == 0 {
 		return st, tx.Commit()
 	}
-	var ids []string
+	var ids, read []string
 	seen := make(map[string]bool)
 	for _, e := range fresh {
 		if !seen[e.requestID] {
@@ -233,7 +233,28 @@ func (p *Staged) finish(ctx context.Context) (st Stats, err error) {
 			ids = append(ids, e.requestID)
 		}
 	}
-	rows, err := s.lockRecords(ctx, tx, ids)
+	// A request whose first event (queued, or rejected instead) is in the
+	// batch has, as a rule, no row yet: it is not read (on a backlog,
+	// reading rows that are not there was a twentieth of the server's
+	// work). Reading would not protect it anyway: an absent row takes no
+	// lock, so it is inserted, and if it is there after all (its first
+	// event came late, or twice under another id, or another replica
+	// inserted it), the insert fails and the batch is applied again
+	// reading every row.
+	firsts := make(map[string]bool)
+	if p.attempt == 0 {
+		for _, e := range fresh {
+			if e.event != nil && (e.event.Type == contract.EventQueued || e.event.Type == contract.EventRejected) {
+				firsts[e.requestID] = true
+			}
+		}
+	}
+	for _, id := range ids {
+		if !firsts[id] {
+			read = append(read, id)
+		}
+	}
+	rows, err := s.lockRecords(ctx, tx, read)
 	if err != nil {
 		return st, err
 	}

@@ -209,6 +209,28 @@ func TestStateOnlyMovesForward(t *testing.T) {
 	}
 }
 
+// A batch does not read the rows of the requests whose queued event it
+// holds: they are new as a rule. One that is not (its queued event came
+// after the others) makes the batch go again reading every row; the new
+// requests beside it are stored once, all the same.
+func TestLateQueuedEventAmongNewRequests(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *auditstore.Store) {
+		late, fresh := cmd("req-1"), cmd("req-2")
+		evs := lifecycle(late)
+		apply(t, s, evs[1], evs[3])
+		batch := append([]contract.Event{evs[0]}, lifecycle(fresh)...)
+		st := apply(t, s, batch...)
+		if diff := cmp.Diff(st, auditstore.Stats{Events: 5, Rows: 2}); diff != "" {
+			t.Errorf("stats (-got +want):\n%s", diff)
+		}
+		for _, c := range []contract.Command{late, fresh} {
+			if diff := cmp.Diff(get(t, s, c.ID), succeededRecord(c)); diff != "" {
+				t.Errorf("%s (-got +want):\n%s", c.ID, diff)
+			}
+		}
+	})
+}
+
 func TestFirstTerminalEventStands(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *auditstore.Store) {
 		c := cmd("req-1")
