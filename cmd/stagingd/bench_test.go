@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -698,10 +699,15 @@ func benchDownloads(t *testing.T, client *http.Client, tg benchTarget, size int6
 		t.Fatal(err)
 	}
 	defer rt.Close(context.Background())
+	// The same path as the subprocess: the setting, sendfile by default.
+	sendfile, err := strconv.ParseBool(cmp.Or(os.Getenv("STAGING_DOWNLOAD_SENDFILE"), "true"))
+	if err != nil {
+		t.Fatalf("STAGING_DOWNLOAD_SENDFILE: %v", err)
+	}
 	h, closeSource, err := stager.NewDownloadHandler(t.Context(), stager.Config{
 		SourceRoot:       filepath.Join(tg.dataDir, "storage"),
 		DownloadTTL:      time.Hour,
-		DownloadSendfile: os.Getenv("STAGING_DOWNLOAD_SENDFILE") == "true", // as the subprocess reads it
+		DownloadSendfile: sendfile,
 	}, rt.Deps)
 	if err != nil {
 		t.Fatal(err)
