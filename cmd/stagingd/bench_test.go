@@ -28,6 +28,7 @@ import (
 
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/service"
+	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/stager"
 )
 
@@ -648,29 +649,17 @@ func peakRSS(t *testing.T, pid int) int64 {
 }
 
 // processCPU is the user and system CPU time pid has used so far (0 for
-// pid 0), from /proc/<pid>/stat in clock ticks of 10 ms.
+// pid 0).
 func processCPU(t *testing.T, pid int) time.Duration {
 	t.Helper()
-	data := procFile(t, pid, "stat")
-	if data == nil {
+	if pid == 0 {
 		return 0
 	}
-	// The command name, in parentheses, may hold spaces: count fields
-	// after it. utime and stime are fields 14 and 15.
-	_, rest, ok := strings.Cut(string(data), ") ")
-	f := strings.Fields(rest)
-	if !ok || len(f) < 13 {
-		t.Fatalf("/proc/%d/stat: unexpected %q", pid, data)
+	d, err := testenv.ProcessCPU(pid)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var ticks int64
-	for _, v := range f[11:13] {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond
+	return d
 }
 
 func percentile(d []time.Duration, p int) time.Duration {

@@ -702,14 +702,7 @@ func TestEndedRequestIsNotWorkedOnAgain(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.submit(t, cmd)
-			evs := s.events(t, cmd.ID)
-			got := make([]contract.EventType, len(evs))
-			for i, ev := range evs {
-				got[i] = ev.Type
-			}
-			if diff := cmp.Diff(got, tt.want); diff != "" {
-				t.Errorf("events (-got +want):\n%s", diff)
-			}
+			checkEventTypes(t, s.events(t, cmd.ID), tt.want)
 			if got := calls.Load(); got != tt.wantCalls {
 				t.Errorf("work ran %d times, want %d", got, tt.wantCalls)
 			}
@@ -771,14 +764,7 @@ func TestRepeatedCommandsAreChecked(t *testing.T) {
 			}, func(o *worker.Options) { o.MaxDeliver = 3 })
 			cmd := command(contract.MethodLocalCopy)
 			tt.arrive(t, s, cmd)
-			evs := s.events(t, cmd.ID)
-			got := make([]contract.EventType, len(evs))
-			for i, ev := range evs {
-				got[i] = ev.Type
-			}
-			if diff := cmp.Diff(got, tt.want); diff != "" {
-				t.Errorf("events (-got +want):\n%s", diff)
-			}
+			checkEventTypes(t, s.events(t, cmd.ID), tt.want)
 			want := int32(0)
 			if tt.endsInWork {
 				want = 1
@@ -826,5 +812,17 @@ func TestFreshCommandReadsNoEvent(t *testing.T) {
 	}
 	if n, _, _ := gets.Pending(); n != 0 {
 		t.Errorf("%d more direct gets, want none", n)
+	}
+}
+
+// checkEventTypes reports where the types of evs differ from want.
+func checkEventTypes(t *testing.T, evs []contract.Event, want []contract.EventType) {
+	t.Helper()
+	got := make([]contract.EventType, len(evs))
+	for i, ev := range evs {
+		got[i] = ev.Type
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("events (-got +want):\n%s", diff)
 	}
 }

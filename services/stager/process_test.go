@@ -135,28 +135,12 @@ func (p *process) peakRSS(t testing.TB) int64 {
 	return 0
 }
 
-// cpuTime is the CPU time the process has used, user and system, from
-// /proc/<pid>/stat (in clock ticks of 10 ms).
+// cpuTime is the CPU time the process has used, user and system.
 func (p *process) cpuTime(t testing.TB) time.Duration {
 	t.Helper()
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	d, err := testenv.ProcessCPU(p.cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The fields after the command name, which is in parentheses and may
-	// hold spaces: state is the first, utime and stime the 12th and 13th.
-	_, rest, _ := strings.Cut(string(stat), ") ")
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		t.Fatalf("/proc/%d/stat: %q", p.cmd.Process.Pid, stat)
-	}
-	var ticks int64
-	for _, v := range f[11:13] {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond
+	return d
 }
