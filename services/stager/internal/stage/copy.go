@@ -551,9 +551,10 @@ func (s *Stager) copyData(ctx context.Context, t *target, in, out int, size int6
 	var n int64
 	for {
 		left := size - n
-		want, enough := min(left, chunk), min(left, chunk)
+		enough := min(left, chunk)
+		want := enough
 		if left <= chunk {
-			want++
+			want++ // the last request: see above
 		}
 		got, err := c.copy(want, enough)
 		if sync && got > 0 && left > chunk {
