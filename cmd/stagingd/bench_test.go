@@ -41,10 +41,12 @@ import (
 // SSE stream, checks every copy on disk and every request in the audit as
 // succeeded, and then compares a 1 GiB download through the gateway with
 // the stager's own download handler. Medians over the runs are printed as
-// a Markdown table.
+// a Markdown table. Mode bare sends the same seed requests, in the same
+// run, through the bare flow (bareflow_test.go): the baseline that shows
+// what the contract's messages, copies and audit writes alone cost here.
 //
 // Settings (environment): STAGING_BENCH=1 to run; STAGING_BENCH_RUNS (3);
-// STAGING_BENCH_LEVELS (1,32,256); STAGING_BENCH_MODES (seed,sse);
+// STAGING_BENCH_LEVELS (1,32,256); STAGING_BENCH_MODES (seed,sse,bare);
 // STAGING_BENCH_REQUESTS (3000; concurrency 1 does a tenth);
 // STAGING_BENCH_DOWNLOAD_MIB (1024, 0: skip); STAGING_BENCH_BIN (a built
 // stagingd; default: built here); STAGING_BENCH_INPROCESS=1 runs the
@@ -125,7 +127,7 @@ func benchParamsFromEnv(t *testing.T) benchParams {
 		runs:        max(num("STAGING_BENCH_RUNS", 3), 1),
 		requests:    max(num("STAGING_BENCH_REQUESTS", 3000), 10),
 		downloadMiB: num("STAGING_BENCH_DOWNLOAD_MIB", 1024),
-		modes:       strings.Split(orDefault(os.Getenv("STAGING_BENCH_MODES"), "seed,sse"), ","),
+		modes:       strings.Split(orDefault(os.Getenv("STAGING_BENCH_MODES"), "seed,sse,bare"), ","),
 		bin:         os.Getenv("STAGING_BENCH_BIN"),
 		inProcess:   os.Getenv("STAGING_BENCH_INPROCESS") == "1",
 		gatewayBin:  os.Getenv("STAGING_BENCH_GATEWAY_BIN"),
@@ -138,8 +140,8 @@ func benchParamsFromEnv(t *testing.T) benchParams {
 		p.levels = append(p.levels, n)
 	}
 	for _, m := range p.modes {
-		if m != "seed" && m != "sse" {
-			t.Fatalf("STAGING_BENCH_MODES: %q is neither seed nor sse", m)
+		if m != "seed" && m != "sse" && m != "bare" {
+			t.Fatalf("STAGING_BENCH_MODES: %q is not seed, sse or bare", m)
 		}
 	}
 	return p
@@ -233,6 +235,13 @@ func benchRun(t *testing.T, p benchParams, bin string, run int) ([]benchResult, 
 		}
 		return processCPU(t, tg.pid) + processCPU(t, api.pid)
 	}
+	// The bare flow, the baseline, takes the same seed requests in a
+	// process of its own.
+	var bare benchTarget
+	if slices.Contains(p.modes, "bare") {
+		bare = startBareFlow(t, dir)
+		defer bare.stop()
+	}
 
 	client := &http.Client{
 		Timeout:   time.Minute,
@@ -250,6 +259,16 @@ func benchRun(t *testing.T, p benchParams, bin string, run int) ([]benchResult, 
 		for _, mode := range p.modes {
 			n := p.requestsAt(c)
 			user := fmt.Sprintf("bench-%s-c%d", mode, c)
+			if mode == "bare" {
+				r := bareStep(t, client, bare, user, c, take(n), n)
+				r.run = run
+				t.Logf("run %d bare c=%d: %d requests in %s: %.0f/s p50 %s p99 %s VmHWM %.1f MiB CPU %.2f ms/request",
+					run, c, n, r.elapsed.Round(time.Millisecond), r.perSecond(),
+					r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), float64(r.hwm)/(1<<20),
+					float64(r.cpu.Microseconds())/1000/float64(n))
+				results = append(results, r)
+				continue
+			}
 			cpu0 := cpuOf()
 			elapsed, lat := runStep(t, client, api, mode, user, c, take(n), n)
 			cpu := cpuOf() - cpu0
@@ -804,8 +823,11 @@ func benchReport(p benchParams, all []benchResult, downloads []downloadResult) s
 				}
 			}
 			api := "POST /stage_data (waits)"
-			if mode == "sse" {
+			switch mode {
+			case "sse":
 				api = "POST /api/v1/stagings + SSE"
+			case "bare":
+				api = "bare flow (baseline), POST /stage_data"
 			}
 			rss, cpuText := "n/a (in process)", "n/a"
 			if !p.inProcess {
@@ -816,6 +838,26 @@ func benchReport(p benchParams, all []benchResult, downloads []downloadResult) s
 				cpuText = fmt.Sprintf("%.2f", median(cpu))
 			}
 			fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.1f | %.1f | %s | %s |\n", api, c, n, median(rate), median(p50), median(p99), rss, cpuText)
+		}
+	}
+	if slices.Contains(p.modes, "bare") && slices.Contains(p.modes, "seed") {
+		b.WriteString("\n| concurrency | all-in-one / bare flow, requests/s (median of the runs' ratios) | CPU ms/request, all-in-one / bare flow |\n|---|---|---|\n")
+		for _, c := range p.levels {
+			var rate, cpu []float64
+			for _, s := range all {
+				if s.mode != "seed" || s.concurrency != c {
+					continue
+				}
+				for _, b := range all {
+					if b.mode == "bare" && b.run == s.run && b.concurrency == c {
+						rate = append(rate, s.perSecond()/b.perSecond())
+						if b.cpu > 0 {
+							cpu = append(cpu, float64(s.cpu)/float64(s.requests)/(float64(b.cpu)/float64(b.requests)))
+						}
+					}
+				}
+			}
+			fmt.Fprintf(&b, "| %d | %.2f | %.2f |\n", c, median(rate), median(cpu))
 		}
 	}
 	if len(downloads) > 0 {

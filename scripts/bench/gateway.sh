@@ -9,8 +9,10 @@
 #   RUNS=3                 fresh all-in-one per run; medians over the runs
 #   REQUESTS=3000          requests per step (concurrency 1 does a tenth)
 #   LEVELS=1,32,256        concurrencies
-#   MODES=seed,sse         seed: POST /stage_data (waits for the outcome);
-#                          sse: POST /api/v1/stagings + GET .../events
+#   MODES=seed,sse,bare    seed: POST /stage_data (waits for the outcome);
+#                          sse: POST /api/v1/stagings + GET .../events;
+#                          bare: the seed requests through the bare flow,
+#                          the baseline (cmd/stagingd/bareflow_test.go)
 #   DOWNLOAD_MIB=1024      size of the download compared (0: skip)
 #   OUT=<file>             also write the table there
 #   GATEWAY=1              send the requests through a standalone gateway
@@ -31,7 +33,7 @@ export STAGING_BENCH=1
 export STAGING_BENCH_RUNS=${RUNS:-3}
 export STAGING_BENCH_REQUESTS=${REQUESTS:-3000}
 export STAGING_BENCH_LEVELS=${LEVELS:-1,32,256}
-export STAGING_BENCH_MODES=${MODES:-seed,sse}
+export STAGING_BENCH_MODES=${MODES:-seed,sse,bare}
 export STAGING_BENCH_DOWNLOAD_MIB=${DOWNLOAD_MIB:-1024}
 export STAGING_BENCH_OUT=${OUT:-$work/result.md}
 
