@@ -31,3 +31,35 @@ func TestProcessCPU(t *testing.T) {
 		t.Error("ProcessCPU(-1) gave no error")
 	}
 }
+
+func TestMachineCPU(t *testing.T) {
+	before, err := testenv.MachineCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := testenv.ProcessCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This process's own spinning is part of the machine's time.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		now, err := testenv.ProcessCPU(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now-own >= 50*time.Millisecond {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no CPU time charged after 10 s of spinning")
+		}
+	}
+	after, err := testenv.MachineCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after-before < 40*time.Millisecond {
+		t.Errorf("the machine's CPU time grew by %v while this process spun for 50 ms", after-before)
+	}
+}
