@@ -40,14 +40,17 @@ for round in $(seq "$ROUNDS"); do
 		fi
 		awk -v w="$which" -v r="$round" '/events\/s/ {
 				name = ($1 ~ /Plain/) ? "plain" : "audit"
-				for (i = 2; i <= NF; i++) if ($(i+1) == "events/s") v = $i
-				printf "round %s %-6s %-5s %8.0f events/s\n", r, w, name, v
+				for (i = 2; i <= NF; i++) {
+					if ($(i+1) == "events/s") v = $i
+					if ($(i+1) == "machine-cpu-us/event") c = $i
+				}
+				printf "round %s %-6s %-5s %8.0f events/s %6.1f machine-cpu-us/event\n", r, w, name, v, c
 			}' "$log"
 	done
 done | tee "$work/results"
 
-awk '
-	{ v[$3 " " $4] = v[$3 " " $4] " " $5 }
+awk -v cores="$(nproc)" '
+	{ v[$3 " " $4] = v[$3 " " $4] " " $5; c[$3 " " $4] = c[$3 " " $4] " " $7 }
 	function median(s,   a, n, i, j, t) {
 		n = split(s, a, " ")
 		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
@@ -60,6 +63,8 @@ awk '
 		for (k = 1; k <= 2; k++) {
 			w = order[k]; a = median(v[w " audit"]); p = median(v[w " plain"])
 			printf "  %-6s audit %6.0f   plain ceiling %6.0f   audit/ceiling %.2f\n", w, a, p, a / p
+			ca = median(c[w " audit"]); cp = median(c[w " plain"])
+			printf "  %-6s machine CPU per event: audit %.1f us, plain %.1f us (%d cores allow at most %.0f and %.0f events/s)\n", w, ca, cp, cores, cores * 1e6 / ca, cores * 1e6 / cp
 			m[w] = a
 		}
 		printf "  after/before %.2f\n", m["after"] / m["before"]
