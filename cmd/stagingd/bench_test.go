@@ -185,6 +185,18 @@ type benchResult struct {
 
 func (r benchResult) perSecond() float64 { return float64(r.requests) / r.elapsed.Seconds() }
 
+// summary is the step's line in the benchmark's log.
+func (r benchResult) summary() string {
+	gw := ""
+	if r.gatewayHWM > 0 {
+		gw = fmt.Sprintf(" gateway VmHWM %.1f MiB", float64(r.gatewayHWM)/(1<<20))
+	}
+	return fmt.Sprintf("run %d %s c=%d: %d requests in %s: %.0f/s p50 %s p99 %s VmHWM %.1f MiB%s CPU %.2f ms/request",
+		r.run, r.mode, r.concurrency, r.requests, r.elapsed.Round(time.Millisecond), r.perSecond(),
+		r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), float64(r.hwm)/(1<<20), gw,
+		float64(r.cpu.Microseconds())/1000/float64(r.requests))
+}
+
 type downloadResult struct {
 	via     string // gateway or stager
 	bytes   int64
@@ -262,10 +274,7 @@ func benchRun(t *testing.T, p benchParams, bin string, run int) ([]benchResult, 
 			if mode == "bare" {
 				r := bareStep(t, client, bare, user, c, take(n), n)
 				r.run = run
-				t.Logf("run %d bare c=%d: %d requests in %s: %.0f/s p50 %s p99 %s VmHWM %.1f MiB CPU %.2f ms/request",
-					run, c, n, r.elapsed.Round(time.Millisecond), r.perSecond(),
-					r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), float64(r.hwm)/(1<<20),
-					float64(r.cpu.Microseconds())/1000/float64(n))
+				t.Log(r.summary())
 				results = append(results, r)
 				continue
 			}
@@ -276,15 +285,10 @@ func benchRun(t *testing.T, p benchParams, bin string, run int) ([]benchResult, 
 			expected[user] = n
 			r := benchResult{run: run, mode: mode, concurrency: c, requests: n, elapsed: elapsed,
 				p50: percentile(lat, 50), p99: percentile(lat, 99), hwm: peakRSS(t, tg.pid), cpu: cpu}
-			gw := ""
 			if api.pid != tg.pid {
 				r.gatewayHWM = peakRSS(t, api.pid)
-				gw = fmt.Sprintf(" gateway VmHWM %.1f MiB", float64(r.gatewayHWM)/(1<<20))
 			}
-			t.Logf("run %d %s c=%d: %d requests in %s: %.0f/s p50 %s p99 %s VmHWM %.1f MiB%s CPU %.2f ms/request",
-				run, mode, c, n, elapsed.Round(time.Millisecond), r.perSecond(),
-				r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), float64(r.hwm)/(1<<20), gw,
-				float64(cpu.Microseconds())/1000/float64(n))
+			t.Log(r.summary())
 			results = append(results, r)
 		}
 	}
@@ -805,7 +809,7 @@ func issueDownload(t *testing.T, client *http.Client, base, name string) string 
 // benchReport is the Markdown table of the medians over the runs.
 func benchReport(p benchParams, all []benchResult, downloads []downloadResult) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "median of %d run(s); 4 KiB local_copy, submit to succeeded; RSS = peak VmHWM of the whole stagingd process so far; CPU = stagingd's user+system time per request\n\n", p.runs)
+	fmt.Fprintf(&b, "median of %d run(s); 4 KiB local_copy, submit to succeeded; RSS = peak VmHWM of the whole stagingd process so far (of the bare flow's process on its rows); CPU = that process's user+system time per request\n\n", p.runs)
 	b.WriteString("| API | concurrency | requests | requests/s | p50 ms | p99 ms | peak RSS MiB | CPU ms/request |\n|---|---|---|---|---|---|---|---|\n")
 	for _, c := range p.levels {
 		for _, mode := range p.modes {
@@ -844,15 +848,15 @@ func benchReport(p benchParams, all []benchResult, downloads []downloadResult) s
 		b.WriteString("\n| concurrency | all-in-one / bare flow, requests/s (median of the runs' ratios) | CPU ms/request, all-in-one / bare flow |\n|---|---|---|\n")
 		for _, c := range p.levels {
 			var rate, cpu []float64
-			for _, s := range all {
-				if s.mode != "seed" || s.concurrency != c {
+			for _, seed := range all {
+				if seed.mode != "seed" || seed.concurrency != c {
 					continue
 				}
-				for _, b := range all {
-					if b.mode == "bare" && b.run == s.run && b.concurrency == c {
-						rate = append(rate, s.perSecond()/b.perSecond())
-						if b.cpu > 0 {
-							cpu = append(cpu, float64(s.cpu)/float64(s.requests)/(float64(b.cpu)/float64(b.requests)))
+				for _, bare := range all {
+					if bare.mode == "bare" && bare.run == seed.run && bare.concurrency == c {
+						rate = append(rate, seed.perSecond()/bare.perSecond())
+						if bare.cpu > 0 {
+							cpu = append(cpu, float64(seed.cpu)/float64(seed.requests)/(float64(bare.cpu)/float64(bare.requests)))
 						}
 					}
 				}
