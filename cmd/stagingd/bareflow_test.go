@@ -205,7 +205,12 @@ func (f *bareFlow) stage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	ev := <-done
+	var ev contract.Event
+	select {
+	case ev = <-done:
+	case <-r.Context().Done(): // the client gave up
+		return
+	}
 	if ev.Type != contract.EventSucceeded {
 		http.Error(w, ev.Message, http.StatusInternalServerError)
 		return
@@ -251,7 +256,11 @@ func (f *bareFlow) startWorker(ctx context.Context) (func(), error) {
 			}
 		}()
 	}
-	return func() { cc.Stop(); close(work) }, nil
+	return func() {
+		cc.Stop()
+		<-cc.Closed() // no callback sends on work any more
+		close(work)
+	}, nil
 }
 
 func (f *bareFlow) handle(ctx context.Context, m jetstream.Msg) {
