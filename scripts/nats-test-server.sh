@@ -22,12 +22,12 @@
 #                          (removed by "stop")
 #
 # The version is the libs module's requirement of
-# github.com/nats-io/nats-server/v2 (fallback v2.15.2); override it with
+# github.com/nats-io/nats-server/v2 (fallback v2.15.3); override it with
 # NATS_TEST_SERVER_VERSION. The binary lives in <repo>/.tools/bin.
 set -euo pipefail
 
 readonly nats_module=github.com/nats-io/nats-server/v2
-readonly fallback_version=v2.15.2
+readonly fallback_version=v2.15.3
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH="/usr/local/go/bin:$PATH"
