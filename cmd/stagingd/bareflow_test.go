@@ -121,6 +121,12 @@ func runBareFlow(ctx context.Context, dir string, banner io.Writer) error {
 		return err
 	}
 	f := &bareFlow{js: js, db: db, storage: filepath.Join(dir, "storage"), userArea: filepath.Join(dir, "user_area"), waiting: map[string]chan contract.Event{}}
+	if f.insertEvent, err = db.Prepare(bareInsertEvent); err != nil {
+		return err
+	}
+	if f.upsertRequest, err = db.Prepare(bareUpsertRequest); err != nil {
+		return err
+	}
 	sub, err := nc.Subscribe(contract.SubjectEventsAll, f.deliver)
 	if err != nil {
 		return err
@@ -154,9 +160,10 @@ func runBareFlow(ctx context.Context, dir string, banner io.Writer) error {
 }
 
 type bareFlow struct {
-	js                jetstream.JetStream
-	db                *sql.DB
-	storage, userArea string
+	js                         jetstream.JetStream
+	db                         *sql.DB
+	insertEvent, upsertRequest *sql.Stmt
+	storage, userArea          string
 
 	mu      sync.Mutex
 	waiting map[string]chan contract.Event
@@ -331,8 +338,9 @@ func (f *bareFlow) audit(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		insertEvent, upsertRequest := tx.Stmt(f.insertEvent), tx.Stmt(f.upsertRequest)
 		for m := range batch.Messages() {
-			if err := writeBareEvent(tx, m.Data()); err != nil {
+			if err := writeBareEvent(insertEvent, upsertRequest, m.Data()); err != nil {
 				tx.Rollback()
 				return err
 			}
@@ -349,21 +357,25 @@ func (f *bareFlow) audit(ctx context.Context) error {
 }
 
 // writeBareEvent stores one event and moves its request's row forward.
-func writeBareEvent(tx *sql.Tx, data []byte) error {
+func writeBareEvent(insertEvent, upsertRequest *sql.Stmt, data []byte) error {
 	var ev contract.Event
 	if err := json.Unmarshal(data, &ev); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(`INSERT INTO events (id, request_id, type, data) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		ev.ID, ev.RequestID, ev.Type, data); err != nil {
+	if _, err := insertEvent.Exec(ev.ID, ev.RequestID, ev.Type, data); err != nil {
 		return err
 	}
-	_, err := tx.Exec(`INSERT INTO requests (id, username, status) VALUES (?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET status = excluded.status
-		WHERE excluded.status <> 'queued' AND requests.status <> 'succeeded'`,
-		ev.RequestID, ev.Username, ev.Type.Status())
+	_, err := upsertRequest.Exec(ev.RequestID, ev.Username, ev.Type.Status())
 	return err
 }
+
+// The bare audit's two statements, prepared once.
+const (
+	bareInsertEvent   = `INSERT INTO events (id, request_id, type, data) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`
+	bareUpsertRequest = `INSERT INTO requests (id, username, status) VALUES (?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET status = excluded.status
+		WHERE excluded.status <> 'queued' AND requests.status <> 'succeeded'`
+)
 
 // audited is GET /audited?username=: how many of the user's requests the
 // audit holds as succeeded.
