@@ -445,6 +445,41 @@ func TestReplayFromTheStartChangesNothing(t *testing.T) {
 	replayUnchanged(t, e, a, cfg, len(published))
 }
 
+// Requests whose first event comes after their others (as after an outage,
+// when given-back events come again behind later ones) make a batch's
+// commit begin its transaction again, reading every row. On SQLite, with
+// its one writer connection, that must not wait for the batch staged
+// behind it: every event is stored without a batch refused.
+func TestLateFirstEventsDoNotStallSQLite(t *testing.T) {
+	e := newEnv(t)
+	cfg := sqliteConfig(t)
+	cfg.BatchSize = 10 // many batches, so one is always staged behind
+	const n = 60
+	var started, rest []contract.Event
+	for i := range n {
+		evs := lifecycle(command(fmt.Sprintf("req-%02d", i)), i, false)
+		started = append(started, evs[1])
+		rest = append(rest, evs[0], evs[2])
+	}
+	publish(t, e.js, append(started, rest...)...)
+	a := e.start(t, cfg)
+	testenv.Eventually(t, 30*time.Second, "every event to be stored", func() bool {
+		return metric(t, a.reg, "staging_audit_events_total", "result", "stored") == 3*n
+	})
+	if got := metric(t, a.reg, "staging_audit_db_errors_total"); got != 0 {
+		t.Errorf("%v batches refused, want none", got)
+	}
+	records := listAll(t, e.nc, contract.AuditListRequest{Limit: 500})
+	if len(records) != n {
+		t.Errorf("%d records, want %d", len(records), n)
+	}
+	for _, r := range records {
+		if r.Status != contract.StatusSucceeded {
+			t.Errorf("%s is %s, want succeeded", r.ID, r.Status)
+		}
+	}
+}
+
 // replayUnchanged stops a, which has stored n events, replays the whole
 // stream into a new audit (the consumer deleted, as an operator resetting
 // it would) and checks that nothing was stored again and that every record

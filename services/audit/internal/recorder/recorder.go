@@ -56,6 +56,13 @@ type Options struct {
 	ApplyTimeout time.Duration
 	// PendingEvery is how often the consumer's backlog is sampled (5s).
 	PendingEvery time.Duration
+	// SingleWriter says the store takes one write transaction at a time
+	// (SQLite). The next batch is then staged once the current one is
+	// over, not while it commits: its staging would wait for that anyway,
+	// and a commit that must begin its transaction again (it met a row
+	// stored meanwhile) would wait for the connection the batch staged
+	// behind it holds, which waits for that commit.
+	SingleWriter bool
 }
 
 func (o Options) withDefaults() Options {
@@ -172,9 +179,10 @@ func (r *Recorder) setErr(err error) {
 // waiting for NATS or for the batch before: one fetches and decodes the
 // batch after next; one inserts the next batch's events; one merges the
 // current batch into its requests' rows, commits it, then acknowledges its
-// messages. Batches go through in the order fetched. After a batch is not
-// stored the recorder waits before it stages another, and a batch staged
-// before that failure is rolled back and given back too.
+// messages (with Options.SingleWriter, the next batch is staged only once
+// the current one is over). Batches go through in the order fetched. After
+// a batch is not stored the recorder waits before it stages another, and a
+// batch staged before that failure is rolled back and given back too.
 func (r *Recorder) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -223,14 +231,20 @@ func (r *Recorder) Run(ctx context.Context) error {
 			r.giveBack(work, sb.batch, errors.New("staged before the batch before failed"), failures)
 			goAhead <- gen
 		default:
-			goAhead <- gen // the next batch is staged while this one commits
-			if err := r.commit(work, sb, failures); err != nil {
+			if !r.opts.SingleWriter {
+				goAhead <- gen // the next batch is staged while this one commits
+			}
+			err := r.commit(work, sb, failures)
+			if err != nil {
 				failures++
 				gen++
 				sleep(ctx, r.delay(failures))
-				continue
+			} else {
+				failures = 0
 			}
-			failures = 0
+			if r.opts.SingleWriter {
+				goAhead <- gen
+			}
 		}
 	}
 	return nil
