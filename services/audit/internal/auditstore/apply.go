@@ -164,16 +164,7 @@ type Staged struct {
 // Commit merges the staged events into their requests' rows, commits, and
 // says what was stored. Another batch that holds a request row still
 // uncommitted delays it until that batch is over.
-func (p *Staged) Commit(ctx context.Context) (Stats, error) {
-	st, err := p.finish(ctx)
-	for errors.Is(err, errConflict) && p.attempt < conflictRetries {
-		p.attempt++
-		if err = p.begin(ctx, true); err == nil {
-			st, err = p.finish(ctx)
-		}
-	}
-	return st, err
-}
+func (p *Staged) Commit(ctx context.Context) (Stats, error) { return p.finish(ctx) }
 
 // Rollback gives the staged batch up: nothing of it is stored.
 func (p *Staged) Rollback(ctx context.Context) {
@@ -213,9 +204,13 @@ func (p *Staged) begin(ctx context.Context, lookup bool) (err error) {
 }
 
 // finish merges the inserted events into their requests' rows and commits.
-// The transaction is over when it returns.
+// The transaction is over when it returns. A merge that meets a row
+// stored after all (see mergeRecords) is undone back to a savepoint and
+// done again reading every row, in the same transaction: beginning a new
+// one would wait for a connection, which on SQLite the batch staged
+// behind this one may hold, and would insert the events again.
 func (p *Staged) finish(ctx context.Context) (st Stats, err error) {
-	s, tx, fresh := p.s, p.tx, p.fresh
+	tx, fresh := p.tx, p.fresh
 	// Deferred calls run last first: the transaction is over (after
 	// Commit, Rollback does nothing and reports sql.ErrTxDone) before
 	// the statements it sent as text are prepared.
@@ -225,6 +220,33 @@ func (p *Staged) finish(ctx context.Context) (st Stats, err error) {
 	if len(fresh) == 0 {
 		return st, tx.Commit()
 	}
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT audit_records"); err != nil {
+		return st, fmt.Errorf("savepoint: %w", err)
+	}
+	for {
+		st.Rows, err = p.mergeRecords(ctx)
+		if !errors.Is(err, errConflict) || p.attempt >= conflictRetries {
+			break
+		}
+		p.attempt++
+		if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT audit_records"); err != nil {
+			return st, fmt.Errorf("rollback to savepoint: %w", err)
+		}
+	}
+	if err != nil {
+		return st, err
+	}
+	if err := tx.Commit(); err != nil {
+		return st, fmt.Errorf("commit audit batch: %w", err)
+	}
+	st.Events = len(fresh)
+	return st, nil
+}
+
+// mergeRecords merges the fresh events into their requests' rows and
+// writes them, returning how many rows it wrote.
+func (p *Staged) mergeRecords(ctx context.Context) (int, error) {
+	s, tx, fresh := p.s, p.tx, p.fresh
 	var ids, read []string
 	seen := make(map[string]bool)
 	for _, e := range fresh {
@@ -239,8 +261,8 @@ func (p *Staged) finish(ctx context.Context) (st Stats, err error) {
 	// work). Reading would not protect it anyway: an absent row takes no
 	// lock, so it is inserted, and if it is there after all (its first
 	// event came late, or twice under another id, or another replica
-	// inserted it), the insert fails and the batch is applied again
-	// reading every row.
+	// inserted it), the insert fails and the merge is done again reading
+	// every row.
 	firsts := make(map[string]bool)
 	if p.attempt == 0 {
 		for _, e := range fresh {
@@ -256,7 +278,7 @@ func (p *Staged) finish(ctx context.Context) (st Stats, err error) {
 	}
 	rows, err := s.lockRecords(ctx, tx, read)
 	if err != nil {
-		return st, err
+		return 0, err
 	}
 	existed := make(map[string]bool, len(rows))
 	for id := range rows {
@@ -290,16 +312,12 @@ func (p *Staged) finish(ctx context.Context) (st Stats, err error) {
 	// COMMITTED takes no lock on an absent row, so another replica may
 	// insert it meanwhile, and an upsert would overwrite its merge.
 	if err := s.writeRecords(ctx, tx, inserts, false); err != nil {
-		return st, err
+		return 0, err
 	}
 	if err := s.writeRecords(ctx, tx, updates, true); err != nil {
-		return st, err
+		return 0, err
 	}
-	if err := tx.Commit(); err != nil {
-		return st, fmt.Errorf("commit audit batch: %w", err)
-	}
-	st.Events, st.Rows = len(fresh), len(inserts)+len(updates)
-	return st, nil
+	return len(inserts) + len(updates), nil
 }
 
 // unique returns entries without the repeats of an id, in batch order.
