@@ -58,10 +58,8 @@ type Options struct {
 	PendingEvery time.Duration
 	// SingleWriter says the store takes one write transaction at a time
 	// (SQLite). The next batch is then staged once the current one is
-	// over, not while it commits: its staging would wait for that anyway,
-	// and a commit that must begin its transaction again (it met a row
-	// stored meanwhile) would wait for the connection the batch staged
-	// behind it holds, which waits for that commit.
+	// over, not while it commits: its staging would only wait for the one
+	// connection, with its ApplyTimeout running.
 	SingleWriter bool
 }
 
