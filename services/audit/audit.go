@@ -106,7 +106,6 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait,
 		RetryMin: cfg.RetryMin, RetryMax: cfg.RetryMax,
 		ApplyTimeout: cfg.AckWait / 2,
-		SingleWriter: store.SingleWriter(),
 	}, deps.Log.With("component", "audit_recorder"), deps.Tracer, deps.Registerer)
 	if err != nil {
 		return err

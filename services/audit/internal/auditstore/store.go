@@ -219,11 +219,6 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// SingleWriter reports whether the store takes one write transaction at a
-// time (SQLite has one writer connection): a batch staged while another
-// is open waits for it to be over.
-func (s *Store) SingleWriter() bool { return s.dialect == dialectSQLite }
-
 // Close closes the database.
 func (s *Store) Close() error {
 	var err error

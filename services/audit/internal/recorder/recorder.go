@@ -56,11 +56,6 @@ type Options struct {
 	ApplyTimeout time.Duration
 	// PendingEvery is how often the consumer's backlog is sampled (5s).
 	PendingEvery time.Duration
-	// SingleWriter says the store takes one write transaction at a time
-	// (SQLite). The next batch is then staged once the current one is
-	// over, not while it commits: its staging would only wait for the one
-	// connection, with its ApplyTimeout running.
-	SingleWriter bool
 }
 
 func (o Options) withDefaults() Options {
@@ -177,10 +172,9 @@ func (r *Recorder) setErr(err error) {
 // waiting for NATS or for the batch before: one fetches and decodes the
 // batch after next; one inserts the next batch's events; one merges the
 // current batch into its requests' rows, commits it, then acknowledges its
-// messages (with Options.SingleWriter, the next batch is staged only once
-// the current one is over). Batches go through in the order fetched. After
-// a batch is not stored the recorder waits before it stages another, and a
-// batch staged before that failure is rolled back and given back too.
+// messages. Batches go through in the order fetched. After a batch is not
+// stored the recorder waits before it stages another, and a batch staged
+// before that failure is rolled back and given back too.
 func (r *Recorder) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -229,20 +223,14 @@ func (r *Recorder) Run(ctx context.Context) error {
 			r.giveBack(work, sb.batch, errors.New("staged before the batch before failed"), failures)
 			goAhead <- gen
 		default:
-			if !r.opts.SingleWriter {
-				goAhead <- gen // the next batch is staged while this one commits
-			}
-			err := r.commit(work, sb, failures)
-			if err != nil {
+			goAhead <- gen // the next batch is staged while this one commits
+			if err := r.commit(work, sb, failures); err != nil {
 				failures++
 				gen++
 				sleep(ctx, r.delay(failures))
-			} else {
-				failures = 0
+				continue
 			}
-			if r.opts.SingleWriter {
-				goAhead <- gen
-			}
+			failures = 0
 		}
 	}
 	return nil
