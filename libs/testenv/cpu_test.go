@@ -53,3 +53,11 @@ func TestMachineCPU(t *testing.T) {
 		t.Errorf("the machine's CPU time grew by %v while this process spun for 50 ms", after-before)
 	}
 }
+
+func TestOwnCPU(t *testing.T) {
+	before := testenv.OwnCPU(t)
+	spin(t, 20*time.Millisecond)
+	if got := testenv.OwnCPU(t) - before; got < 15*time.Millisecond {
+		t.Errorf("OwnCPU grew by %v while this process spun for 20 ms", got)
+	}
+}

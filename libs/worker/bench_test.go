@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/natstest"
+	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/libs/worker"
 )
 
@@ -74,7 +74,7 @@ func BenchmarkCommands(b *testing.B) {
 	}()
 
 	b.ResetTimer()
-	cpu := cpuTime(b)
+	cpu := testenv.OwnCPU(b)
 	go func() { done <- w.Run(ctx) }()
 	select {
 	case <-all:
@@ -82,15 +82,5 @@ func BenchmarkCommands(b *testing.B) {
 		b.Fatalf("%d of %d commands succeeded within 5 minutes", succeeded.Load(), b.N)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64((cpuTime(b)-cpu).Microseconds())/float64(b.N), "cpu-us/cmd")
-}
-
-// cpuTime is the CPU time the process has used.
-func cpuTime(b *testing.B) time.Duration {
-	b.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((testenv.OwnCPU(b)-cpu).Microseconds())/float64(b.N), "cpu-us/cmd")
 }
