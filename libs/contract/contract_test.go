@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -244,5 +245,39 @@ func TestStatusOnlyMovesForward(t *testing.T) {
 	}
 	if contract.EventProgress.Status() != contract.StatusRunning {
 		t.Errorf("progress status = %s", contract.EventProgress.Status())
+	}
+}
+
+// A command asks for the request an event is about only when every request
+// field is equal; the jupyter_token, never in an event, does not count.
+func TestSameRequest(t *testing.T) {
+	cmd := validCommand()
+	cmd.JobID, cmd.Origin, cmd.ExpectedAdler32 = "job-1", "rucio", "0a1b2c3d"
+	ev := contract.EventFor(cmd, contract.EventStarted)
+	tests := []struct {
+		name   string
+		change func(*contract.Command)
+		want   bool
+	}{
+		{"same", func(*contract.Command) {}, true},
+		{"other token", func(c *contract.Command) { c.JupyterToken = "another-token" }, true},
+		{"other time", func(c *contract.Command) { c.RequestedAt = c.RequestedAt.Add(time.Hour) }, true},
+		{"other id", func(c *contract.Command) { c.ID = "other" }, false},
+		{"other job", func(c *contract.Command) { c.JobID = "job-2" }, false},
+		{"other method", func(c *contract.Command) { c.Method = contract.MethodLocalSymlink }, false},
+		{"other user", func(c *contract.Command) { c.Username = "bob" }, false},
+		{"other source", func(c *contract.Command) { c.LocalPathOnStorage = "/mnt/storage_a/other.fits" }, false},
+		{"other target", func(c *contract.Command) { c.RelativePath = "data/other.fits" }, false},
+		{"other origin", func(c *contract.Command) { c.Origin = "gateway" }, false},
+		{"other checksum", func(c *contract.Command) { c.ExpectedAdler32 = "" }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := cmd
+			tt.change(&c)
+			if got := contract.SameRequest(c, ev); got != tt.want {
+				t.Errorf("SameRequest = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

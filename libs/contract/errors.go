@@ -22,6 +22,8 @@ const (
 	CodeInvalidPath      Code = "invalid_path"       // a path field breaks the path rules
 	CodeInvalidID        Code = "invalid_id"         // a request or job id breaks the id rules
 	CodeUnsupported      Code = "unsupported_spec"   // spec_version is not one this service understands
+	CodeMethodMismatch   Code = "method_mismatch"    // a command's method is not the one of the subject it was published on
+	CodeIDConflict       Code = "id_conflict"        // a command reuses the id of another request with different fields
 )
 
 // Error codes of the staging itself.

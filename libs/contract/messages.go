@@ -135,7 +135,12 @@ type Event struct {
 	LocalPathOnStorage string `json:"local_path_on_storage,omitempty"`
 	RelativePath       string `json:"relative_path,omitempty"`
 	Origin             string `json:"origin,omitempty"`
+	ExpectedAdler32    string `json:"expected_adler32,omitempty"`
 	TraceID            string `json:"trace_id,omitempty"`
+	// ConflictsWith is set on the rejected event of a command that reused
+	// the id of another request (id_conflict): the command is recorded
+	// under a fresh RequestID, and this names the request it collided with.
+	ConflictsWith string `json:"conflicts_with,omitempty"`
 
 	// Attempt is the delivery number of the command the event comes from.
 	Attempt  int       `json:"attempt,omitempty"`
@@ -163,5 +168,19 @@ func EventFor(cmd Command, t EventType) Event {
 		LocalPathOnStorage: cmd.LocalPathOnStorage,
 		RelativePath:       cmd.RelativePath,
 		Origin:             cmd.Origin,
+		ExpectedAdler32:    cmd.ExpectedAdler32,
 	}
+}
+
+// SameRequest reports whether ev is about the request cmd asks for: every
+// request field EventFor copies is equal. A command that reuses the id of a
+// request with other fields is another request (id_conflict); one with the
+// same fields repeats it. The jupyter_token is not compared: it is never in
+// an event, and it may be renewed between two copies of one request.
+func SameRequest(cmd Command, ev Event) bool {
+	want := EventFor(cmd, ev.Type)
+	return ev.RequestID == want.RequestID && ev.JobID == want.JobID && ev.Method == want.Method &&
+		ev.Username == want.Username && ev.LocalPathOnStorage == want.LocalPathOnStorage &&
+		ev.RelativePath == want.RelativePath && ev.Origin == want.Origin &&
+		ev.ExpectedAdler32 == want.ExpectedAdler32
 }
