@@ -134,41 +134,57 @@ func (e recordedError) Error() string { return e.err.Error() }
 func (e recordedError) Unwrap() error { return e.err }
 
 // Handle runs one command; it is a bus.Handler. A command that fails
-// validation or names a method the worker does not carry out or the site
-// does not allow is rejected. A StageFunc error carrying a contract code
-// is permanent, except unavailable and timeout codes; any other error is
-// retried until the last allowed delivery. Permanent and final failures
-// are published as failed events here, once.
+// validation, was published on another method's subject, or names a method
+// the worker does not carry out or the site does not allow is rejected. A
+// command reusing the id of another request is rejected under a fresh id
+// (see repeats); one repeating a request that has ended, or that another
+// copy is working on, is acknowledged and nothing more. A StageFunc error
+// carrying a contract code is permanent, except unavailable and timeout
+// codes; any other error is retried until the last allowed delivery.
+// Permanent and final failures are published as failed events here, once.
 func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 	attempt := attemptOf(msg)
 	ctx, span := w.o.Tracer.Start(ctx, w.o.Source+".handle", trace.WithSpanKind(trace.SpanKindConsumer))
 	defer span.End()
 
-	cmd, err := contract.DecodeCommand(msg.Data())
-	if err == nil {
-		err = w.accept(cmd.Method)
+	cmd, invalid := contract.DecodeCommand(msg.Data())
+	if invalid == nil {
+		invalid = w.accept(msg.Subject(), cmd.Method)
 	}
-	if err != nil {
-		span.SetStatus(codes.Error, err.Error())
-		return w.reject(ctx, cmd, attempt, err)
-	}
-	span.SetAttributes(attribute.String("staging.request_id", cmd.ID), attribute.String("staging.method", string(cmd.Method)), attribute.Int("staging.attempt", attempt))
-	// The request's fields go on each line written, not into a logger made
-	// for every command: most commands write no line at a warn level.
+	// The fields go on each line written, not into a logger made for
+	// every command: most commands write no line at a warn level.
 	fields := func(args ...any) []any {
 		return append([]any{"request_id", cmd.ID, "method", cmd.Method, "username", cmd.Username, "attempt", attempt}, args...)
 	}
 
-	if mayBeRepeated(msg, cmd) {
+	// Before anything is recorded under the command's id, even its
+	// rejection: the id may already be another request's.
+	if contract.ValidateID("id", cmd.ID) == nil && mayBeRepeated(msg, cmd) {
 		last, err := w.lastEvent(ctx, cmd.ID)
 		if err != nil {
 			return err
 		}
-		if last.Terminal() {
-			w.o.Log.InfoContext(ctx, "command_already_ended", fields("last_event", last)...)
+		switch {
+		case last == nil:
+		case !contract.SameRequest(cmd, *last):
+			span.SetStatus(codes.Error, string(contract.CodeIDConflict))
+			return w.conflict(ctx, msg, cmd, attempt)
+		case last.Type.Terminal():
+			w.o.Log.InfoContext(ctx, "command_already_ended", fields("last_event", last.Type)...)
+			return nil
+		case last.Type != contract.EventQueued && attempt == 1:
+			// A worker took another copy of the request: a first
+			// delivery cannot be the one it took. If that worker dies,
+			// its copy is redelivered and worked on again.
+			w.o.Log.InfoContext(ctx, "command_already_running", fields("last_event", last.Type)...)
 			return nil
 		}
 	}
+	if invalid != nil {
+		span.SetStatus(codes.Error, invalid.Error())
+		return w.reject(ctx, cmd, attempt, invalid)
+	}
+	span.SetAttributes(attribute.String("staging.request_id", cmd.ID), attribute.String("staging.method", string(cmd.Method)), attribute.Int("staging.attempt", attempt))
 
 	if err := bus.PublishEvent(ctx, w.o.JS, w.event(ctx, cmd, contract.EventStarted, attempt)); err != nil {
 		return fmt.Errorf("publish started event: %w", err)
@@ -233,33 +249,33 @@ func mayBeRepeated(msg jetstream.Msg, cmd contract.Command) bool {
 	return cmd.RequestedAt.IsZero() || meta.Timestamp.Sub(cmd.RequestedAt).Abs() >= firstCopyWithin
 }
 
-// lastEvent is the type of the last event of request id, "" when it has
-// none. The last event is the request's state, so a command whose request
-// has ended (a redelivery after a lost acknowledgement, or the same command
-// published again after the deduplication window) must not be worked on
-// again: a new started event would move the state backwards.
-func (w *Worker) lastEvent(ctx context.Context, id string) (contract.EventType, error) {
+// lastEvent is the last event of request id, nil when it has none. The
+// last event is the request's state, so a command whose request has ended
+// (a redelivery after a lost acknowledgement, or the same command published
+// again after the deduplication window) must not be worked on again: a new
+// started event would move the state backwards. Every event repeats the
+// request's fields, so the last one also tells whether a command with this
+// id asks for that request or another (see SameRequest).
+func (w *Worker) lastEvent(ctx context.Context, id string) (*contract.Event, error) {
 	// Bounded like a publish: the handler's own deadline allows hours.
 	ctx, cancel := context.WithTimeout(ctx, bus.PublishTimeout)
 	defer cancel()
 	stream, err := w.eventStream(ctx)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	raw, err := stream.GetLastMsgForSubject(ctx, contract.EventSubject(id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return "", nil
+		return nil, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("read the last event of %s: %w", id, err)
+		return nil, fmt.Errorf("read the last event of %s: %w", id, err)
 	}
-	var ev struct {
-		Type contract.EventType `json:"type"`
-	}
+	var ev contract.Event
 	if err := json.Unmarshal(raw.Data, &ev); err != nil {
-		return "", fmt.Errorf("decode the last event of %s: %w", id, err)
+		return nil, fmt.Errorf("decode the last event of %s: %w", id, err)
 	}
-	return ev.Type, nil
+	return &ev, nil
 }
 
 func (w *Worker) eventStream(ctx context.Context) (jetstream.Stream, error) {
@@ -275,9 +291,14 @@ func (w *Worker) eventStream(ctx context.Context) (jetstream.Stream, error) {
 	return w.events, nil
 }
 
-// accept checks the site's allowed methods first, so a method the site
-// forbids is reported as such whichever worker's subject it arrived on.
-func (w *Worker) accept(m contract.Method) error {
+// accept checks that the method is the one of the subject the command
+// arrived on first: sites grant publish rights per method subject, so a
+// body naming another method would get around them. Then the site's
+// allowed methods, then the worker's own.
+func (w *Worker) accept(subject string, m contract.Method) error {
+	if subject != contract.RequestSubject(m) {
+		return contract.Errorf(contract.CodeMethodMismatch, "the command names method %q but was published on %s; a %s command goes on %s", m, subject, m, contract.RequestSubject(m))
+	}
 	if w.o.Allowed != nil {
 		if err := w.o.Allowed.Check(m); err != nil {
 			return err
@@ -314,13 +335,43 @@ func (w *Worker) reject(ctx context.Context, cmd contract.Command, attempt int, 
 		// Still recorded, under an id of its own.
 		cmd.ID = uuid.NewString()
 	}
+	return w.refuse(ctx, w.event(ctx, cmd, contract.EventRejected, attempt), cause)
+}
+
+// conflict records a command that reuses the id of another request and
+// ends it. It is recorded under a fresh id, naming the one it collided
+// with: under the command's own id its events would mix with the other
+// request's, and would become that request's state.
+func (w *Worker) conflict(ctx context.Context, msg jetstream.Msg, cmd contract.Command, attempt int) error {
+	collided := cmd.ID
+	cmd.ID = conflictID(msg, collided)
 	ev := w.event(ctx, cmd, contract.EventRejected, attempt)
+	ev.ConflictsWith = collided
+	return w.refuse(ctx, ev, contract.Errorf(contract.CodeIDConflict,
+		"the id %q already names another request, with other fields; this command was not carried out (recorded under a fresh id)", collided))
+}
+
+// conflictID is the fresh id the conflict of msg with request collided is
+// recorded under. It is the same on every delivery of msg, so a redelivery
+// (a lost acknowledgement) records the conflict again under the same id,
+// not as one more request.
+func conflictID(msg jetstream.Msg, collided string) string {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return uuid.NewString()
+	}
+	name := fmt.Sprintf("%s/%d/%d/%s", meta.Stream, meta.Sequence.Stream, meta.Timestamp.UnixNano(), collided)
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte(name)).String()
+}
+
+// refuse publishes ev, a rejected event, with the error of cause.
+func (w *Worker) refuse(ctx context.Context, ev contract.Event, cause error) error {
 	ev.Error = contract.AsError(cause)
 	if err := bus.PublishEvent(ctx, w.o.JS, ev); err != nil {
 		return fmt.Errorf("publish rejected event: %w", err)
 	}
-	w.metrics.requests.WithLabelValues(metricMethod(cmd.Method), "rejected").Inc()
-	w.o.Log.InfoContext(ctx, "command_rejected", "request_id", cmd.ID, "code", ev.Error.Code, "detail", ev.Error.Detail)
+	w.metrics.requests.WithLabelValues(metricMethod(ev.Method), "rejected").Inc()
+	w.o.Log.InfoContext(ctx, "command_rejected", "request_id", ev.RequestID, "code", ev.Error.Code, "detail", ev.Error.Detail)
 	return recordedError{bus.Permanent(cause)}
 }
 

@@ -197,8 +197,11 @@ func summarize(evs []contract.Event) []summary {
 func TestHandle(t *testing.T) {
 	staged := worker.Result{Outcome: contract.OutcomeStaged, Bytes: 10, Files: 1, Message: "staged"}
 	tests := []struct {
-		name    string
-		method  contract.Method
+		name   string
+		method contract.Method
+		// subject is the method whose subject the command goes on (default:
+		// its own).
+		subject contract.Method
 		allowed contract.MethodSet
 		// work is the outcome of the call-th run of the work.
 		work      func(call int32) (worker.Result, error)
@@ -301,9 +304,23 @@ func TestHandle(t *testing.T) {
 			wantCount: [2]string{"local_symlink", "rejected"},
 		},
 		{
-			name: "method the worker does not carry out", method: contract.MethodLocalHardlink,
-			want:      []summary{{Type: contract.EventRejected, Attempt: 1, Code: contract.CodeInvalidMethod}},
+			// Sites grant publish rights per method subject: a body naming
+			// another method, even one this worker carries out, would get
+			// around them.
+			name: "method other than the subject's", method: contract.MethodLocalSymlink, subject: contract.MethodLocalCopy,
+			want:      []summary{{Type: contract.EventRejected, Attempt: 1, Code: contract.CodeMethodMismatch}},
+			wantCount: [2]string{"local_symlink", "rejected"},
+		},
+		{
+			name: "method the worker does not carry out, on another's subject", method: contract.MethodLocalHardlink, subject: contract.MethodLocalCopy,
+			want:      []summary{{Type: contract.EventRejected, Attempt: 1, Code: contract.CodeMethodMismatch}},
 			wantCount: [2]string{"local_hardlink", "rejected"},
+		},
+		{
+			name: "method other than the subject's, which the site forbids", method: contract.MethodLocalCopy, subject: contract.MethodLocalSymlink,
+			allowed:   contract.MethodSet{contract.MethodLocalSymlink},
+			want:      []summary{{Type: contract.EventRejected, Attempt: 1, Code: contract.CodeMethodMismatch}},
+			wantCount: [2]string{"local_copy", "rejected"},
 		},
 	}
 	for _, tt := range tests {
@@ -314,9 +331,11 @@ func TestHandle(t *testing.T) {
 				return tt.work(calls.Add(1))
 			}, func(o *worker.Options) { o.Allowed = tt.allowed })
 			cmd := command(tt.method)
-			// Always on a subject the worker consumes: a command whose
-			// body names another method must still reach it to be refused.
-			s.publish(t, contract.MethodLocalCopy, cmd)
+			subject := tt.subject
+			if subject == "" {
+				subject = tt.method
+			}
+			s.publish(t, subject, cmd)
 			checkEvents(t, s, cmd, tt.want)
 			if got := calls.Load(); got != tt.wantCalls {
 				t.Errorf("work ran %d times, want %d", got, tt.wantCalls)
@@ -669,14 +688,12 @@ func TestNoCommandWaitsForASlot(t *testing.T) {
 // any work or event: the last event stays the request's state.
 func TestEndedRequestIsNotWorkedOnAgain(t *testing.T) {
 	tests := []struct {
-		last      contract.EventType
-		wantCalls int32
-		want      []contract.EventType
+		last contract.EventType
+		want []contract.EventType
 	}{
 		{last: contract.EventSucceeded, want: []contract.EventType{contract.EventSucceeded}},
 		{last: contract.EventFailed, want: []contract.EventType{contract.EventFailed}},
 		{last: contract.EventRejected, want: []contract.EventType{contract.EventRejected}},
-		{last: contract.EventStarted, wantCalls: 1, want: []contract.EventType{contract.EventStarted, contract.EventStarted, contract.EventSucceeded}},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.last), func(t *testing.T) {
@@ -703,8 +720,8 @@ func TestEndedRequestIsNotWorkedOnAgain(t *testing.T) {
 			}
 			s.submit(t, cmd)
 			checkEventTypes(t, s.events(t, cmd.ID), tt.want)
-			if got := calls.Load(); got != tt.wantCalls {
-				t.Errorf("work ran %d times, want %d", got, tt.wantCalls)
+			if got := calls.Load(); got != 0 {
+				t.Errorf("work ran %d times, want 0", got)
 			}
 		})
 	}
