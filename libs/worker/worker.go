@@ -223,9 +223,10 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 const firstCopyWithin = 10 * time.Second
 
 // mayBeRepeated reports whether msg may repeat a command the workers have
-// had before, whose request may therefore have ended: a redelivery, or the
-// command published again. Only then is the request's last event read,
-// which otherwise costs a request to the server per command.
+// had before, whose request may therefore have ended, be running, or be
+// another request under the same id: a redelivery, or the command published
+// again. Only then is the request's last event read, which otherwise costs
+// a request to the server per command.
 //
 // A first delivery is the first copy when the server deduplicated it and
 // stored it soon after its requested_at. Publishers set Nats-Msg-Id to the
