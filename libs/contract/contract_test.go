@@ -269,7 +269,8 @@ func TestSameRequest(t *testing.T) {
 		{"other source", func(c *contract.Command) { c.LocalPathOnStorage = "/mnt/storage_a/other.fits" }, false},
 		{"other target", func(c *contract.Command) { c.RelativePath = "data/other.fits" }, false},
 		{"other origin", func(c *contract.Command) { c.Origin = "gateway" }, false},
-		{"other checksum", func(c *contract.Command) { c.ExpectedAdler32 = "" }, false},
+		{"other checksum", func(c *contract.Command) { c.ExpectedAdler32 = "ffffffff" }, false},
+		{"no checksum", func(c *contract.Command) { c.ExpectedAdler32 = "" }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -279,5 +280,11 @@ func TestSameRequest(t *testing.T) {
 				t.Errorf("SameRequest = %v, want %v", got, tt.want)
 			}
 		})
+	}
+	// An event from before events carried the checksum contradicts none.
+	old := ev
+	old.ExpectedAdler32 = ""
+	if !contract.SameRequest(cmd, old) {
+		t.Error("SameRequest = false for an event without expected_adler32, want true")
 	}
 }

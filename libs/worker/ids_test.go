@@ -33,7 +33,7 @@ func TestIDConflict(t *testing.T) {
 		subject contract.Method
 	}{
 		{name: "other user, while running", running: true, change: func(c *contract.Command) { c.Username = "bob" }},
-		{name: "other expected checksum, while running", running: true, change: func(c *contract.Command) { c.ExpectedAdler32 = "0a1b2c3d" }},
+		{name: "other expected checksum, while running", running: true, change: func(c *contract.Command) { c.ExpectedAdler32 = "ffffffff" }},
 		{name: "other target, after the end", change: func(c *contract.Command) { c.RelativePath = "data/y.fits" }},
 		{name: "other method, after the end", change: func(c *contract.Command) { c.Method = contract.MethodLocalSymlink }},
 		{name: "other job, after the end", change: func(c *contract.Command) { c.JobID = "job-2" }},
@@ -58,6 +58,7 @@ func TestIDConflict(t *testing.T) {
 				return worker.Result{Outcome: contract.OutcomeStaged}, nil
 			}, nil)
 			first := command(contract.MethodLocalCopy)
+			first.ExpectedAdler32 = "0a1b2c3d"
 			s.submit(t, first)
 			if tt.running {
 				waitFor(t, "the first request running", func() bool {

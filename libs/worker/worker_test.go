@@ -359,7 +359,7 @@ func checkEvents(t *testing.T, s *system, cmd contract.Command, want []summary) 
 		got := contract.Event{
 			SpecVersion: ev.SpecVersion, Type: ev.Type, Source: ev.Source, RequestID: ev.RequestID, JobID: ev.JobID,
 			Method: ev.Method, Username: ev.Username, LocalPathOnStorage: ev.LocalPathOnStorage,
-			RelativePath: ev.RelativePath, Origin: ev.Origin,
+			RelativePath: ev.RelativePath, Origin: ev.Origin, ExpectedAdler32: ev.ExpectedAdler32,
 		}
 		want := contract.EventFor(cmd, ev.Type)
 		want.Source = "test-worker"
