@@ -137,7 +137,7 @@ func (e recordedError) Unwrap() error { return e.err }
 // validation, was published on another method's subject, or names a method
 // the worker does not carry out or the site does not allow is rejected. A
 // command reusing the id of another request is rejected under a fresh id
-// (see repeats); one repeating a request that has ended, or that another
+// (see conflict); one repeating a request that has ended, or that another
 // copy is working on, is acknowledged and nothing more. A StageFunc error
 // carrying a contract code is permanent, except unavailable and timeout
 // codes; any other error is retried until the last allowed delivery.
