@@ -61,10 +61,10 @@ func TestEmbeddedNATSClosedWhenAuthOn(t *testing.T) {
 		t.Fatalf("POST /api/v1/stagings = %d %+v, want 202 with an id", status, sub)
 	}
 	link, _ := sys.waitStatus(t, sub.ID, "succeeded")["download_url"].(string)
-	token := path.Base(link)
 	if link == "" {
 		t.Fatal("the succeeded direct_download has no download_url")
 	}
+	token := path.Base(link)
 
 	t.Run("refused without the key", func(t *testing.T) {
 		stranger, err := nkeys.CreateUser()
