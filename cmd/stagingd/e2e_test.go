@@ -27,20 +27,23 @@ import (
 type running struct {
 	*system
 	spans *tracetest.InMemoryExporter
+	// bearer, when set, goes with every HTTP request the test sends.
+	bearer string
 }
 
 // startSystem starts the all-in-one on a temporary data directory, a free
-// HTTP port and, unless natsURL is set, an embedded NATS on a free port.
-func startSystem(t *testing.T, natsURL, mysqlDSN string) running {
+// HTTP port and, unless natsURL is set, an embedded NATS on a free port;
+// args are further flags.
+func startSystem(t *testing.T, natsURL, mysqlDSN string, args ...string) running {
 	t.Helper()
 	t.Setenv("STAGING_LOG_LEVEL", "warn")
-	cfg, err := loadConfig([]string{
+	cfg, err := loadConfig(append([]string{
 		"-data-dir", t.TempDir(),
 		"-http-addr", "127.0.0.1:0",
 		"-nats-listen", "127.0.0.1:-1",
 		"-nats-url", natsURL,
 		"-mysql-dsn", mysqlDSN,
-	}, io.Discard)
+	}, args...), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +61,7 @@ func startSystem(t *testing.T, natsURL, mysqlDSN string) running {
 			t.Errorf("stagingd stopped with: %v", err)
 		}
 	})
-	return running{sys, spans}
+	return running{system: sys, spans: spans}
 }
 
 // testLog sends the system's log lines to the test log, shown on failure.
@@ -230,7 +233,12 @@ func (s running) postJSON(t *testing.T, path string, body, out any) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Post(s.httpURL+path, "application/json", bytes.NewReader(data))
+	req, err := http.NewRequest(http.MethodPost, s.httpURL+path, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.send(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,12 +249,24 @@ func (s running) postJSON(t *testing.T, path string, body, out any) int {
 	return resp.StatusCode
 }
 
+// send sends req with the test's bearer token, if it has one.
+func (s running) send(req *http.Request) (*http.Response, error) {
+	if s.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+s.bearer)
+	}
+	return http.DefaultClient.Do(req)
+}
+
 // waitStatus polls GET /api/v1/stagings/{id} until it reports want.
 func (s running) waitStatus(t *testing.T, id, want string) map[string]any {
 	t.Helper()
 	var last map[string]any
 	poll(t, "request "+id+" to be "+want, func() bool {
-		resp, err := http.Get(s.httpURL + "/api/v1/stagings/" + id)
+		req, err := http.NewRequest(http.MethodGet, s.httpURL+"/api/v1/stagings/"+id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := s.send(req)
 		if err != nil {
 			return false
 		}

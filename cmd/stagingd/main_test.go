@@ -5,7 +5,10 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -20,8 +23,9 @@ func TestRunPrintsWhatToTry(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	banner := &testenv.Buffer{}
 	done := make(chan error, 1)
+	dataDir := t.TempDir()
 	go func() {
-		done <- run(ctx, []string{"-data-dir", t.TempDir(), "-http-addr", "127.0.0.1:0", "-nats-listen", "127.0.0.1:0", "-log-level", "warn"}, banner, io.Discard)
+		done <- run(ctx, []string{"-data-dir", dataDir, "-http-addr", "127.0.0.1:0", "-nats-listen", "127.0.0.1:0", "-log-level", "warn"}, banner, io.Discard)
 	}()
 	url := regexp.MustCompile(`skao-staging is running: (http://\S+)`)
 	var base string
@@ -36,6 +40,14 @@ func TestRunPrintsWhatToTry(t *testing.T) {
 		if !strings.Contains(banner.String(), want) {
 			t.Errorf("banner lacks %q:\n%s", want, banner)
 		}
+	}
+	// Without authentication (the demo) the NATS server stays open, as
+	// the banner's curl lines and the README's nats examples expect.
+	if strings.Contains(banner.String(), "NATS key file") {
+		t.Errorf("banner names a NATS key file with authentication off:\n%s", banner)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "nats-admin.nk")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("NATS key file with authentication off: %v, want none", err)
 	}
 	resp, err := http.Get(base + "/readyz")
 	if err != nil {

@@ -8,9 +8,11 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/skao/skao-staging/libs/contract"
@@ -44,12 +46,21 @@ func loadConfig(args []string, out io.Writer) (config, error) {
 	return cfg, nil
 }
 
+// authOn tells whether the gateway authenticates its callers
+// (STAGING_AUTH_MODE other than none, read as the gateway reads it). Then
+// the embedded NATS server, a second door to the same data, is closed too.
+func (c config) authOn() bool {
+	m := strings.ToLower(c.Gateway.AuthMode)
+	return m != "" && m != "none"
+}
+
 // system is the running all-in-one.
 type system struct {
 	cfg        config
 	layout     layout
 	natsURL    string
-	natsNotice string
+	natsKey    string // the nkey seed file that opens the embedded NATS server; empty when it is open
+	notices    []string
 	httpURL    string
 	auditStore string
 	rt         *service.Runtime
@@ -63,23 +74,37 @@ func start(ctx context.Context, cfg config, logs io.Writer) (*system, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := l.prepare(); err != nil {
+	dirNotice, err := l.prepare(cfg.authOn())
+	if err != nil {
 		return nil, err
 	}
 	sys := &system{cfg: cfg, layout: l}
+	sys.addNotice(dirNotice)
 	sys.applyLayoutDefaults()
 
+	var natsOpts []nats.Option
 	if cfg.NATSURL == "" {
-		srv, notice, err := startNATS(cfg.NATSListen, l.NATS)
+		var clientNkey string
+		if cfg.authOn() {
+			if clientNkey, err = loadOrCreateNkey(l.NATSKey); err != nil {
+				return nil, err
+			}
+			sys.natsKey = l.NATSKey
+		}
+		srv, notice, err := startNATS(cfg.NATSListen, l.NATS, clientNkey)
 		if err != nil {
 			return nil, err
 		}
-		sys.nats, sys.natsNotice = srv, notice
+		sys.nats = srv
+		sys.addNotice(notice)
 		sys.cfg.NATSURL = srv.ClientURL()
+		// The services reach the embedded server in-process: no network
+		// hop, and no credentials needed when it is closed.
+		natsOpts = append(natsOpts, nats.InProcessServer(srv))
 	}
 	sys.natsURL = sys.cfg.NATSURL
 
-	rt, err := service.Start(ctx, "stagingd", sys.cfg.Base, logs)
+	rt, err := service.Start(ctx, "stagingd", sys.cfg.Base, logs, natsOpts...)
 	if err != nil {
 		sys.stopNATS()
 		return nil, err
@@ -119,6 +144,12 @@ func start(ctx context.Context, cfg config, logs io.Writer) (*system, error) {
 	})
 	sys.group = g
 	return sys, nil
+}
+
+func (s *system) addNotice(n string) {
+	if n != "" {
+		s.notices = append(s.notices, n)
+	}
 }
 
 // applyLayoutDefaults points every root the configuration leaves unset at

@@ -47,8 +47,9 @@ type Runtime struct {
 }
 
 // Start builds the runtime of the process named name from base, with logs
-// written to logOut.
-func Start(ctx context.Context, name string, base Base, logOut io.Writer) (*Runtime, error) {
+// written to logOut; natsOpts add to the NATS connection's options (the
+// all-in-one connects to its embedded server in-process).
+func Start(ctx context.Context, name string, base Base, logOut io.Writer, natsOpts ...nats.Option) (*Runtime, error) {
 	// Every record also goes to NATS (staging.logs.<name>) for the
 	// gateway's GET /logs/ window, once connected; never blocking.
 	logPub := telemetry.NewLogPublisher(name, 0)
@@ -70,7 +71,7 @@ func Start(ctx context.Context, name string, base Base, logOut io.Writer) (*Runt
 		logCloser:      closer,
 	}
 	rt.Log, rt.Tracer, rt.Health, rt.Registerer = log, tp, telemetry.NewHealth(), rt.Registry
-	if err := rt.connect(ctx, name, base); err != nil {
+	if err := rt.connect(ctx, name, base, natsOpts); err != nil {
 		rt.Close(ctx)
 		return nil, err
 	}
@@ -78,8 +79,8 @@ func Start(ctx context.Context, name string, base Base, logOut io.Writer) (*Runt
 	return rt, nil
 }
 
-func (rt *Runtime) connect(ctx context.Context, name string, base Base) error {
-	nc, err := bus.Connect(cmp.Or(base.NATSURL, nats.DefaultURL), name, rt.Log)
+func (rt *Runtime) connect(ctx context.Context, name string, base Base, natsOpts []nats.Option) error {
+	nc, err := bus.Connect(cmp.Or(base.NATSURL, nats.DefaultURL), name, rt.Log, natsOpts...)
 	if err != nil {
 		return err
 	}
