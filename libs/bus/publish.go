@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -23,9 +24,23 @@ func PublishCommand(ctx context.Context, js jetstream.JetStream, cmd contract.Co
 }
 
 // PublishEvent publishes ev on its request's event subject with Nats-Msg-Id
-// set to the event id.
-func PublishEvent(ctx context.Context, js jetstream.JetStream, ev contract.Event) error {
-	return publish(ctx, js, contract.EventSubject(ev.RequestID), ev.ID, ev)
+// set to the event id. opts add conditions, such as
+// jetstream.WithExpectLastSequencePerSubject for an event that must follow
+// the one its publisher read (see IsWrongLastSequence).
+func PublishEvent(ctx context.Context, js jetstream.JetStream, ev contract.Event, opts ...jetstream.PublishOpt) error {
+	return publish(ctx, js, contract.EventSubject(ev.RequestID), ev.ID, ev, opts...)
+}
+
+// IsWrongLastSequence reports whether a publish was refused because its
+// subject's last message was no longer the one it expected: another
+// publisher got there first.
+func IsWrongLastSequence(err error) bool {
+	apiErr, ok := errors.AsType[*jetstream.APIError](err)
+	if !ok {
+		return false
+	}
+	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
 // PublishDownload publishes ev on its request's download subject with
@@ -40,7 +55,7 @@ func PublishDownload(ctx context.Context, js jetstream.JetStream, ev contract.Do
 // permission, a stream gone) must fail and be retried, not hang.
 const PublishTimeout = 10 * time.Second
 
-func publish(ctx context.Context, js jetstream.JetStream, subject, msgID string, v any) error {
+func publish(ctx context.Context, js jetstream.JetStream, subject, msgID string, v any, opts ...jetstream.PublishOpt) error {
 	ctx, cancel := context.WithTimeout(ctx, PublishTimeout)
 	defer cancel()
 	data, err := json.Marshal(v)
@@ -49,7 +64,8 @@ func publish(ctx context.Context, js jetstream.JetStream, subject, msgID string,
 	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	InjectTrace(ctx, msg.Header)
-	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID)); err != nil {
+	opts = append(opts, jetstream.WithMsgID(msgID))
+	if _, err := js.PublishMsg(ctx, msg, opts...); err != nil {
 		return fmt.Errorf("publish %s: %w", subject, err)
 	}
 	return nil

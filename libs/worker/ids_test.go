@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
@@ -203,4 +205,85 @@ func TestQueuedRequestIsWorkedOn(t *testing.T) {
 	}
 	s.publish(t, contract.MethodLocalCopy, cmd)
 	checkEventTypes(t, s.events(t, cmd.ID), []contract.EventType{contract.EventQueued, contract.EventStarted, contract.EventSucceeded})
+}
+
+// Two copies of a request taken at the same moment: between one copy's
+// read of the request's last event and its started event, the other
+// copy's worker starts the request. The started event is published only
+// if nothing came after what was read, so the late copy finds the request
+// running and does no work.
+func TestCopyTakenAtTheSameMoment(t *testing.T) {
+	var calls atomic.Int32
+	cmd := command(contract.MethodLocalCopy)
+	s := start(t, func(context.Context, contract.Command, *worker.Reporter) (worker.Result, error) {
+		calls.Add(1)
+		return worker.Result{Outcome: contract.OutcomeStaged}, nil
+	}, func(o *worker.Options) {
+		o.JS = racingJS{JetStream: o.JS, other: func(ctx context.Context) {
+			started := contract.EventFor(cmd, contract.EventStarted)
+			started.ID, started.Time, started.Source, started.Attempt = uuid.NewString(), time.Now().UTC(), "other-worker", 1
+			if err := bus.PublishEvent(ctx, o.JS, started); err != nil {
+				t.Error(err)
+			}
+		}}
+	})
+	queued := contract.EventFor(cmd, contract.EventQueued)
+	queued.ID, queued.Time, queued.Source = uuid.NewString(), time.Now().UTC(), "gateway"
+	if err := bus.PublishEvent(t.Context(), s.js, queued); err != nil {
+		t.Fatal(err)
+	}
+	// Without a message id, so that the worker reads the last event.
+	s.publish(t, contract.MethodLocalCopy, cmd)
+	waitFor(t, "the copy acknowledged", func() bool {
+		stream, err := s.js.Stream(t.Context(), contract.StreamRequests)
+		if err != nil {
+			return false
+		}
+		info, err := stream.Info(t.Context())
+		return err == nil && info.State.Msgs == 0
+	})
+	// The other worker ends the request; nothing of this worker's is
+	// between.
+	succeeded := contract.EventFor(cmd, contract.EventSucceeded)
+	succeeded.ID, succeeded.Time, succeeded.Source, succeeded.Attempt, succeeded.Outcome = uuid.NewString(), time.Now().UTC(), "other-worker", 1, contract.OutcomeStaged
+	if err := bus.PublishEvent(t.Context(), s.js, succeeded); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range s.events(t, cmd.ID) {
+		got = append(got, string(ev.Type)+" by "+ev.Source)
+	}
+	if diff := cmp.Diff(got, []string{"queued by gateway", "started by other-worker", "succeeded by other-worker"}); diff != "" {
+		t.Errorf("events (-got +want):\n%s", diff)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("work ran %d times, want 0: the other copy's worker has the request", n)
+	}
+}
+
+// racingJS runs other once, right after the first read of a request's last
+// event: the moment another worker could start the same request.
+type racingJS struct {
+	jetstream.JetStream
+	other func(context.Context)
+}
+
+func (r racingJS) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	st, err := r.JetStream.Stream(ctx, name)
+	if err != nil || name != contract.StreamEvents {
+		return st, err
+	}
+	return &racingStream{Stream: st, other: r.other}, nil
+}
+
+type racingStream struct {
+	jetstream.Stream
+	other func(context.Context)
+	once  sync.Once
+}
+
+func (r *racingStream) GetLastMsgForSubject(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
+	msg, err := r.Stream.GetLastMsgForSubject(ctx, subject)
+	r.once.Do(func() { r.other(ctx) })
+	return msg, err
 }

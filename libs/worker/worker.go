@@ -159,11 +159,16 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 
 	// Before anything is recorded under the command's id, even its
 	// rejection: the id may already be another request's.
+	var startOpts []jetstream.PublishOpt
 	if contract.ValidateID("id", cmd.ID) == nil && mayBeRepeated(msg, cmd) {
-		last, err := w.lastEvent(ctx, cmd.ID)
+		last, seq, err := w.lastEvent(ctx, cmd.ID)
 		if err != nil {
 			return err
 		}
+		// Started only if nothing was published on the request's subject
+		// since it was read: of two copies taken at the same moment, one
+		// starts and the other finds the request running.
+		startOpts = append(startOpts, jetstream.WithExpectLastSequencePerSubject(seq))
 		switch {
 		case last == nil:
 		case !contract.SameRequest(cmd, *last):
@@ -186,7 +191,11 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	span.SetAttributes(attribute.String("staging.request_id", cmd.ID), attribute.String("staging.method", string(cmd.Method)), attribute.Int("staging.attempt", attempt))
 
-	if err := bus.PublishEvent(ctx, w.o.JS, w.event(ctx, cmd, contract.EventStarted, attempt)); err != nil {
+	if err := bus.PublishEvent(ctx, w.o.JS, w.event(ctx, cmd, contract.EventStarted, attempt), startOpts...); err != nil {
+		if bus.IsWrongLastSequence(err) {
+			w.o.Log.InfoContext(ctx, "command_already_running", fields()...)
+			return nil
+		}
 		return fmt.Errorf("publish started event: %w", err)
 	}
 	w.metrics.inFlight.Inc()
@@ -250,33 +259,34 @@ func mayBeRepeated(msg jetstream.Msg, cmd contract.Command) bool {
 	return cmd.RequestedAt.IsZero() || meta.Timestamp.Sub(cmd.RequestedAt).Abs() >= firstCopyWithin
 }
 
-// lastEvent is the last event of request id, nil when it has none. The
-// last event is the request's state, so a command whose request has ended
-// (a redelivery after a lost acknowledgement, or the same command published
-// again after the deduplication window) must not be worked on again: a new
-// started event would move the state backwards. Every event repeats the
-// request's fields, so the last one also tells whether a command with this
-// id asks for that request or another (see SameRequest).
-func (w *Worker) lastEvent(ctx context.Context, id string) (*contract.Event, error) {
+// lastEvent is the last event of request id and its stream sequence, nil
+// and 0 when it has none. The last event is the request's state, so a
+// command whose request has ended (a redelivery after a lost
+// acknowledgement, or the same command published again after the
+// deduplication window) must not be worked on again: a new started event
+// would move the state backwards. Every event repeats the request's
+// fields, so the last one also tells whether a command with this id asks
+// for that request or another (see SameRequest).
+func (w *Worker) lastEvent(ctx context.Context, id string) (*contract.Event, uint64, error) {
 	// Bounded like a publish: the handler's own deadline allows hours.
 	ctx, cancel := context.WithTimeout(ctx, bus.PublishTimeout)
 	defer cancel()
 	stream, err := w.eventStream(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	raw, err := stream.GetLastMsgForSubject(ctx, contract.EventSubject(id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read the last event of %s: %w", id, err)
+		return nil, 0, fmt.Errorf("read the last event of %s: %w", id, err)
 	}
 	var ev contract.Event
 	if err := json.Unmarshal(raw.Data, &ev); err != nil {
-		return nil, fmt.Errorf("decode the last event of %s: %w", id, err)
+		return nil, 0, fmt.Errorf("decode the last event of %s: %w", id, err)
 	}
-	return &ev, nil
+	return &ev, raw.Sequence, nil
 }
 
 func (w *Worker) eventStream(ctx context.Context) (jetstream.Stream, error) {

@@ -6,7 +6,6 @@ package stagings
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -136,8 +135,8 @@ func (c *Client) Submit(ctx context.Context, cmd contract.Command) error {
 	}
 	ev := c.event(ctx, cmd, contract.EventQueued)
 	ev.Message = "accepted and queued"
-	err := c.publishEvent(ctx, ev, jetstream.WithExpectLastSequencePerSubject(0))
-	if err != nil && !isWrongLastSeq(err) {
+	err := bus.PublishEvent(ctx, c.js, ev, jetstream.WithExpectLastSequencePerSubject(0))
+	if err != nil && !bus.IsWrongLastSequence(err) {
 		// The command is in the queue and its worker's events will record
 		// it, so the submission stands; only the queued record is missing.
 		return fmt.Errorf("%w: %w", ErrQueuedNotRecorded, err)
@@ -159,7 +158,7 @@ func (c *Client) Reject(ctx context.Context, cmd contract.Command, cause error) 
 	defer cancel()
 	ev := c.event(ctx, cmd, contract.EventRejected)
 	ev.Error = contract.AsError(cause)
-	if err := c.publishEvent(ctx, ev); err != nil {
+	if err := bus.PublishEvent(ctx, c.js, ev); err != nil {
 		return unavailable("record rejection", err)
 	}
 	return nil
@@ -174,32 +173,4 @@ func (c *Client) event(ctx context.Context, cmd contract.Command, t contract.Eve
 		ev.TraceID = sc.TraceID().String()
 	}
 	return ev
-}
-
-// publishEvent is bus.PublishEvent with publish options: the queued event
-// needs an expected-last-subject-sequence condition that bus does not offer.
-func (c *Client) publishEvent(ctx context.Context, ev contract.Event, opts ...jetstream.PublishOpt) error {
-	if len(opts) == 0 {
-		return bus.PublishEvent(ctx, c.js, ev)
-	}
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("encode event: %w", err)
-	}
-	msg := &nats.Msg{Subject: contract.EventSubject(ev.RequestID), Data: data, Header: nats.Header{}}
-	bus.InjectTrace(ctx, msg.Header)
-	opts = append(opts, jetstream.WithMsgID(ev.ID))
-	if _, err := c.js.PublishMsg(ctx, msg, opts...); err != nil {
-		return fmt.Errorf("publish %s: %w", msg.Subject, err)
-	}
-	return nil
-}
-
-func isWrongLastSeq(err error) bool {
-	var apiErr *jetstream.APIError
-	if !errors.As(err, &apiErr) {
-		return false
-	}
-	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
