@@ -118,7 +118,33 @@ func start(ctx context.Context, cfg config, logs io.Writer) (*system, error) {
 		return errors.Join(err, closeDownloads(), handler.Close())
 	})
 	sys.group = g
+	sys.awaitWorkers(gctx)
 	return sys, nil
+}
+
+// awaitWorkers returns once the stager's and the jupyter-bridge's consumers
+// exist (at once after a first start: they are durable), or the services
+// stopped, or a while passed. The gateway refuses a method no worker takes,
+// so a request sent the moment the all-in-one is up must not be refused for
+// a worker that is still starting. A worker that cannot start stops the
+// services, which wait reports.
+func (s *system) awaitWorkers(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for _, durable := range []string{contract.ConsumerStager, contract.ConsumerJupyterBridge} {
+		for {
+			if _, err := s.rt.JS.Consumer(ctx, contract.StreamRequests, durable); err == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}
 }
 
 // applyLayoutDefaults points every root the configuration leaves unset at
