@@ -162,8 +162,8 @@ func (s *system) applyLayoutDefaults() {
 	c.Jupyter.SourceRoot = c.Stager.SourceRoot
 	c.Stager.DownloadAddr = "" // served through the gateway's port
 	if c.Jupyter.HubURL == "" {
-		// Without a hub nobody would take jupyter_copy commands: refuse
-		// them at the door instead of queueing them forever.
+		// Without a hub the bridge rejects every jupyter_copy command;
+		// the gateway refuses them at the door, before queueing any.
 		c.Gateway.AllowedMethods = slices.DeleteFunc(slices.Clone(c.Gateway.AllowedMethods), func(m string) bool {
 			return m == string(contract.MethodJupyterCopy)
 		})
