@@ -170,6 +170,28 @@ func endToEnd(t *testing.T, sys running) {
 		}
 	})
 
+	t.Run("jupyter_copy on NATS without a hub is rejected and recorded", func(t *testing.T) {
+		nc, err := nats.Connect(sys.natsURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := uuid.NewString()
+		cmd := []byte(`{"spec_version":"1.0","id":"` + id + `","method":"jupyter_copy","username":"carol",` +
+			`"local_path_on_storage":"sample/hello.txt","relative_path":"` + target + `-jupyter","origin":"nats-cli"}`)
+		if _, err := js.Publish(t.Context(), contract.RequestSubject(contract.MethodJupyterCopy), cmd, jetstream.WithMsgID(id)); err != nil {
+			t.Fatal(err)
+		}
+		rec := sys.waitAudit(t, id, contract.StatusRejected)
+		if rec.ErrorCode != contract.CodeMethodNotAllowed {
+			t.Errorf("audit record = %+v, want rejected with method_not_allowed", rec)
+		}
+	})
+
 	t.Run("bad input is refused with a code and recorded", func(t *testing.T) {
 		tests := []struct {
 			name     string

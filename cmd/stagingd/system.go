@@ -143,12 +143,38 @@ func start(ctx context.Context, cfg config, logs io.Writer) (*system, error) {
 		return errors.Join(err, closeDownloads(), handler.Close())
 	})
 	sys.group = g
+	sys.awaitWorkers(gctx)
 	return sys, nil
 }
 
 func (s *system) addNotice(n string) {
 	if n != "" {
 		s.notices = append(s.notices, n)
+	}
+}
+
+// awaitWorkers returns once the stager's and the jupyter-bridge's consumers
+// exist (at once after a first start: they are durable), or the services
+// stopped, or a while passed. The gateway refuses a method no worker takes,
+// so a request sent the moment the all-in-one is up must not be refused for
+// a worker that is still starting. A worker that cannot start stops the
+// services, which wait reports.
+func (s *system) awaitWorkers(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for _, durable := range []string{contract.ConsumerStager, contract.ConsumerJupyterBridge} {
+		for {
+			if _, err := s.rt.JS.Consumer(ctx, contract.StreamRequests, durable); err == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
 	}
 }
 
@@ -167,8 +193,8 @@ func (s *system) applyLayoutDefaults() {
 	c.Jupyter.SourceRoot = c.Stager.SourceRoot
 	c.Stager.DownloadAddr = "" // served through the gateway's port
 	if c.Jupyter.HubURL == "" {
-		// Without a hub nobody would take jupyter_copy commands: refuse
-		// them at the door instead of queueing them forever.
+		// Without a hub the bridge rejects every jupyter_copy command;
+		// the gateway refuses them at the door, before queueing any.
 		c.Gateway.AllowedMethods = slices.DeleteFunc(slices.Clone(c.Gateway.AllowedMethods), func(m string) bool {
 			return m == string(contract.MethodJupyterCopy)
 		})

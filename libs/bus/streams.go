@@ -2,7 +2,9 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,6 +19,13 @@ type StreamOptions struct {
 	EventsMaxAge time.Duration
 	// Replicas is the stream replica count (default 1; 3 on a cluster).
 	Replicas int
+	// RequestsMaxAge, RequestsMaxMsgs and RequestsMaxBytes bound
+	// STAGING_REQUESTS (defaults contract.DefaultRequestsMax...): a
+	// command no worker takes within the age is dropped, and a publish
+	// that would pass the count or the size is refused (see IsStreamFull).
+	RequestsMaxAge   time.Duration
+	RequestsMaxMsgs  int64
+	RequestsMaxBytes int64
 }
 
 // EnsureStreams creates or updates STAGING_REQUESTS and STAGING_EVENTS. Every
@@ -28,6 +37,19 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 	if o.Replicas <= 0 {
 		o.Replicas = 1
 	}
+	if o.RequestsMaxAge <= 0 {
+		o.RequestsMaxAge = contract.DefaultRequestsMaxAge
+	}
+	if o.RequestsMaxAge < contract.DedupWindow {
+		// The server refuses it too, in words that name neither setting.
+		return fmt.Errorf("the max age of %s (%s) must be at least its deduplication window (%s)", contract.StreamRequests, o.RequestsMaxAge, contract.DedupWindow)
+	}
+	if o.RequestsMaxMsgs <= 0 {
+		o.RequestsMaxMsgs = contract.DefaultRequestsMaxMsgs
+	}
+	if o.RequestsMaxBytes <= 0 {
+		o.RequestsMaxBytes = contract.DefaultRequestsMaxBytes
+	}
 	streams := []jetstream.StreamConfig{{
 		Name:        contract.StreamRequests,
 		Description: "Staging commands, one per item; a work queue consumed by the stager and the jupyter-bridge.",
@@ -38,6 +60,12 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		Storage:    jetstream.FileStorage,
 		Duplicates: contract.DedupWindow,
 		Replicas:   o.Replicas,
+		// Bounded, and full means full: a new command is refused, so its
+		// publisher hears of it, rather than an older one dropped unseen.
+		MaxAge:   o.RequestsMaxAge,
+		MaxMsgs:  o.RequestsMaxMsgs,
+		MaxBytes: o.RequestsMaxBytes,
+		Discard:  jetstream.DiscardNew,
 	}, {
 		Name:        contract.StreamEvents,
 		Description: "Every event of every staging request (the last one on a request's subject is its state) and the download events of its link.",
@@ -96,3 +124,20 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, o ConsumerOptio
 	}
 	return c, nil
 }
+
+// IsStreamFull reports whether err is a stream refusing a publish because
+// it holds as many messages or bytes as it may (a DiscardNew stream at its
+// limit): the publisher should try again later.
+func IsStreamFull(err error) bool {
+	apiErr, ok := errors.AsType[*jetstream.APIError](err)
+	if !ok || apiErr.ErrorCode != jsErrCodeStreamStoreFailed {
+		return false
+	}
+	return strings.Contains(apiErr.Description, "maximum messages exceeded") ||
+		strings.Contains(apiErr.Description, "maximum bytes exceeded")
+}
+
+// jsErrCodeStreamStoreFailed is the server's JSStreamStoreFailedF, which
+// nats.go does not name: the stream could not store the message, and the
+// description says why.
+const jsErrCodeStreamStoreFailed jetstream.ErrorCode = 10077

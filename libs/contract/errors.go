@@ -38,6 +38,7 @@ const (
 	CodeIOError          Code = "io_error"          // the filesystem failed while staging
 	CodeRetriesExhausted Code = "retries_exhausted" // the request failed on every allowed delivery
 	CodeUnavailable      Code = "unavailable"       // a dependency (NATS, database, hub) is unreachable
+	CodeQueueFull        Code = "queue_full"        // the command queue holds as many commands as it may; try again later
 	CodeTimeout          Code = "timeout"           // the outcome was not known in time
 	CodeNotFound         Code = "not_found"         // no such request
 	CodeInternal         Code = "internal"          // a fault of the service itself

@@ -59,6 +59,16 @@ const DedupWindow = 20 * time.Minute
 // configured otherwise. The audit database is the permanent record.
 const DefaultEventsMaxAge = 30 * 24 * time.Hour
 
+// The default bounds of STAGING_REQUESTS. Commands are taken within
+// moments while a worker runs; the bounds only matter when none does, and
+// then a week of waiting or a hundred thousand waiting commands is where a
+// publisher should be told to stop rather than fill the disk.
+const (
+	DefaultRequestsMaxAge   = 7 * 24 * time.Hour
+	DefaultRequestsMaxMsgs  = 100_000
+	DefaultRequestsMaxBytes = 1 << 30
+)
+
 // RequestSubject is the subject a command for method m is published on.
 func RequestSubject(m Method) string { return subjectRequestsPrefix + string(m) }
 

@@ -29,6 +29,11 @@ type Base struct {
 	NATSURL string `env:"NATS_URL" help:"NATS server URL(s), comma-separated (default nats://127.0.0.1:4222; the all-in-one embeds a server when unset)"`
 	// EventsMaxAge is how long STAGING_EVENTS keeps events.
 	EventsMaxAge time.Duration `env:"EVENTS_MAX_AGE" envDefault:"720h" help:"how long the event stream keeps events"`
+	// RequestsMaxAge, RequestsMaxMsgs and RequestsMaxBytes bound the
+	// command queue (STAGING_REQUESTS); a full queue refuses new commands.
+	RequestsMaxAge   time.Duration `env:"REQUESTS_MAX_AGE" envDefault:"168h" help:"how long a command waits in the queue for a worker before it is dropped (at least the 20m deduplication window)"`
+	RequestsMaxMsgs  int64         `env:"REQUESTS_MAX_MSGS" envDefault:"100000" help:"most commands the queue holds; a publish beyond is refused (queue_full)"`
+	RequestsMaxBytes int64         `env:"REQUESTS_MAX_BYTES" envDefault:"1073741824" help:"most bytes the queue holds; a publish beyond is refused (queue_full)"`
 	// StreamReplicas is the JetStream replica count of the streams.
 	StreamReplicas int    `env:"STREAM_REPLICAS" envDefault:"1" help:"replicas of the JetStream streams (3 on a cluster)"`
 	LogLevel       string `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`

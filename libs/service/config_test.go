@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/service"
 )
 
@@ -38,9 +39,14 @@ func TestLoadEnvThenFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := combined{
-		Base: service.Base{NATSURL: "nats://h:1", EventsMaxAge: 720 * time.Hour, StreamReplicas: 1, LogLevel: "info"},
-		A:    partA{Methods: []string{"local_copy", "jupyter_copy"}, Root: "/from/env"},
-		B:    partB{Methods: []string{"local_copy", "jupyter_copy"}, Wait: 7 * time.Second},
+		// The stream bounds' defaults are the contract's, which a service
+		// built without this configuration (a test) gets.
+		Base: service.Base{
+			NATSURL: "nats://h:1", EventsMaxAge: 720 * time.Hour, StreamReplicas: 1, LogLevel: "info",
+			RequestsMaxAge: contract.DefaultRequestsMaxAge, RequestsMaxMsgs: contract.DefaultRequestsMaxMsgs, RequestsMaxBytes: contract.DefaultRequestsMaxBytes,
+		},
+		A: partA{Methods: []string{"local_copy", "jupyter_copy"}, Root: "/from/env"},
+		B: partB{Methods: []string{"local_copy", "jupyter_copy"}, Wait: 7 * time.Second},
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("Load (-want +got):\n%s", diff)

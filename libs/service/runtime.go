@@ -92,7 +92,10 @@ func (rt *Runtime) connect(ctx context.Context, name string, base Base, natsOpts
 	rt.JS = js
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if err := bus.EnsureStreams(sctx, js, bus.StreamOptions{EventsMaxAge: base.EventsMaxAge, Replicas: base.StreamReplicas}); err != nil {
+	if err := bus.EnsureStreams(sctx, js, bus.StreamOptions{
+		EventsMaxAge: base.EventsMaxAge, Replicas: base.StreamReplicas,
+		RequestsMaxAge: base.RequestsMaxAge, RequestsMaxMsgs: base.RequestsMaxMsgs, RequestsMaxBytes: base.RequestsMaxBytes,
+	}); err != nil {
 		return err
 	}
 	rt.Health.Add("nats", telemetry.NATSCheck(nc))

@@ -153,8 +153,8 @@ func IsEscape(err error) bool {
 }
 
 // SourceError maps an error from reading source p to the contract's codes:
-// source_not_found, outside_storage, or io_error for a refusal by the
-// filesystem. Other errors (an I/O fault that a retry may cure) are returned
+// source_not_found, outside_storage, invalid_path for a name the filesystem
+// refuses, or io_error for a refusal by the filesystem. Other errors (an I/O fault that a retry may cure) are returned
 // wrapped but without a code.
 func SourceError(p string, err error) error {
 	switch {
@@ -164,6 +164,8 @@ func SourceError(p string, err error) error {
 		return fmt.Errorf("%w: %w", contract.Errorf(contract.CodeSourceNotFound, "%s does not exist on the storage", p), err)
 	case IsEscape(err), errors.Is(err, syscall.ELOOP):
 		return fmt.Errorf("%w: %w", contract.Errorf(contract.CodeOutsideStorage, "%s leads outside the storage through a symbolic link", p), err)
+	case errors.Is(err, syscall.ENAMETOOLONG), errors.Is(err, syscall.EINVAL):
+		return fmt.Errorf("%w: %w", contract.Errorf(contract.CodeInvalidPath, "%s is a name the storage's filesystem refuses (too long or invalid)", p), err)
 	case errors.Is(err, fs.ErrPermission):
 		return fmt.Errorf("%w: %w", contract.Errorf(contract.CodeIOError, "%s cannot be read: permission denied", p), err)
 	}

@@ -71,6 +71,12 @@ func newEnv(t *testing.T, cfg gateway.Config, opts ...gateway.Option) *env {
 	logs := &testenv.Buffer{}
 	deps := gatewayDeps(t, srv.ClientURL(), logs)
 	nc, js := natstest.Connect(t, srv.ClientURL())
+	// The gateway refuses a method no worker takes: the stand-in worker's
+	// consumer is there from the start, idle until startWorker consumes
+	// from it, so the commands wait in the queue for the test to read.
+	if _, err := bus.EnsureConsumer(t.Context(), js, standInWorker); err != nil {
+		t.Fatal(err)
+	}
 	h, err := gateway.NewHandler(cfg, deps, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -281,19 +287,23 @@ func (e *env) publishEvent(ev contract.Event) {
 	}
 }
 
+// standInWorker is the consumer of the stand-in for the site's workers:
+// every method's commands.
+var standInWorker = bus.ConsumerOptions{
+	Stream:         contract.StreamRequests,
+	Durable:        "test-worker",
+	FilterSubjects: contract.RequestSubjects(contract.Methods...),
+	AckWait:        30 * time.Second,
+	MaxDeliver:     3,
+}
+
 // startWorker consumes every command and answers it, after a started
 // event, with an event about it of the type and outcome decide returns: a
 // stand-in for the stager, which lives in another module.
 func (e *env) startWorker(decide func(cmd contract.Command) contract.Event) {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := bus.EnsureConsumer(ctx, e.js, bus.ConsumerOptions{
-		Stream:         contract.StreamRequests,
-		Durable:        "test-worker",
-		FilterSubjects: contract.RequestSubjects(contract.Methods...),
-		AckWait:        30 * time.Second,
-		MaxDeliver:     3,
-	})
+	c, err := bus.EnsureConsumer(ctx, e.js, standInWorker)
 	if err != nil {
 		cancel()
 		e.t.Fatal(err)

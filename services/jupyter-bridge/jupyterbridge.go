@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,9 +65,9 @@ func ApplyHubEnv(cfg *Config) {
 }
 
 // Run uploads requests until ctx is cancelled, then stops taking new ones,
-// finishes those in hand and returns nil. Without a hub URL it consumes
-// nothing and only waits for ctx, so a process can run without a hub. It
-// fails when it cannot start.
+// finishes those in hand and returns nil. Without a hub URL it still takes
+// every jupyter_copy command and rejects it (see refuse). It fails when it
+// cannot start.
 func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	log := deps.Log.With("component", "jupyter-bridge")
 	allowed, err := contract.ParseMethodSet(cfg.AllowedMethods)
@@ -74,9 +75,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		return fmt.Errorf("allowed methods (STAGING_ALLOWED_METHODS): %w", err)
 	}
 	if cfg.HubURL == "" {
-		log.WarnContext(ctx, "jupyter_copy disabled: JUPYTERHUB_URL not set")
-		<-ctx.Done()
-		return nil
+		return refuse(ctx, cfg, allowed, deps, log)
 	}
 	metrics, err := newMetrics(deps.Registerer)
 	if err != nil {
@@ -103,23 +102,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		log:     log,
 		metrics: metrics,
 	}
-	w, err := worker.New(worker.Options{
-		Source:          "jupyter-bridge",
-		Methods:         contract.MethodSet{contract.MethodJupyterCopy},
-		Allowed:         allowed,
-		Stage:           work.stage,
-		JS:              deps.JS,
-		Log:             log,
-		Tracer:          deps.Tracer.Tracer("skao-staging/jupyter-bridge"),
-		Registerer:      deps.Registerer,
-		MetricPrefix:    "staging_jupyter",
-		DurationBuckets: prometheus.ExponentialBuckets(0.01, 4, 10),
-		Durable:         contract.ConsumerJupyterBridge,
-		Concurrency:     cfg.Concurrency,
-		AckWait:         cfg.AckWait,
-		MaxDeliver:      cfg.MaxDeliver,
-		Timeout:         cfg.StageTimeout,
-	})
+	w, err := worker.New(workerOptions(cfg, allowed, work.stage, deps, log))
 	if err != nil {
 		return err
 	}
@@ -132,6 +115,47 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	})
 
 	log.InfoContext(ctx, "jupyter_bridge_started", "hub_url", cfg.HubURL, "source_root", source.Dir(), "chunk_size", hub.ChunkSize())
+	return w.Run(ctx)
+}
+
+// workerOptions are the options of the bridge's worker, with or without
+// a hub.
+func workerOptions(cfg Config, allowed contract.MethodSet, stage worker.StageFunc, deps service.Deps, log *slog.Logger) worker.Options {
+	return worker.Options{
+		Source:          "jupyter-bridge",
+		Methods:         contract.MethodSet{contract.MethodJupyterCopy},
+		Allowed:         allowed,
+		Stage:           stage,
+		JS:              deps.JS,
+		Log:             log,
+		Tracer:          deps.Tracer.Tracer("skao-staging/jupyter-bridge"),
+		Registerer:      deps.Registerer,
+		MetricPrefix:    "staging_jupyter",
+		DurationBuckets: prometheus.ExponentialBuckets(0.01, 4, 10),
+		Durable:         contract.ConsumerJupyterBridge,
+		Concurrency:     cfg.Concurrency,
+		AckWait:         cfg.AckWait,
+		MaxDeliver:      cfg.MaxDeliver,
+		Timeout:         cfg.StageTimeout,
+	}
+}
+
+// refuse is the bridge of a site without a hub. It still consumes every
+// jupyter_copy command, so none waits unseen in the work queue (and the
+// gateway, which sees a worker for the method, accepts it), and rejects
+// each with method_not_allowed before any work, as a site that does not
+// allow the method would: the rejected event is the audit's record. Its
+// readiness is unchanged; refusing is what it is there to do.
+func refuse(ctx context.Context, cfg Config, allowed contract.MethodSet, deps service.Deps, log *slog.Logger) error {
+	off := slices.DeleteFunc(slices.Clone(allowed), func(m contract.Method) bool { return m == contract.MethodJupyterCopy })
+	never := func(context.Context, contract.Command, *worker.Reporter) (worker.Result, error) {
+		return worker.Result{}, contract.Errorf(contract.CodeMethodNotAllowed, "jupyter_copy is off: the jupyter-bridge has no JupyterHub (JUPYTERHUB_URL)")
+	}
+	w, err := worker.New(workerOptions(cfg, off, never, deps, log))
+	if err != nil {
+		return err
+	}
+	log.WarnContext(ctx, "jupyter_copy_off", "reason", "JUPYTERHUB_URL is not set: every jupyter_copy command is rejected with method_not_allowed")
 	return w.Run(ctx)
 }
 

@@ -374,12 +374,43 @@ func waitForConsumer(t *testing.T, b bridge) {
 	}
 }
 
-// Without a hub the service consumes nothing and waits for its end.
+// Without a hub the service still takes every jupyter_copy command and
+// rejects it at once with method_not_allowed, recorded as a rejected event,
+// so none stays queued unseen; it says so in its log.
 func TestRunWithoutHub(t *testing.T) {
-	b := startBridge(t, jupyterbridge.Config{SourceRoot: "/does/not/matter"})
-	info, err := b.js.Consumer(t.Context(), contract.StreamRequests, contract.ConsumerJupyterBridge)
-	if err == nil {
-		t.Errorf("consumer %s exists without a hub: %+v", contract.ConsumerJupyterBridge, info.CachedInfo())
+	cfg := testConfig("", "", "/does/not/matter")
+	cfg.AllowedMethods = []string{"local_copy", "jupyter_copy"}
+	b := startBridge(t, cfg)
+	events := b.stage(t, command("alice", "obs/x.fits", "x.fits", "secret-token"), "secret-token")
+	if len(events) != 1 || events[0].Type != contract.EventRejected || events[0].Error == nil || events[0].Error.Code != contract.CodeMethodNotAllowed {
+		t.Fatalf("events: got %+v, want one rejected with method_not_allowed", events)
+	}
+	s, err := b.js.Stream(t.Context(), contract.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, "the rejected command leaves the work queue", func() bool {
+		info, err := s.Info(t.Context())
+		return err == nil && info.State.Msgs == 0
+	})
+	if !strings.Contains(b.logs.String(), `"msg":"jupyter_copy_off"`) {
+		t.Errorf("log does not say that jupyter_copy is off:\n%s", b.logs.String())
+	}
+}
+
+// A target name no filesystem takes is the request's fault: the request
+// fails at its first delivery with invalid_path, and the hub (unreachable
+// here, which would be retried) is never asked.
+func TestNameTooLongFailsAtOnce(t *testing.T) {
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "x.fits"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := startBridge(t, testConfig("http://127.0.0.1:1", "token", src))
+	events := b.stage(t, command("alice", "x.fits", "data/"+strings.Repeat("n", 300), ""))
+	last := events[len(events)-1]
+	if last.Type != contract.EventFailed || last.Error == nil || last.Error.Code != contract.CodeInvalidPath || last.Attempt != 1 {
+		t.Fatalf("events: got %+v, want failed with invalid_path on attempt 1", events)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,11 +130,17 @@ func (s *system) write(t *testing.T, rel, content string) {
 
 func (s *system) submit(t *testing.T, method contract.Method, src, rel string) string {
 	t.Helper()
+	return s.submitAs(t, "alice", method, src, rel)
+}
+
+// submitAs publishes a command of user's.
+func (s *system) submitAs(t *testing.T, user string, method contract.Method, src, rel string) string {
+	t.Helper()
 	cmd := contract.Command{
 		SpecVersion:        contract.SpecVersion,
 		ID:                 uuid.NewString(),
 		Method:             method,
-		Username:           "alice",
+		Username:           user,
 		LocalPathOnStorage: src,
 		RelativePath:       rel,
 		Origin:             "test",
@@ -268,6 +275,47 @@ func TestSourceFailures(t *testing.T) {
 				t.Errorf("events (-got +want):\n%s", diff)
 			}
 		})
+	}
+}
+
+// The stager's verdicts on a target end the request at first delivery
+// too: a name the filesystem refuses is the request's fault, and a user's
+// area that is a symbolic link to another user's is refused, for every
+// method.
+func TestTargetFailures(t *testing.T) {
+	s := startStager(t, nil)
+	s.write(t, "obs/x.fits", "x")
+	if err := os.Mkdir(filepath.Join(s.userArea, "bob"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("bob", filepath.Join(s.userArea, "victor")); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("n", 300)
+	tests := []struct {
+		name     string
+		user     string
+		src, rel string
+		want     contract.Code
+	}{
+		{"target name too long", "alice", "obs/x.fits", "data/" + long, contract.CodeInvalidPath},
+		{"source name too long", "alice", "obs/" + long, "data/x", contract.CodeInvalidPath},
+		{"user area is a symlink", "victor", "obs/x.fits", "x.fits", contract.CodeOutsideUserArea},
+	}
+	for _, tt := range tests {
+		for _, method := range []contract.Method{contract.MethodLocalCopy, contract.MethodLocalSymlink, contract.MethodLocalHardlink} {
+			t.Run(tt.name+"/"+string(method), func(t *testing.T) {
+				id := s.submitAs(t, tt.user, method, tt.src, tt.rel)
+				got := summarize(s.events(t, contract.EventSubject(id)))
+				want := []summary{{Type: contract.EventStarted}, {Type: contract.EventFailed, Code: tt.want}}
+				if diff := cmp.Diff(got, want); diff != "" {
+					t.Errorf("events (-got +want):\n%s", diff)
+				}
+			})
+		}
+	}
+	if entries, err := os.ReadDir(filepath.Join(s.userArea, "bob")); err != nil || len(entries) != 0 {
+		t.Errorf("bob's area: got %v, %v; want it empty", entries, err)
 	}
 }
 

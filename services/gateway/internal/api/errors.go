@@ -33,7 +33,7 @@ func statusFor(code contract.Code) int {
 		return http.StatusInsufficientStorage
 	case contract.CodeNotFound:
 		return http.StatusNotFound
-	case contract.CodeUnavailable:
+	case contract.CodeUnavailable, contract.CodeQueueFull:
 		return http.StatusServiceUnavailable
 	case contract.CodeTimeout:
 		return http.StatusGatewayTimeout

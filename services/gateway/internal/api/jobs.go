@@ -176,7 +176,7 @@ func (s *Server) submitItem(ctx context.Context, idem *idempotent, cmd contract.
 	if err != nil {
 		return item, err
 	}
-	if verr := s.client.Validate(cmd); verr != nil {
+	if verr := s.client.Validate(ctx, cmd); verr != nil {
 		item.Status, item.Error = contract.StatusRejected, contract.AsError(verr)
 		if !seen {
 			if err := s.client.Reject(ctx, cmd, verr); err != nil {
@@ -189,6 +189,13 @@ func (s *Server) submitItem(ctx context.Context, idem *idempotent, cmd contract.
 		return item, nil
 	}
 	err = s.client.Submit(ctx, cmd)
+	if contract.CodeOf(err) == contract.CodeQueueFull {
+		item.Status, item.Error = contract.StatusRejected, contract.AsError(err)
+		if err := s.client.Reject(ctx, cmd, err); err != nil {
+			s.log.WarnContext(ctx, "rejection_not_recorded", "request_id", RequestID(ctx), "id", cmd.ID, "error", err)
+		}
+		return item, nil
+	}
 	if errors.Is(err, stagings.ErrQueuedNotRecorded) {
 		s.log.WarnContext(ctx, "queued_event_not_recorded", "request_id", RequestID(ctx), "id", cmd.ID, "error", err)
 		err = nil

@@ -56,7 +56,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if err := s.client.Validate(cmd); err != nil {
+	if err := s.client.Validate(r.Context(), cmd); err != nil {
 		if seen {
 			body := errorFor(r, err)
 			body.ID, body.StatusURL = cmd.ID, s.statusURL(cmd.ID)
@@ -74,12 +74,17 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 }
 
 // publish submits cmd and answers 503 when it could not be; it reports
-// whether the caller should go on answering.
+// whether the caller should go on answering. A full queue's refusal is
+// recorded like any other.
 func (s *Server) publish(w http.ResponseWriter, r *http.Request, cmd contract.Command) bool {
 	err := s.client.Submit(r.Context(), cmd)
 	switch {
 	case err == nil:
 		return true
+	case contract.CodeOf(err) == contract.CodeQueueFull:
+		s.log.WarnContext(r.Context(), "submit_refused", "request_id", RequestID(r.Context()), "id", cmd.ID, "error", err)
+		s.reject(w, r, cmd, err)
+		return false
 	case errors.Is(err, stagings.ErrQueuedNotRecorded):
 		s.log.WarnContext(r.Context(), "queued_event_not_recorded", "request_id", RequestID(r.Context()), "id", cmd.ID, "error", err)
 		return true

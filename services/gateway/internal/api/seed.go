@@ -70,7 +70,7 @@ func (s *Server) stageData(w http.ResponseWriter, r *http.Request) {
 	if !s.authorize(w, r, cmd.Username) {
 		return
 	}
-	if err := s.client.Validate(cmd); err != nil {
+	if err := s.client.Validate(r.Context(), cmd); err != nil {
 		s.reject(w, r, cmd, err)
 		return
 	}

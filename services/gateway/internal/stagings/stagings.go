@@ -39,6 +39,8 @@ type Client struct {
 	// dispatch is the shared subscription the watches register with: share
 	// one Client per process.
 	dispatch *dispatcher
+
+	workers *workers
 }
 
 // New returns a client publishing on js and querying over nc.
@@ -50,6 +52,7 @@ func New(nc *nats.Conn, js jetstream.JetStream, allowed contract.MethodSet, time
 		nc: nc, js: js, allowed: allowed, timeout: timeout,
 		now:      func() time.Time { return time.Now().UTC() },
 		dispatch: newDispatcher(nc),
+		workers:  &workers{js: js},
 	}
 }
 
@@ -87,12 +90,26 @@ func (c *Client) NewCommand(item Item) contract.Command {
 }
 
 // Validate checks cmd as every entry point must, plus the site's allowed
-// methods.
-func (c *Client) Validate(cmd contract.Command) error {
+// methods, and that a worker at the site takes the method's commands: one
+// nobody takes is refused as not allowed rather than queued for good. When
+// the workers cannot be looked up, that check is left to the publish,
+// which meets the same broker.
+func (c *Client) Validate(ctx context.Context, cmd contract.Command) error {
 	if err := cmd.Validate(); err != nil {
 		return err
 	}
-	return c.allowed.Check(cmd.Method)
+	if err := c.allowed.Check(cmd.Method); err != nil {
+		return err
+	}
+	if c.connected("look up the workers") != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	if ok, err := c.workers.serves(ctx, cmd.Method); err == nil && !ok {
+		return contract.Errorf(contract.CodeMethodNotAllowed, "method %q is not carried out at this site: no worker takes its commands (%s)", cmd.Method, contract.RequestSubject(cmd.Method))
+	}
+	return nil
 }
 
 // ErrUnavailable is returned when NATS cannot take or answer a message.
@@ -115,7 +132,7 @@ func (c *Client) connected(what string) error {
 }
 
 // Submit publishes cmd, then its queued event. cmd must have passed
-// Validate.
+// Validate. A full command queue refuses cmd with queue_full.
 //
 // The command goes first so that no queued record ever exists for a
 // command that was never published: if the command cannot be published
@@ -131,6 +148,9 @@ func (c *Client) Submit(ctx context.Context, cmd contract.Command) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if err := bus.PublishCommand(ctx, c.js, cmd); err != nil {
+		if bus.IsStreamFull(err) {
+			return fmt.Errorf("%w: %w", contract.Errorf(contract.CodeQueueFull, "the command queue (%s) is full; nothing was queued, try again later", contract.StreamRequests), err)
+		}
 		return unavailable("submit", err)
 	}
 	ev := c.event(ctx, cmd, contract.EventQueued)

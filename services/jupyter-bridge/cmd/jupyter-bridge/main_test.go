@@ -19,8 +19,8 @@ func hubEnv(t *testing.T, url, token string) {
 	t.Setenv(jupyterbridge.EnvHubToken, token)
 }
 
-// Without a hub the binary starts, consumes nothing and stops cleanly on
-// cancel.
+// Without a hub the binary starts, says that jupyter_copy is off (it
+// rejects every such command) and stops cleanly on cancel.
 func TestRunStartsAndStops(t *testing.T) {
 	hubEnv(t, "", "")
 	url := natstest.Start(t)
@@ -35,7 +35,7 @@ func TestRunStartsAndStops(t *testing.T) {
 			t.Fatalf("run ended early: %v\n%s", err, out)
 		default:
 		}
-		return strings.Contains(out.String(), "jupyter_copy disabled")
+		return strings.Contains(out.String(), `"msg":"jupyter_copy_off"`)
 	})
 	cancel()
 	select {

@@ -200,6 +200,9 @@ func (c *Client) RemoveAll(ctx context.Context, user, p string) error {
 	return c.Delete(ctx, user, p)
 }
 
+// TempNameExtra is how many bytes longer than p's name TempName's is.
+const TempNameExtra = len(".staging-") + 8 + len(".part")
+
 // TempName is a fresh temporary name for an upload to p, in the same
 // directory: "<name>.staging-<8 hex>.part". Not a dot-file: the Contents
 // API refuses those by default.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/skao/skao-staging/libs/contract"
@@ -75,11 +76,14 @@ func (c *Copier) Copy(ctx context.Context, hub *hubclient.Client, req Request, r
 	if report == nil {
 		report = func(Update) {}
 	}
+	target := path.Clean(req.Target)
+	if err := checkNames(target); err != nil {
+		return Result{}, err
+	}
 	items, total, err := c.plan(req.Source)
 	if err != nil {
 		return Result{}, err
 	}
-	target := path.Clean(req.Target)
 	prog := contract.Progress{BytesTotal: total}
 	for _, it := range items {
 		if !it.dir {
@@ -122,6 +126,27 @@ func (c *Copier) Copy(ctx context.Context, hub *hubclient.Client, req Request, r
 	}
 	res.Outcome, res.Bytes, res.Files = contract.OutcomeStaged, prog.BytesDone, prog.FilesDone
 	return res, nil
+}
+
+// maxName is the longest file name (bytes) the filesystems of users'
+// servers take (NAME_MAX).
+const maxName = 255
+
+// checkNames refuses a target with a name no filesystem takes, before the
+// user's server is started: its server would answer with a 500 that reads
+// like an outage, and the request would be retried for nothing. The last
+// name must leave room for the temporary name it is uploaded under.
+func checkNames(target string) error {
+	dir, name := path.Split(target)
+	for part := range strings.SplitSeq(strings.TrimSuffix(dir, "/"), "/") {
+		if len(part) > maxName {
+			return contract.Errorf(contract.CodeInvalidPath, "relative_path %q has a directory name of %d bytes; the longest a filesystem takes is %d", target, len(part), maxName)
+		}
+	}
+	if len(name)+hubclient.TempNameExtra > maxName {
+		return contract.Errorf(contract.CodeInvalidPath, "relative_path %q ends in a name of %d bytes; jupyter_copy takes at most %d (%d less than a filesystem's %d, for the temporary name of the upload)", target, len(name), maxName-hubclient.TempNameExtra, hubclient.TempNameExtra, maxName)
+	}
+	return nil
 }
 
 // plan lists what the source holds, the item itself first and every

@@ -213,3 +213,38 @@ func TestCopyErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestCopyRefusesNamesNoFilesystemTakes checks that a name longer than a
+// filesystem takes, in the target or the source, is the request's fault:
+// invalid_path before the hub is asked anything (the hub here is
+// unreachable, which would otherwise be retried as jupyter_unavailable).
+func TestCopyRefusesNamesNoFilesystemTakes(t *testing.T) {
+	copier, _ := sourceTree(t, map[string]string{"f.txt": "x"})
+	hub, err := hubclient.New(hubclient.Options{URL: "http://127.0.0.1:1", Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("n", 300)
+	fits := strings.Repeat("n", 255-hubclient.TempNameExtra)
+	tests := []struct {
+		name     string
+		src, dst string
+		want     contract.Code
+	}{
+		{"target name", "f.txt", "d/" + long, contract.CodeInvalidPath},
+		{"target name without room for the temporary name", "f.txt", fits + "x", contract.CodeInvalidPath},
+		{"target directory name", "f.txt", long + "/f.txt", contract.CodeInvalidPath},
+		{"source name", long, "f.txt", contract.CodeInvalidPath},
+		{"longest target name (reaches the hub)", "f.txt", fits, hubclient.CodeUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			_, err := copier.Copy(ctx, hub, jupytercopy.Request{Username: "alice", Source: tt.src, Target: tt.dst}, nil)
+			if got := contract.CodeOf(err); got != tt.want {
+				t.Errorf("code = %q (%v), want %q", got, err, tt.want)
+			}
+		})
+	}
+}

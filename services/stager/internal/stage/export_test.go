@@ -8,3 +8,6 @@ func SetAfterChunk(s *Stager, fn func(src string)) { s.afterChunk = fn }
 func SetFlush(s *Stager, syncfs, fsync func(fd int) error) {
 	s.flush.syncfs, s.flush.fsync = syncfs, fsync
 }
+
+// TargetError is targetError, for the table of error classes.
+var TargetError = targetError

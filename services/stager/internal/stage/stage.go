@@ -144,6 +144,10 @@ func (s *Stager) openTarget(cmd contract.Command) (*target, error) {
 	if err != nil {
 		return nil, targetError(cmd.Username, err)
 	}
+	if err := s.ownArea(user, cmd.Username); err != nil {
+		user.Close()
+		return nil, err
+	}
 	rel := path.Clean(cmd.RelativePath)
 	t := &target{user: user, dir: path.Dir(rel), name: path.Base(rel), rel: rel, shown: cmd.Username + "/" + rel, owner: owner, own: own, username: cmd.Username}
 	t.tmpRel = path.Join(t.dir, tempName(cmd.ID))
@@ -161,6 +165,29 @@ func (s *Stager) openTarget(cmd contract.Command) (*target, error) {
 		return nil, targetError(t.shown, err)
 	}
 	return t, nil
+}
+
+// ownArea refuses a user's area that is not a directory of its own below
+// the user areas' root: OpenRoot follows a symbolic link that stays inside
+// that root, so <area>/victor -> bob would stage victor's request into bob's
+// area. The name is checked without following links, and the root opened
+// must be that same directory, so a link swapped in between is caught too.
+func (s *Stager) ownArea(user *os.Root, username string) error {
+	fi, err := s.Users.Lstat(username)
+	if err != nil {
+		return targetError(username, err)
+	}
+	if !fi.IsDir() {
+		return contract.Errorf(contract.CodeOutsideUserArea, "the user area of %s is a %s, not a directory of its own; refusing to stage into it", username, kind(fi.Mode()))
+	}
+	opened, err := user.Stat(".")
+	if err != nil {
+		return targetError(username, err)
+	}
+	if !os.SameFile(fi, opened) {
+		return contract.Errorf(contract.CodeOutsideUserArea, "the user area of %s changed while it was opened; refusing to stage into it", username)
+	}
+	return nil
 }
 
 // openDir opens the target's directory, making it and its parents first
@@ -288,20 +315,28 @@ func removeTemp(r *os.Root, name string) error {
 }
 
 // targetError maps an error from writing in the user area to the contract's
-// codes. Errors without a code (an I/O fault) may pass on a retry.
+// codes (the table of classes is in docs/messages.md). A code is a verdict:
+// the request's own fault (a path the filesystem refuses, something in the
+// way) or a fault of the site that a retry seconds later cannot cure (no
+// space, a read-only or forbidden area). Errors without a code (EIO, a
+// stale NFS handle) may pass on a retry.
 func targetError(what string, err error) error {
 	code, detail := contract.Code(""), ""
 	switch {
 	case storage.IsEscape(err), errors.Is(err, syscall.ELOOP):
 		code, detail = contract.CodeOutsideUserArea, "leads outside the user's area"
-	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
-		code, detail = contract.CodeNoSpace, "no space left on the user area"
+	case errors.Is(err, syscall.ENAMETOOLONG), errors.Is(err, syscall.EINVAL):
+		code, detail = contract.CodeInvalidPath, "is a name the user area's filesystem refuses (too long or invalid)"
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EFBIG):
+		code, detail = contract.CodeNoSpace, "does not fit: no space left on the user area, or over its quota or file size limit"
 	case errors.Is(err, syscall.EXDEV):
 		code, detail = contract.CodeCrossDevice, "is on another filesystem than the source"
-	case errors.Is(err, fs.ErrExist), errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.ENOTEMPTY):
+	case errors.Is(err, fs.ErrExist), errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.ENOTEMPTY), errors.Is(err, syscall.EISDIR):
 		code, detail = contract.CodeTargetConflict, "is in the way of something already there"
 	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
 		code, detail = contract.CodeIOError, "cannot be written: permission denied"
+	case errors.Is(err, syscall.EMLINK):
+		code, detail = contract.CodeIOError, "cannot be made: too many links"
 	default:
 		return fmt.Errorf("write %s: %w", what, err)
 	}
