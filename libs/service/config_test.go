@@ -38,9 +38,10 @@ func TestLoadEnvThenFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := combined{
-		Base: service.Base{NATSURL: "nats://h:1", EventsMaxAge: 720 * time.Hour, StreamReplicas: 1, LogLevel: "info"},
-		A:    partA{Methods: []string{"local_copy", "jupyter_copy"}, Root: "/from/env"},
-		B:    partB{Methods: []string{"local_copy", "jupyter_copy"}, Wait: 7 * time.Second},
+		Base: service.Base{NATSURL: "nats://h:1", EventsMaxAge: 720 * time.Hour, StreamReplicas: 1, LogLevel: "info",
+			HTTP: service.HTTPTimeouts{Read: 30 * time.Second, Write: time.Minute, Idle: time.Minute}},
+		A: partA{Methods: []string{"local_copy", "jupyter_copy"}, Root: "/from/env"},
+		B: partB{Methods: []string{"local_copy", "jupyter_copy"}, Wait: 7 * time.Second},
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("Load (-want +got):\n%s", diff)

@@ -275,6 +275,6 @@ func Run(ctx context.Context, cfg Config, deps service.Deps, opts ...Option) err
 	if deps.Health != nil {
 		deps.Health.Add("nats", telemetry.NATSCheck(deps.NC))
 	}
-	err = service.Serve(ctx, deps.Log.With("component", "gateway"), "gateway", cfg.HTTPAddr, h, cfg.StageWaitTimeout+5*time.Second)
+	err = service.Serve(ctx, deps.Log.With("component", "gateway"), "gateway", cfg.HTTPAddr, h, cfg.StageWaitTimeout+5*time.Second, deps.HTTP)
 	return errors.Join(err, h.Close())
 }

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/services/gateway/internal/stagings"
 )
 
@@ -46,6 +47,9 @@ type seedAccepted struct {
 // for the outcome. The query's jupyter_token goes into a jupyter_copy
 // command (other methods ignore it, as the seed did) and is never logged.
 func (s *Server) stageData(w http.ResponseWriter, r *http.Request) {
+	// The answer comes after the wait, and may be a whole file: it gets
+	// its own write timeout, not what is left of the request's.
+	w = service.StreamWriter(w, r)
 	q := r.URL.Query()
 	var body seedBody
 	if err := decodeBody(w, r, s.cfg.MaxBodyBytes, &body); err != nil {

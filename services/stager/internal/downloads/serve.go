@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/libs/storage"
 )
 
@@ -103,7 +104,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, contract.Errorf(contract.CodeIOError, "the source cannot be read"))
 		return
 	}
-	cw := &countingWriter{ResponseWriter: w, sendfile: h.sendfile}
+	// A download may outlast the server's write timeout: each write gets
+	// one of its own, so only a client that stops reading is cut off.
+	cw := &countingWriter{ResponseWriter: service.StreamWriter(w, r), sendfile: h.sendfile}
 	defer func() { h.bytes.Add(float64(cw.n)) }()
 	dl := &download{h: h, link: link, id: uuid.NewString()}
 	name := path.Base(link.Path)
