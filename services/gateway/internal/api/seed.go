@@ -52,7 +52,7 @@ func (s *Server) stageData(w http.ResponseWriter, r *http.Request) {
 	w = service.StreamWriter(w, r)
 	q := r.URL.Query()
 	var body seedBody
-	if err := decodeBody(w, r, s.cfg.MaxBodyBytes, &body); err != nil {
+	if err := decodeSeedBody(w, r, s.cfg.MaxBodyBytes, &body); err != nil {
 		writeError(w, r, err)
 		return
 	}
