@@ -18,12 +18,15 @@ type HTTPTimeouts struct {
 	Idle  time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"60s" help:"how long a keep-alive connection may stay idle between requests"`
 }
 
-// Defaults of HTTPTimeouts, and the bound on reading a request's headers.
+// Defaults of HTTPTimeouts, and the bounds on reading a request's headers:
+// their time, and their size (Go's default is 1 MiB; a bearer token with
+// many roles needs a few KiB).
 const (
 	DefaultHTTPReadTimeout  = 30 * time.Second
 	DefaultHTTPWriteTimeout = 60 * time.Second
 	DefaultHTTPIdleTimeout  = 60 * time.Second
 	readHeaderTimeout       = 10 * time.Second
+	MaxHeaderBytes          = 64 << 10
 )
 
 func (t HTTPTimeouts) withDefaults() HTTPTimeouts {
@@ -48,6 +51,7 @@ func newServer(h http.Handler, t HTTPTimeouts) *http.Server {
 		ReadTimeout:       t.Read,
 		WriteTimeout:      t.Write,
 		IdleTimeout:       t.Idle,
+		MaxHeaderBytes:    MaxHeaderBytes,
 	}
 }
 

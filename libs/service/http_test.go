@@ -98,6 +98,30 @@ func TestHTTPServerClosesIdleConnection(t *testing.T) {
 	awaitClose(t, conn, br, 10*time.Second)
 }
 
+// Headers are bounded in size: a request with more than MaxHeaderBytes of
+// them is refused 431.
+func TestHTTPServerBoundsHeaders(t *testing.T) {
+	url := testenv.ServeHTTP(t, echo, service.HTTPTimeouts{})
+	for _, tt := range []struct {
+		size int
+		want int
+	}{{service.MaxHeaderBytes / 2, http.StatusOK}, {2 * service.MaxHeaderBytes, http.StatusRequestHeaderFieldsTooLarge}} {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Padding", strings.Repeat("x", tt.size))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("%d bytes of headers: %d, want %d", tt.size, resp.StatusCode, tt.want)
+		}
+	}
+}
+
 // A response written through StreamWriter outlasts the write timeout for a
 // client that reads slowly but steadily, whether it is written in one large
 // write or sent from a file (sendfile); written straight to the

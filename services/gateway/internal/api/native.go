@@ -137,14 +137,9 @@ func decodeSeedBody(w http.ResponseWriter, r *http.Request, limit int64, v any) 
 func jsonContent(r *http.Request, untyped bool) error {
 	ct := r.Header.Get("Content-Type")
 	if ct == "" {
-		if r.ContentLength == 0 {
+		site := r.Header.Get("Sec-Fetch-Site")
+		if r.ContentLength == 0 || untyped && site != "cross-site" && site != "same-site" {
 			return nil
-		}
-		switch r.Header.Get("Sec-Fetch-Site") {
-		case "", "same-origin", "none":
-			if untyped {
-				return nil
-			}
 		}
 		return contract.Errorf(contract.CodeUnsupportedMediaType, "the request body must be JSON, sent with Content-Type: application/json")
 	}

@@ -47,9 +47,6 @@ type seedAccepted struct {
 // for the outcome. The query's jupyter_token goes into a jupyter_copy
 // command (other methods ignore it, as the seed did) and is never logged.
 func (s *Server) stageData(w http.ResponseWriter, r *http.Request) {
-	// The answer comes after the wait, and may be a whole file: it gets
-	// its own write timeout, not what is left of the request's.
-	w = service.StreamWriter(w, r)
 	q := r.URL.Query()
 	var body seedBody
 	if err := decodeSeedBody(w, r, s.cfg.MaxBodyBytes, &body); err != nil {
@@ -94,6 +91,9 @@ func (s *Server) stageData(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// The answer comes after the wait, and may be a whole file: it gets
+	// its own write timeout, not what is left of the request's.
+	w = service.StreamWriter(w, r)
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StageWaitTimeout)
 	defer cancel()
 	ev, err := watch.Outcome(ctx)
