@@ -139,7 +139,7 @@ func start(ctx context.Context, cfg config, logs io.Writer) (*system, error) {
 	g.Go(func() error { return service.StoppedEarly(gctx, audit.Run(gctx, sys.cfg.Audit, rt.Deps)) })
 	g.Go(func() error { return service.StoppedEarly(gctx, jupyterbridge.Run(gctx, sys.cfg.Jupyter, rt.Deps)) })
 	g.Go(func() error {
-		err := service.ServeListener(gctx, rt.Log, "gateway", ln, handler, sys.cfg.Gateway.StageWaitTimeout+5*time.Second)
+		err := service.ServeListener(gctx, rt.Log, "gateway", ln, handler, sys.cfg.Gateway.StageWaitTimeout+5*time.Second, rt.HTTP)
 		return errors.Join(err, closeDownloads(), handler.Close())
 	})
 	sys.group = g

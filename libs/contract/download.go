@@ -44,8 +44,10 @@ type DownloadEvent struct {
 	Size int64 `json:"size,omitempty"`
 	// Bytes is the body bytes sent: 0 on download_started.
 	Bytes int64 `json:"bytes"`
-	// Range is the client's Range header when the response is partial
-	// (206); absent when the whole item is sent.
+	// Range is the byte ranges sent when the response is partial (206),
+	// normalised from the client's Range header (absolute first-last
+	// positions, at most 16 ranges, so bounded); absent when the whole
+	// item is sent.
 	Range string `json:"range,omitempty"`
 	Error *Error `json:"error,omitempty"`
 }

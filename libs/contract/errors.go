@@ -49,11 +49,13 @@ const (
 	CodeUnauthorized         Code = "unauthorized"           // no credentials, or invalid or expired ones
 	CodeForbidden            Code = "forbidden"              // the caller may not act for that user
 	CodeIdempotencyKeyReused Code = "idempotency_key_reused" // an Idempotency-Key was reused with a different request
+	CodeUnsupportedMediaType Code = "unsupported_media_type" // a JSON endpoint was sent a body of another Content-Type
 )
 
 // Error codes of download links (in download_failed events).
 const (
-	CodeClientGone Code = "client_gone" // the client closed the connection before the download ended
+	CodeClientGone          Code = "client_gone"           // the client closed the connection before the download ended
+	CodeRangeNotSatisfiable Code = "range_not_satisfiable" // a Range header asks for no byte of the file, or for too many or overlapping ranges
 )
 
 // Error codes of jupyter_copy.

@@ -38,6 +38,8 @@ type Base struct {
 	StreamReplicas int    `env:"STREAM_REPLICAS" envDefault:"1" help:"replicas of the JetStream streams (3 on a cluster)"`
 	LogLevel       string `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 	LogFile        string `env:"LOG_FILE" help:"also append logs to this file"`
+	// HTTP bounds the connections of the process's HTTP servers.
+	HTTP HTTPTimeouts
 }
 
 // Load fills cfg (a pointer to a struct) from the STAGING_* environment,

@@ -44,6 +44,7 @@ func TestLoadEnvThenFlags(t *testing.T) {
 		Base: service.Base{
 			NATSURL: "nats://h:1", EventsMaxAge: 720 * time.Hour, StreamReplicas: 1, LogLevel: "info",
 			RequestsMaxAge: contract.DefaultRequestsMaxAge, RequestsMaxMsgs: contract.DefaultRequestsMaxMsgs, RequestsMaxBytes: contract.DefaultRequestsMaxBytes,
+			HTTP: service.HTTPTimeouts{Read: 30 * time.Second, Write: time.Minute, Idle: time.Minute},
 		},
 		A: partA{Methods: []string{"local_copy", "jupyter_copy"}, Root: "/from/env"},
 		B: partB{Methods: []string{"local_copy", "jupyter_copy"}, Wait: 7 * time.Second},

@@ -35,6 +35,9 @@ type Deps struct {
 	Tracer trace.TracerProvider
 	// Health takes the service's readiness checks.
 	Health *telemetry.Health
+	// HTTP bounds the connections of the service's HTTP servers (zero
+	// fields: the defaults).
+	HTTP HTTPTimeouts
 }
 
 // Runtime is a started process: logger, tracing, NATS with the streams in
@@ -71,6 +74,7 @@ func Start(ctx context.Context, name string, base Base, logOut io.Writer, natsOp
 		logCloser:      closer,
 	}
 	rt.Log, rt.Tracer, rt.Health, rt.Registerer = log, tp, telemetry.NewHealth(), rt.Registry
+	rt.HTTP = base.HTTP
 	if err := rt.connect(ctx, name, base, natsOpts); err != nil {
 		rt.Close(ctx)
 		return nil, err
@@ -109,19 +113,20 @@ func (rt *Runtime) OpsHandler() http.Handler {
 	return mux
 }
 
-// Serve runs an HTTP server for h on addr until ctx ends, then shuts it down
-// gracefully, giving in-flight requests up to grace.
-func Serve(ctx context.Context, log *slog.Logger, what, addr string, h http.Handler, grace time.Duration) error {
+// Serve runs an HTTP server for h on addr, its connections bounded by
+// timeouts, until ctx ends, then shuts it down gracefully, giving in-flight
+// requests up to grace.
+func Serve(ctx context.Context, log *slog.Logger, what, addr string, h http.Handler, grace time.Duration, timeouts HTTPTimeouts) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("%s listener on %s: %w", what, addr, err)
 	}
-	return ServeListener(ctx, log, what, ln, h, grace)
+	return ServeListener(ctx, log, what, ln, h, grace, timeouts)
 }
 
 // ServeListener is Serve on an open listener.
-func ServeListener(ctx context.Context, log *slog.Logger, what string, ln net.Listener, h http.Handler, grace time.Duration) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+func ServeListener(ctx context.Context, log *slog.Logger, what string, ln net.Listener, h http.Handler, grace time.Duration, timeouts HTTPTimeouts) error {
+	srv := newServer(h, timeouts)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("http_listening", "server", what, "addr", ln.Addr().String())

@@ -58,7 +58,7 @@ func RunStandalone[C any](ctx context.Context, name string, args []string, out i
 	defer cancel()
 	opsErr := make(chan error, 1)
 	go func() {
-		err := Serve(ctx, rt.Log, "ops", cfg.OpsAddr, rt.OpsHandler(), opsGrace)
+		err := Serve(ctx, rt.Log, "ops", cfg.OpsAddr, rt.OpsHandler(), opsGrace, cfg.HTTP)
 		if err != nil {
 			cancel()
 		}

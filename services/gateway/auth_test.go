@@ -8,12 +8,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/gateway"
 )
 
@@ -32,6 +35,24 @@ type idp struct {
 	url   string
 	key   *rsa.PrivateKey
 	other *rsa.PrivateKey // a key the JWKS does not hold
+
+	mu      sync.Mutex
+	extra   []jose.JSONWebKey // keys rotated in (rotate)
+	fetches int               // of the JWKS
+}
+
+// rotate publishes key under kid in the JWKS, beside k1.
+func (p *idp) rotate(key *rsa.PrivateKey, kid string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.extra = append(p.extra, jose.JSONWebKey{Key: &key.PublicKey, KeyID: kid, Algorithm: "RS256", Use: "sig"})
+}
+
+// jwksFetches is how often the JWKS was fetched.
+func (p *idp) jwksFetches() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fetches
 }
 
 func newIDP(t *testing.T) *idp {
@@ -47,10 +68,12 @@ func newIDP(t *testing.T) *idp {
 		})
 	})
 	mux.HandleFunc("/jwks", func(w http.ResponseWriter, _ *http.Request) {
+		p.mu.Lock()
+		p.fetches++
+		keys := append([]jose.JSONWebKey{{Key: &p.key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}, p.extra...)
+		p.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{
-			{Key: &p.key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"},
-		}})
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: keys})
 	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -68,15 +91,21 @@ func rsaKey(t *testing.T) *rsa.PrivateKey {
 }
 
 // token signs claims over the defaults (this issuer, audience staging,
-// valid for an hour) with key.
+// valid for an hour) with key, under key id k1.
 func (p *idp) token(key *rsa.PrivateKey, claims map[string]any) string {
+	p.t.Helper()
+	return p.tokenKid(key, "k1", claims)
+}
+
+// tokenKid is token under key id kid.
+func (p *idp) tokenKid(key *rsa.PrivateKey, kid string, claims map[string]any) string {
 	p.t.Helper()
 	now := time.Now()
 	all := map[string]any{"iss": p.url, "aud": "staging", "sub": "s-1", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
 	for k, v := range claims {
 		all[k] = v
 	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}},
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
 		(&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
 		p.t.Fatal(err)
@@ -210,6 +239,46 @@ func TestAuthOIDC(t *testing.T) {
 			t.Error("a token reached the logs")
 		}
 	})
+}
+
+// Tokens with key ids the issuer never published cannot make the gateway
+// fetch its keys more than once per OIDC_FETCH_INTERVAL; a key the issuer
+// rotates in is taken up once the interval has passed.
+func TestAuthOIDCKeyFetchesRateLimited(t *testing.T) {
+	p := newIDP(t)
+	const interval = time.Second
+	e := newEnv(t, gateway.Config{AuthMode: "oidc", OIDCIssuer: p.url, OIDCAudience: "staging", OIDCFetchInterval: interval})
+	submit := func(token string) int {
+		return e.do("POST", "/api/v1/stagings", submitBody("alice"), "Authorization", "Bearer "+token).status
+	}
+	// Fetches allowed since start: one, and one more per interval passed.
+	start := time.Now()
+	allowed := func() int { return 1 + int(time.Since(start)/interval) }
+	if got := submit(p.token(p.key, map[string]any{"preferred_username": "alice"})); got != 202 {
+		t.Fatalf("a valid token: %d, want 202", got)
+	}
+	if got := p.jwksFetches(); got != 1 {
+		t.Fatalf("JWKS fetched %d times for the first token, want 1", got)
+	}
+	for i := range 20 {
+		tok := p.tokenKid(p.other, fmt.Sprintf("made-up-%d", i), map[string]any{"preferred_username": "alice"})
+		if got := submit(tok); got != 401 {
+			t.Errorf("token with an unknown key id: %d, want 401", got)
+		}
+	}
+	if got, limit := p.jwksFetches(), allowed(); got > limit {
+		t.Errorf("20 tokens with unknown key ids made %d JWKS fetches, want at most %d", got, limit)
+	}
+
+	// The issuer rotates a new key in: it works once the gateway may
+	// fetch the keys again.
+	rotated := rsaKey(t)
+	p.rotate(rotated, "k2")
+	tok := p.tokenKid(rotated, "k2", map[string]any{"preferred_username": "alice"})
+	testenv.Eventually(t, 10*interval, "a token of the rotated key to be accepted", func() bool { return submit(tok) == 202 })
+	if got, limit := p.jwksFetches(), allowed(); got > limit {
+		t.Errorf("%d JWKS fetches in %s, want at most %d", got, time.Since(start), limit)
+	}
 }
 
 func TestAuthOIDCJWKSOverrideAndClaims(t *testing.T) {

@@ -67,6 +67,9 @@ type Config struct {
 	OIDCUsernameClaim string   `env:"OIDC_USERNAME_CLAIM" envDefault:"preferred_username" help:"claim holding the username"`
 	OIDCRolesClaim    string   `env:"OIDC_ROLES_CLAIM" envDefault:"roles" help:"claim holding the roles (dotted for nested, e.g. realm_access.roles)"`
 	OIDCJWKSURL       string   `env:"OIDC_JWKS_URL" help:"JWKS URL instead of the one discovery names"`
+	// OIDCFetchInterval bounds how often a token with an unknown key id
+	// can make the gateway fetch the issuer's keys.
+	OIDCFetchInterval time.Duration `env:"OIDC_FETCH_INTERVAL" envDefault:"1m" help:"least time between two fetches of the OIDC issuer's keys (or of its discovery document while that fails)"`
 	// CORSAllowedOrigins get CORS headers (https://app.example.org, or *).
 	CORSAllowedOrigins []string `env:"CORS_ALLOWED_ORIGINS" envSeparator:"," help:"origins allowed by CORS, comma-separated (empty: no CORS headers)"`
 	JobMaxItems        int      `env:"JOB_MAX_ITEMS" envDefault:"1000" help:"most items of one batch job"`
@@ -224,6 +227,7 @@ func NewHandler(cfg Config, deps service.Deps, opts ...Option) (*Handler, error)
 			UsernameClaim: cfg.OIDCUsernameClaim,
 			RolesClaim:    cfg.OIDCRolesClaim,
 			JWKSURL:       cfg.OIDCJWKSURL,
+			FetchInterval: cfg.OIDCFetchInterval,
 		},
 	}, o.httpClient)
 	if err != nil {
@@ -275,6 +279,6 @@ func Run(ctx context.Context, cfg Config, deps service.Deps, opts ...Option) err
 	if deps.Health != nil {
 		deps.Health.Add("nats", telemetry.NATSCheck(deps.NC))
 	}
-	err = service.Serve(ctx, deps.Log.With("component", "gateway"), "gateway", cfg.HTTPAddr, h, cfg.StageWaitTimeout+5*time.Second)
+	err = service.Serve(ctx, deps.Log.With("component", "gateway"), "gateway", cfg.HTTPAddr, h, cfg.StageWaitTimeout+5*time.Second, deps.HTTP)
 	return errors.Join(err, h.Close())
 }

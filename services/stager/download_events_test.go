@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/contract/contracttest"
 	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/stager"
 )
@@ -150,7 +153,7 @@ func testDownloadEvents(t *testing.T, edit func(*stager.Config)) {
 			{Type: contract.DownloadStarted, Size: 10000},
 			{Type: contract.DownloadCompleted, Bytes: 10000},
 			{Type: contract.DownloadStarted, Size: 10, Range: "bytes=100-109"},
-			{Type: contract.DownloadCompleted, Bytes: 10},
+			{Type: contract.DownloadCompleted, Bytes: 10, Range: "bytes=100-109"},
 		}
 		if diff := cmp.Diff(got, want); diff != "" {
 			t.Errorf("download events (-got +want):\n%s", diff)
@@ -209,4 +212,99 @@ func testDownloadEvents(t *testing.T, edit func(*stager.Config)) {
 		}
 		return false
 	})
+}
+
+// A Range header is bounded: more than 16 ranges, or overlapping ones, are
+// refused 416 range_not_satisfiable at once, whatever the header's length;
+// the download events hold the ranges served in a short normalised form.
+func TestDownloadRangesBounded(t *testing.T) {
+	s := startStager(t, nil)
+	content := bytes.Repeat([]byte("0123456789"), 1000)
+	s.write(t, "obs/big.ms", string(content))
+	id := s.submit(t, contract.MethodDirectDownload, "obs/big.ms", "big.ms")
+	evs := s.events(t, contract.EventSubject(id))
+	deps := s.deps
+	deps.Registerer = prometheus.NewRegistry()
+	h, closeH, err := stager.NewDownloadHandler(t.Context(), s.cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeH()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	url := srv.URL + evs[len(evs)-1].DownloadURL
+
+	ranges := func(n int) string {
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = fmt.Sprintf("%d-%d", i%len(content), i%len(content))
+		}
+		return "bytes=" + strings.Join(parts, ",")
+	}
+	tests := []struct {
+		name, rangeHdr string
+		status         int
+	}{
+		{"60000 one-byte ranges", ranges(60000), http.StatusRequestedRangeNotSatisfiable},
+		{"17 ranges", ranges(17), http.StatusRequestedRangeNotSatisfiable},
+		{"overlapping", "bytes=0-5000,4000-9999", http.StatusRequestedRangeNotSatisfiable},
+		{"the same range twice", "bytes=0-99,0-99", http.StatusRequestedRangeNotSatisfiable},
+		{"past the end", "bytes=20000-", http.StatusRequestedRangeNotSatisfiable},
+		{"16 ranges", ranges(16), http.StatusPartialContent},
+		{"out of order, apart", "bytes=200-299, 0-99", http.StatusPartialContent},
+		{"suffix", "bytes=-10", http.StatusPartialContent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodGet, url, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Range", tt.rangeHdr)
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status = %d, want %d (%d bytes)", resp.StatusCode, tt.status, len(body))
+			}
+			if tt.status != http.StatusRequestedRangeNotSatisfiable {
+				return
+			}
+			var e contract.Error
+			if err := json.Unmarshal(body, &e); err != nil || e.Code != contract.CodeRangeNotSatisfiable {
+				t.Errorf("body = %s, want a range_not_satisfiable error", body)
+			}
+			if got := resp.Header.Get("Content-Range"); got != "bytes */10000" {
+				t.Errorf("Content-Range = %q, want bytes */10000", got)
+			}
+		})
+	}
+
+	got := s.downloadEvents(t, id, 6)
+	schema := contracttest.Schema(t, contracttest.Download)
+	var started []string
+	for _, ev := range got {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		contracttest.Check(t, schema, data)
+		if ev.Type == contract.DownloadStarted {
+			started = append(started, ev.Range)
+		}
+	}
+	want := []string{
+		"bytes=0-0,1-1,2-2,3-3,4-4,5-5,6-6,7-7,8-8,9-9,10-10,11-11,12-12,13-13,14-14,15-15",
+		"bytes=200-299,0-99",
+		"bytes=9990-9999",
+	}
+	if diff := cmp.Diff(started, want); diff != "" {
+		t.Errorf("ranges of the downloads started (-got +want):\n%s", diff)
+	}
 }

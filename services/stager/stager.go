@@ -140,7 +140,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 			return fmt.Errorf("download handler: %w", err)
 		}
 		go func() {
-			err := service.Serve(ctx, log, "downloads", cfg.DownloadAddr, h, cfg.ShutdownGrace)
+			err := service.Serve(ctx, log, "downloads", cfg.DownloadAddr, h, cfg.ShutdownGrace, deps.HTTP)
 			if err != nil {
 				cancel()
 			}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -152,13 +153,31 @@ func (s *Server) routes() *mux.Router {
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, contract.Errorf(contract.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path))
 	})
-	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeErrorBody(w, r, http.StatusMethodNotAllowed, errorBody{
-			Code:   contract.CodeNotFound,
-			Detail: fmt.Sprintf("%s does not accept %s", r.URL.Path, r.Method),
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		allow := strings.Join(routeMethods(r, req), ", ")
+		w.Header().Set("Allow", allow)
+		writeErrorBody(w, req, http.StatusMethodNotAllowed, errorBody{
+			Code:   contract.CodeMethodNotAllowed,
+			Detail: fmt.Sprintf("%s does not accept %s, only %s", req.URL.Path, req.Method, allow),
 		})
 	})
 	return r
+}
+
+// routeMethods are the methods the routes of router matching req's path
+// accept, for a 405's Allow header.
+func routeMethods(router *mux.Router, req *http.Request) []string {
+	var allow []string
+	_ = router.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		var m mux.RouteMatch
+		if route.Match(req, &m) || errors.Is(m.MatchErr, mux.ErrMethodMismatch) {
+			methods, _ := route.GetMethods()
+			allow = append(allow, methods...)
+		}
+		return nil
+	})
+	slices.Sort(allow)
+	return slices.Compact(allow)
 }
 
 // routeAdder lets telemetry.Mount register on a gorilla router.

@@ -41,7 +41,7 @@ func (s *Server) createFile(w http.ResponseWriter, r *http.Request) {
 	var body createFileRequest
 	// JSON escaping can make the body several times the text; the content
 	// limit is checked on the decoded text.
-	if err := decodeBody(w, r, min(s.cfg.MaxBodyBytes, 8*MaxDemoFileBytes), &body); err != nil {
+	if err := decodeSeedBody(w, r, min(s.cfg.MaxBodyBytes, 8*MaxDemoFileBytes), &body); err != nil {
 		writeError(w, r, err)
 		return
 	}

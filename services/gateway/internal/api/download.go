@@ -7,6 +7,7 @@ import (
 	"net/url"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/service"
 )
 
 // NewDownloadProxy forwards download requests, path unchanged, to the
@@ -14,7 +15,7 @@ import (
 // directions and Range headers pass untouched, so resumed and large
 // downloads work without the gateway holding a file.
 func NewDownloadProxy(target *url.URL, log *slog.Logger) http.Handler {
-	return &httputil.ReverseProxy{
+	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.SetXForwarded()
@@ -33,4 +34,9 @@ func NewDownloadProxy(target *url.URL, log *slog.Logger) http.Handler {
 			})
 		},
 	}
+	// A download may outlast the server's write timeout: each write gets
+	// one of its own.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proxy.ServeHTTP(service.StreamWriter(w, r), r)
+	})
 }

@@ -23,6 +23,8 @@ func statusFor(code contract.Code) int {
 		return http.StatusForbidden
 	case contract.CodeBodyTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case contract.CodeUnsupportedMediaType:
+		return http.StatusUnsupportedMediaType
 	case contract.CodeInvalidMethod, contract.CodeMethodNotAllowed, contract.CodeInvalidUsername,
 		contract.CodeInvalidPath, contract.CodeInvalidID, contract.CodeUnsupported,
 		contract.CodeOutsideStorage, contract.CodeOutsideUserArea, contract.CodeSourceNotFound:

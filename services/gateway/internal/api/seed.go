@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/services/gateway/internal/stagings"
 )
 
@@ -48,7 +49,7 @@ type seedAccepted struct {
 func (s *Server) stageData(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var body seedBody
-	if err := decodeBody(w, r, s.cfg.MaxBodyBytes, &body); err != nil {
+	if err := decodeSeedBody(w, r, s.cfg.MaxBodyBytes, &body); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -90,6 +91,9 @@ func (s *Server) stageData(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// The answer comes after the wait, and may be a whole file: it gets
+	// its own write timeout, not what is left of the request's.
+	w = service.StreamWriter(w, r)
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StageWaitTimeout)
 	defer cancel()
 	ev, err := watch.Outcome(ctx)

@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/time/rate"
 )
 
 // OIDCConfig configures verification of OIDC access tokens (JWTs).
@@ -26,7 +28,14 @@ type OIDCConfig struct {
 	RolesClaim string
 	// JWKSURL, when set, is used instead of discovery.
 	JWKSURL string
+	// FetchInterval is the least time between two fetches of the
+	// identity provider's keys, and of its discovery document while that
+	// fails (default DefaultFetchInterval).
+	FetchInterval time.Duration
 }
+
+// DefaultFetchInterval is OIDCConfig.FetchInterval's default.
+const DefaultFetchInterval = time.Minute
 
 type oidcVerifier struct {
 	cfg    OIDCConfig
@@ -52,7 +61,46 @@ func newOIDC(cfg OIDCConfig, client *http.Client) (*oidcVerifier, error) {
 	if client == nil {
 		client = http.DefaultClient
 	}
-	return &oidcVerifier{cfg: cfg, client: client}, nil
+	if cfg.FetchInterval <= 0 {
+		cfg.FetchInterval = DefaultFetchInterval
+	}
+	next := client.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	limited := *client
+	limited.Transport = &fetchLimiter{next: next, interval: cfg.FetchInterval, limits: map[string]*rate.Limiter{}}
+	return &oidcVerifier{cfg: cfg, client: &limited}, nil
+}
+
+// fetchLimiter lets each URL of the identity provider be fetched at most
+// once per interval. go-oidc fetches the key set again for every token
+// whose key id it does not know (and whose signature the known keys do not
+// verify), and the discovery document again after every failure: without a
+// limit, each made-up token would cost the provider a request. A fetch
+// refused here fails like an unreachable provider: that token is refused,
+// and the keys already known keep working. The URLs are the issuer's few.
+type fetchLimiter struct {
+	next     http.RoundTripper
+	interval time.Duration
+	mu       sync.Mutex
+	limits   map[string]*rate.Limiter
+}
+
+func (l *fetchLimiter) RoundTrip(req *http.Request) (*http.Response, error) {
+	url := req.URL.String()
+	l.mu.Lock()
+	limit, ok := l.limits[url]
+	if !ok {
+		limit = rate.NewLimiter(rate.Every(l.interval), 1)
+		l.limits[url] = limit
+	}
+	allowed := limit.Allow()
+	l.mu.Unlock()
+	if !allowed {
+		return nil, fmt.Errorf("not fetched again: %s was fetched less than %s ago", url, l.interval)
+	}
+	return l.next.RoundTrip(req)
 }
 
 // ErrProviderUnavailable reports that the issuer's discovery document

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/libs/storage"
 )
 
@@ -103,20 +104,36 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, contract.Errorf(contract.CodeIOError, "the source cannot be read"))
 		return
 	}
-	cw := &countingWriter{ResponseWriter: w, sendfile: h.sendfile}
+	// A download may outlast the server's write timeout: each write gets
+	// one of its own, so only a client that stops reading is cut off.
+	cw := &countingWriter{ResponseWriter: service.StreamWriter(w, r), sendfile: h.sendfile}
 	defer func() { h.bytes.Add(float64(cw.n)) }()
 	dl := &download{h: h, link: link, id: uuid.NewString()}
 	name := path.Base(link.Path)
 	switch {
 	case fi.Mode().IsRegular():
+		// The ranges are checked before ServeContent serves them, and only
+		// their normalised form is logged and reported: the header is the
+		// client's, of any length.
+		var ranges string
+		if h := r.Header.Get("Range"); h != "" {
+			rs, err := parseRanges(h, fi.Size())
+			if err != nil {
+				log.InfoContext(ctx, "download_range_refused", "bytes", fi.Size(), "error", err)
+				w.Header().Set("Content-Range", "bytes */"+strconv.FormatInt(fi.Size(), 10))
+				writeError(w, http.StatusRequestedRangeNotSatisfiable, contract.AsError(err))
+				return
+			}
+			ranges = normalizeRanges(rs)
+		}
 		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
-		log.InfoContext(ctx, "download_started", "bytes", fi.Size(), "range", r.Header.Get("Range"))
+		log.InfoContext(ctx, "download_started", "bytes", fi.Size(), "range", ranges)
 		// ServeContent decides on Range, If-Range and the conditional
 		// headers; the download starts when it sends a body.
 		if r.Method != http.MethodHead {
 			cw.onHeader = func(status int) {
 				if status == http.StatusOK || status == http.StatusPartialContent {
-					dl.start(ctx, w.Header(), status, r.Header.Get("Range"))
+					dl.start(ctx, w.Header(), status, ranges)
 				}
 			}
 		}
@@ -152,11 +169,14 @@ type download struct {
 	id      string
 	started bool
 	size    int64 // -1 when not known
+	// ranges is the normalised Range of a partial response, reported on
+	// its start and its end.
+	ranges string
 }
 
 // start reports download_started for a response of status whose headers
-// are hdr: the body is about to be sent.
-func (d *download) start(ctx context.Context, hdr http.Header, status int, rangeHdr string) {
+// are hdr: the body is about to be sent. ranges is the normalised Range.
+func (d *download) start(ctx context.Context, hdr http.Header, status int, ranges string) {
 	if d.started || d.h.events == nil {
 		return
 	}
@@ -167,8 +187,9 @@ func (d *download) start(ctx context.Context, hdr http.Header, status int, range
 	}
 	ev := contract.DownloadEvent{Type: contract.DownloadStarted, DownloadID: d.id, Size: max(d.size, 0)}
 	if status == http.StatusPartialContent {
-		ev.Range = rangeHdr
+		d.ranges = ranges
 	}
+	ev.Range = d.ranges
 	d.h.events.Report(ctx, d.link, ev)
 }
 
@@ -179,7 +200,7 @@ func (d *download) end(ctx context.Context, cw *countingWriter, failure error) {
 	if !d.started {
 		return
 	}
-	ev := contract.DownloadEvent{Type: contract.DownloadCompleted, DownloadID: d.id, Bytes: cw.n}
+	ev := contract.DownloadEvent{Type: contract.DownloadCompleted, DownloadID: d.id, Bytes: cw.n, Range: d.ranges}
 	short := d.size >= 0 && cw.n < d.size
 	switch {
 	case cw.err != nil || (ctx.Err() != nil && (failure != nil || short)):
