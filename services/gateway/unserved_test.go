@@ -107,21 +107,36 @@ func TestFullQueueIsRefused(t *testing.T) {
 	}
 	t.Run("job", func(t *testing.T) {
 		resp := e.do(http.MethodPost, "/api/v1/jobs", `{"items":[{"method":"local_copy","username":"alice","local_path_on_storage":"a","relative_path":"j"}]}`)
-		items := decode[struct {
-			Items []struct {
-				ID     string          `json:"id"`
-				Status contract.Status `json:"status"`
-				Error  *contract.Error `json:"error"`
-			} `json:"items"`
-		}](t, resp).Items
-		if len(items) != 1 || items[0].Status != contract.StatusRejected || items[0].Error == nil || items[0].Error.Code != contract.CodeQueueFull {
-			t.Fatalf("items: got %+v, want rejected with queue_full", items)
-		}
-		if ev, ok := e.lastEvent(items[0].ID); !ok || ev.Type != contract.EventRejected {
-			t.Errorf("item recorded as %+v (found %v), want rejected", ev, ok)
+		body := resp.json(t)
+		if resp.status != http.StatusServiceUnavailable || body["code"] != string(contract.CodeQueueFull) {
+			t.Fatalf("got %d %s, want 503 queue_full", resp.status, resp.body)
 		}
 	})
 	if n := len(e.commands()); n != 1 {
 		t.Errorf("queued: got %d commands, want the first only", n)
+	}
+
+	// A refusal is for now: the same submission under the same
+	// Idempotency-Key is published once the queue has room.
+	retries := []struct{ path, body string }{
+		{"/api/v1/stagings", `{"method":"local_copy","username":"alice","local_path_on_storage":"a","relative_path":"k"}`},
+		{"/api/v1/jobs", `{"items":[{"method":"local_copy","username":"alice","local_path_on_storage":"a","relative_path":"l"}]}`},
+	}
+	for _, r := range retries {
+		if resp := e.do(http.MethodPost, r.path, r.body, "Idempotency-Key", "retry"); resp.status != http.StatusServiceUnavailable {
+			t.Fatalf("%s while full: got %d %s, want 503", r.path, resp.status, resp.body)
+		}
+	}
+	stream := e.stream(t.Context(), contract.StreamRequests)
+	for _, r := range retries {
+		if err := stream.Purge(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if resp := e.do(http.MethodPost, r.path, r.body, "Idempotency-Key", "retry"); resp.status != http.StatusAccepted {
+			t.Errorf("%s repeated with room: got %d %s, want 202", r.path, resp.status, resp.body)
+		}
+		if n := len(e.commands()); n != 1 {
+			t.Errorf("%s repeated with room: %d commands queued, want 1", r.path, n)
+		}
 	}
 }

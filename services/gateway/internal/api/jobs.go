@@ -190,11 +190,12 @@ func (s *Server) submitItem(ctx context.Context, idem *idempotent, cmd contract.
 	}
 	err = s.client.Submit(ctx, cmd)
 	if contract.CodeOf(err) == contract.CodeQueueFull {
-		item.Status, item.Error = contract.StatusRejected, contract.AsError(err)
-		if err := s.client.Reject(ctx, cmd, err); err != nil {
-			s.log.WarnContext(ctx, "rejection_not_recorded", "request_id", RequestID(ctx), "id", cmd.ID, "error", err)
+		// The job's answer is then 503, and repeating it publishes what
+		// was refused (see refusedForNow).
+		if rerr := s.client.Reject(ctx, refusedForNow(cmd), err); rerr != nil {
+			s.log.WarnContext(ctx, "rejection_not_recorded", "request_id", RequestID(ctx), "id", cmd.ID, "error", rerr)
 		}
-		return item, nil
+		return item, err
 	}
 	if errors.Is(err, stagings.ErrQueuedNotRecorded) {
 		s.log.WarnContext(ctx, "queued_event_not_recorded", "request_id", RequestID(ctx), "id", cmd.ID, "error", err)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 
 	"github.com/skao/skao-staging/libs/contract"
@@ -85,7 +86,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, cmd contract.Co
 		return true
 	case contract.CodeOf(err) == contract.CodeQueueFull:
 		s.log.WarnContext(r.Context(), "submit_refused", "request_id", RequestID(r.Context()), "id", cmd.ID, "error", err)
-		s.reject(w, r, cmd, err)
+		s.reject(w, r, refusedForNow(cmd), err)
 		return false
 	case errors.Is(err, stagings.ErrQueuedNotRecorded):
 		s.log.WarnContext(r.Context(), "queued_event_not_recorded", "request_id", RequestID(r.Context()), "id", cmd.ID, "error", err)
@@ -95,6 +96,16 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, cmd contract.Co
 		writeError(w, r, err)
 		return false
 	}
+}
+
+// refusedForNow is cmd as recorded when a full queue refused it: under an
+// id of its own and in no job, because the refusal is for now only. The
+// submission's own id, which an Idempotency-Key names, stays free, so the
+// same submission repeated later is published, not answered from this
+// record.
+func refusedForNow(cmd contract.Command) contract.Command {
+	cmd.ID, cmd.JobID = uuid.NewString(), ""
+	return cmd
 }
 
 // reject records cmd as rejected, so the audit keeps every refused request
