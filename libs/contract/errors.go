@@ -53,6 +53,14 @@ const (
 	CodeClientGone Code = "client_gone" // the client closed the connection before the download ended
 )
 
+// Error codes of events the audit refuses to record (see
+// Event.Validate); they name the reason an event is quarantined.
+const (
+	CodeUnknownEventType Code = "unknown_event_type" // the event's type is not one the contract knows
+	CodeSubjectMismatch  Code = "subject_mismatch"   // the event's request_id differs from its subject's
+	CodeNoStartedEvent   Code = "no_started_event"   // a progress or succeeded event whose request has no started event before it
+)
+
 // Error codes of jupyter_copy.
 const (
 	CodeJupyterUserNotFound Code = "jupyter_user_not_found" // the hub has no such user

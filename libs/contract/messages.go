@@ -151,17 +151,19 @@ type Event struct {
 }
 
 // EventFor starts an event of type t about cmd, copying the request fields.
-// The caller sets ID, Time, Source and the type-specific fields.
+// The caller sets ID, Time, Source and the type-specific fields. A field
+// longer than events allow (refused input, repeated by a rejected event) is
+// cut to fit, so that the rejection is recorded rather than refused in turn.
 func EventFor(cmd Command, t EventType) Event {
 	return Event{
 		SpecVersion:        SpecVersion,
 		Type:               t,
 		RequestID:          cmd.ID,
-		JobID:              cmd.JobID,
-		Method:             cmd.Method,
-		Username:           cmd.Username,
-		LocalPathOnStorage: cmd.LocalPathOnStorage,
-		RelativePath:       cmd.RelativePath,
-		Origin:             cmd.Origin,
+		JobID:              cut(cmd.JobID, MaxIDLen),
+		Method:             Method(cut(string(cmd.Method), maxEventMethodLen)),
+		Username:           cut(cmd.Username, maxEventUsernameLen),
+		LocalPathOnStorage: cut(cmd.LocalPathOnStorage, MaxPathLen),
+		RelativePath:       cut(cmd.RelativePath, MaxPathLen),
+		Origin:             cut(cmd.Origin, MaxEventNameLen),
 	}
 }
