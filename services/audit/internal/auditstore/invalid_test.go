@@ -146,4 +146,3 @@ func TestInvalidEventsPage(t *testing.T) {
 		}
 	})
 }
-
