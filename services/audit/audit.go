@@ -102,7 +102,11 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	if err != nil {
 		return err
 	}
-	rec, err := recorder.New(cons, store, recorder.Options{
+	stream, err := deps.JS.Stream(ctx, contract.StreamEvents)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", contract.StreamEvents, err)
+	}
+	rec, err := recorder.New(cons, stream, store, recorder.Options{
 		BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait,
 		RetryMin: cfg.RetryMin, RetryMax: cfg.RetryMax,
 		ApplyTimeout: cfg.AckWait / 2,
@@ -178,7 +182,8 @@ func describe(cfg Config) string {
 	return "sqlite:" + cfg.SQLitePath
 }
 
-// purge deletes expired requests now and then until ctx is cancelled.
+// purge deletes expired requests and invalid events now and then until
+// ctx is cancelled.
 func purge(ctx context.Context, store *auditstore.Store, retention time.Duration, log *slog.Logger) {
 	every := min(max(retention/10, time.Minute), time.Hour)
 	t := time.NewTicker(every)
@@ -190,6 +195,13 @@ func purge(ctx context.Context, store *auditstore.Store, retention time.Duration
 			log.WarnContext(ctx, "purge_failed", "error", err)
 		case n > 0:
 			log.InfoContext(ctx, "requests_purged", "count", n, "retention", retention.String())
+		}
+		n, err = store.PurgeInvalid(ctx, time.Now().Add(-retention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.WarnContext(ctx, "purge_failed", "error", err)
+		case n > 0:
+			log.InfoContext(ctx, "invalid_events_purged", "count", n, "retention", retention.String())
 		}
 		select {
 		case <-ctx.Done():
