@@ -94,10 +94,10 @@ func (o Options) withDefaults() Options {
 
 // Recorder consumes events into the store.
 type Recorder struct {
-	cons    jetstream.Consumer
-	stream  Stream
-	store   Store
-	opts    Options
+	cons   jetstream.Consumer
+	stream Stream
+	store  Store
+	opts   Options
 	// started holds requests whose started event the recorder has seen
 	// lately, so that their progress and succeeded events need no look-up
 	// in the stream. Only the fetching goroutine uses it.
@@ -171,7 +171,7 @@ func New(cons jetstream.Consumer, stream Stream, store Store, opts Options, log 
 	return &Recorder{
 		cons: cons, stream: stream, store: store, opts: opts.withDefaults(), log: log,
 		started: newRecentSet(recentStarted),
-		tracer: tp.Tracer("skao-staging/audit"), metrics: m,
+		tracer:  tp.Tracer("skao-staging/audit"), metrics: m,
 	}, nil
 }
 
