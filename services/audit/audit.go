@@ -33,7 +33,7 @@ type Config struct {
 	BatchSize int           `env:"AUDIT_BATCH_SIZE" envDefault:"2000" help:"most events written in one transaction"`
 	BatchWait time.Duration `env:"AUDIT_BATCH_WAIT" envDefault:"200ms" help:"longest wait for a full batch of events"`
 	// Retention of 0 keeps every request forever.
-	Retention time.Duration `env:"AUDIT_RETENTION" envDefault:"0s" help:"delete requests finished longer ago than this (0: keep forever); keep it longer than EVENTS_MAX_AGE, or a replay of the stream brings purged requests back"`
+	Retention time.Duration `env:"AUDIT_RETENTION" envDefault:"0s" help:"delete requests finished longer ago than this, and invalid events received longer ago (0: keep forever); keep it longer than EVENTS_MAX_AGE, or a replay of the stream brings purged requests back"`
 	// RetryMin and RetryMax bound the back-off while the database fails.
 	RetryMin time.Duration `env:"AUDIT_RETRY_MIN" envDefault:"1s" help:"first delay before events the database refused come again"`
 	RetryMax time.Duration `env:"AUDIT_RETRY_MAX" envDefault:"30s" help:"longest delay before events the database refused come again"`
