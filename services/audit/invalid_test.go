@@ -1,13 +1,14 @@
 package audit_test
 
 import (
+	"cmp"
 	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/testenv"
@@ -21,6 +22,8 @@ type rawEvent struct {
 	subject string
 	data    []byte
 	want    contract.Code
+	// stored is the payload kept, when not data as sent.
+	stored string
 }
 
 func eventJSON(t *testing.T, ev contract.Event) []byte {
@@ -63,17 +66,25 @@ func invalidEvents(t *testing.T) []rawEvent {
 	if err != nil {
 		t.Fatal(err)
 	}
+	misrouted := command("misrouted")
+	misrouted.Method, misrouted.JupyterToken = contract.MethodJupyterCopy, "s3cr3t-t0ken-value"
+	misroutedData, err := json.Marshal(misrouted)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return []rawEvent{
-		{"type weird", contract.EventSubject(weird.RequestID), eventJSON(t, weird), contract.CodeUnknownEventType},
-		{"bytes -5", contract.EventSubject(negative.RequestID), eventJSON(t, negative), contract.CodeMalformed},
-		{"username of 5000 characters", contract.EventSubject(longName.RequestID), eventJSON(t, longName), contract.CodeInvalidUsername},
-		{"made-up succeeded for /etc/shadow", contract.EventSubject(shadow.RequestID), eventJSON(t, shadow), contract.CodeNoStartedEvent},
-		{"made-up progress", contract.EventSubject(progress.RequestID), eventJSON(t, progress), contract.CodeNoStartedEvent},
-		{"no time", contract.EventSubject(untimed.RequestID), eventJSON(t, untimed), contract.CodeMissingField},
-		{"another request's subject", contract.EventSubject("someone-else"), eventJSON(t, elsewhere), contract.CodeSubjectMismatch},
-		{"target climbs", contract.EventSubject(climbs.RequestID), eventJSON(t, climbs), contract.CodeOutsideUserArea},
-		{"not JSON", contract.EventSubject("not-json"), []byte("{\"type\":\"succeeded\",\xff"), contract.CodeMalformed},
-		{"download started with bytes", contract.DownloadSubject(dl.RequestID), dlData, contract.CodeMalformed},
+		{"type weird", contract.EventSubject(weird.RequestID), eventJSON(t, weird), contract.CodeUnknownEventType, ""},
+		{"bytes -5", contract.EventSubject(negative.RequestID), eventJSON(t, negative), contract.CodeMalformed, ""},
+		{"username of 5000 characters", contract.EventSubject(longName.RequestID), eventJSON(t, longName), contract.CodeInvalidUsername, ""},
+		{"made-up succeeded for /etc/shadow", contract.EventSubject(shadow.RequestID), eventJSON(t, shadow), contract.CodeNoStartedEvent, ""},
+		{"made-up progress", contract.EventSubject(progress.RequestID), eventJSON(t, progress), contract.CodeNoStartedEvent, ""},
+		{"no time", contract.EventSubject(untimed.RequestID), eventJSON(t, untimed), contract.CodeMissingField, ""},
+		{"another request's subject", contract.EventSubject("someone-else"), eventJSON(t, elsewhere), contract.CodeSubjectMismatch, ""},
+		{"target climbs", contract.EventSubject(climbs.RequestID), eventJSON(t, climbs), contract.CodeOutsideUserArea, ""},
+		{"not JSON", contract.EventSubject("not-json"), []byte("{\"type\":\"succeeded\",\xff"), contract.CodeMalformed, ""},
+		{"download started with bytes", contract.DownloadSubject(dl.RequestID), dlData, contract.CodeMalformed, ""},
+		{name: "a command with its secret on an event subject", subject: contract.EventSubject(misrouted.ID), data: misroutedData,
+			want: contract.CodeMissingField, stored: strings.Replace(string(misroutedData), `"s3cr3t-t0ken-value"`, `"***"`, 1)},
 	}
 }
 
@@ -120,7 +131,11 @@ func TestInvalidEventsAreKeptApart(t *testing.T) {
 			publish(t, e.js, valid[2], refused)
 			publish(t, e.js, direct...)
 
-			testenv.Eventually(t, 15*time.Second, "every message to be taken and acknowledged", func() bool {
+			testenv.Eventually(t, 15*time.Second, "every message to be stored or set apart", func() bool {
+				return metric(t, a.reg, "staging_audit_events_total", "result", "stored") == float64(len(valid)+len(direct)+1) &&
+					metric(t, a.reg, "staging_audit_events_total", "result", "invalid") == float64(len(bad))
+			})
+			testenv.Eventually(t, 15*time.Second, "every message to be acknowledged", func() bool {
 				c, err := e.js.Consumer(t.Context(), contract.StreamEvents, contract.ConsumerAudit)
 				if err != nil {
 					return false
@@ -135,7 +150,7 @@ func TestInvalidEventsAreKeptApart(t *testing.T) {
 				got[r.ID] = r.Status
 			}
 			want := map[string]contract.Status{"real-1": contract.StatusSucceeded, "real-direct": contract.StatusSucceeded, "real-rejected": contract.StatusRejected}
-			if diff := cmp.Diff(got, want); diff != "" {
+			if diff := gocmp.Diff(got, want); diff != "" {
 				t.Errorf("records (-got +want):\n%s", diff)
 			}
 			if rep := query[contract.AuditGetReply](t, e.nc, contract.SubjectAuditGet, contract.AuditGetRequest{ID: "real-rejected"}); rep.Record == nil || rep.Record.Username != strings.Repeat("b", 64) {
@@ -149,7 +164,8 @@ func TestInvalidEventsAreKeptApart(t *testing.T) {
 			slices.Reverse(items) // oldest first, as published
 			for i, ev := range bad {
 				it := items[i]
-				if it.Subject != ev.subject || it.Code != ev.want || it.Payload != strings.ToValidUTF8(string(ev.data), "\uFFFD") || it.Size != int64(len(ev.data)) || it.Reason == "" || it.StreamSeq == 0 {
+				stored := cmp.Or(ev.stored, string(ev.data))
+				if it.Subject != ev.subject || it.Code != ev.want || it.Payload != strings.ToValidUTF8(stored, "\uFFFD") || it.Size != int64(len(stored)) || it.Reason == "" || it.StreamSeq == 0 {
 					t.Errorf("%s: stored as %+v, want subject %s, code %s, the message as sent", ev.name, it, ev.subject, ev.want)
 				}
 			}

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -383,7 +384,7 @@ func (r *Recorder) add(ctx context.Context, b *batch, msg jetstream.Msg) (reques
 // keeps it.
 func invalidOf(msg jetstream.Msg, err error) auditstore.Invalid {
 	inv := auditstore.Invalid{
-		Subject: msg.Subject(), Payload: msg.Data(), ReceivedAt: time.Now(),
+		Subject: msg.Subject(), Payload: maskSecrets(msg.Data()), ReceivedAt: time.Now(),
 		Code: contract.CodeOf(err), Reason: contract.AsError(err).Detail,
 	}
 	inv.PublishedAt = inv.ReceivedAt
@@ -391,6 +392,16 @@ func invalidOf(msg jetstream.Msg, err error) auditstore.Invalid {
 		inv.StreamSeq, inv.PublishedAt = meta.Sequence.Stream, meta.Timestamp
 	}
 	return inv
+}
+
+// secretRE matches a jupyter_token field (Go's decoder takes the name in
+// any case): a command published on an event subject by mistake carries
+// one, and secrets never reach the audit.
+var secretRE = regexp.MustCompile(`(?i)("jupyter_token"\s*:\s*)"(?:[^"\\]|\\.)*"`)
+
+// maskSecrets is data with the value of every jupyter_token field masked.
+func maskSecrets(data []byte) []byte {
+	return secretRE.ReplaceAll(data, []byte(`$1"***"`))
 }
 
 // keep has the store save event id's message data as received, unless
