@@ -70,3 +70,41 @@ type AuditListReply struct {
 	NextCursor string   `json:"next_cursor,omitempty"`
 	Error      *Error   `json:"error,omitempty"`
 }
+
+// InvalidEvent is a message on STAGING_EVENTS the audit refused to record
+// because it breaks the event rules (Event.Validate): kept apart from the
+// records, for inspection.
+type InvalidEvent struct {
+	// ID is the audit's own number for it, newest highest.
+	ID        int64  `json:"id"`
+	Subject   string `json:"subject"`
+	StreamSeq uint64 `json:"stream_seq"`
+	// Code and Reason say which rule the message breaks.
+	Code   Code   `json:"code"`
+	Reason string `json:"reason"`
+	// Size is the message's length in bytes; Payload is the message as
+	// received, its first 64 KiB (Truncated when there was more), with any
+	// bytes that are not UTF-8 replaced by U+FFFD.
+	Size        int64     `json:"size"`
+	Payload     string    `json:"payload"`
+	Truncated   bool      `json:"truncated,omitempty"`
+	PublishedAt time.Time `json:"published_at"`
+	ReceivedAt  time.Time `json:"received_at"`
+}
+
+// AuditInvalidRequest asks for the invalid events, newest first (on
+// SubjectAuditInvalid).
+type AuditInvalidRequest struct {
+	// Limit caps the page size (default 50, at most 500).
+	Limit int `json:"limit,omitempty"`
+	// Cursor continues a previous listing: its NextCursor.
+	Cursor string `json:"cursor,omitempty"`
+}
+
+// AuditInvalidReply answers an AuditInvalidRequest. NextCursor is empty on
+// the last page.
+type AuditInvalidReply struct {
+	Items      []InvalidEvent `json:"items"`
+	NextCursor string         `json:"next_cursor,omitempty"`
+	Error      *Error         `json:"error,omitempty"`
+}

@@ -52,11 +52,17 @@ func TestGoldenMessages(t *testing.T) {
 				if err := json.Unmarshal(data, &ev); err != nil {
 					t.Fatal(err)
 				}
+				if _, err := contract.DecodeDownloadEvent(contract.DownloadSubject(ev.RequestID), data); err != nil {
+					t.Errorf("golden download event does not validate: %v", err)
+				}
 				typed = ev
 			default:
 				var ev contract.Event
 				if err := json.Unmarshal(data, &ev); err != nil {
 					t.Fatal(err)
+				}
+				if _, err := contract.DecodeEvent(contract.EventSubject(ev.RequestID), data); err != nil {
+					t.Errorf("golden event does not validate: %v", err)
 				}
 				typed = ev
 			}

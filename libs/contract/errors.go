@@ -58,6 +58,14 @@ const (
 	CodeRangeNotSatisfiable Code = "range_not_satisfiable" // a Range header asks for no byte of the file, or for too many or overlapping ranges
 )
 
+// Error codes of events the audit refuses to record (see
+// Event.Validate); they name the reason an event is quarantined.
+const (
+	CodeUnknownEventType Code = "unknown_event_type" // the event's type is not one the contract knows
+	CodeSubjectMismatch  Code = "subject_mismatch"   // the event's request_id differs from its subject's
+	CodeNoStartedEvent   Code = "no_started_event"   // a progress or succeeded event whose request has no started event before it
+)
+
 // Error codes of jupyter_copy.
 const (
 	CodeJupyterUserNotFound Code = "jupyter_user_not_found" // the hub has no such user

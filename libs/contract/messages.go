@@ -156,20 +156,31 @@ type Event struct {
 }
 
 // EventFor starts an event of type t about cmd, copying the request fields.
-// The caller sets ID, Time, Source and the type-specific fields.
+// The caller sets ID, Time, Source and the type-specific fields. A field
+// longer than events allow (refused input, repeated by a rejected event) is
+// cut to fit, so that the rejection is recorded rather than refused in turn.
 func EventFor(cmd Command, t EventType) Event {
 	return Event{
 		SpecVersion:        SpecVersion,
 		Type:               t,
 		RequestID:          cmd.ID,
-		JobID:              cmd.JobID,
-		Method:             cmd.Method,
-		Username:           cmd.Username,
-		LocalPathOnStorage: cmd.LocalPathOnStorage,
-		RelativePath:       cmd.RelativePath,
-		Origin:             cmd.Origin,
-		ExpectedAdler32:    cmd.ExpectedAdler32,
+		JobID:              cut(cmd.JobID, MaxIDLen),
+		Method:             Method(cut(string(cmd.Method), maxEventMethodLen)),
+		Username:           cut(cmd.Username, maxEventUsernameLen),
+		LocalPathOnStorage: cut(cmd.LocalPathOnStorage, MaxPathLen),
+		RelativePath:       cut(cmd.RelativePath, MaxPathLen),
+		Origin:             cut(cmd.Origin, MaxEventNameLen),
+		// Only a well-formed checksum: a command refused for its
+		// checksum is recorded without it.
+		ExpectedAdler32: validAdler32(cmd.ExpectedAdler32),
 	}
+}
+
+func validAdler32(s string) string {
+	if !adler32RE.MatchString(s) {
+		return ""
+	}
+	return s
 }
 
 // SameRequest reports whether ev is about the request cmd asks for: every

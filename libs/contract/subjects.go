@@ -33,6 +33,9 @@ const (
 	SubjectAuditGet = "staging.audit.get"
 	// SubjectAuditList answers a filtered, paged list of records (request/reply).
 	SubjectAuditList = "staging.audit.list"
+	// SubjectAuditInvalid answers a paged list of the messages the audit
+	// refused to record as events (request/reply).
+	SubjectAuditInvalid = "staging.audit.invalid"
 
 	// SubjectLogsAll matches the log records of every service (core NATS,
 	// no stream: a record nobody listens to is gone).

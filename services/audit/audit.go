@@ -33,7 +33,7 @@ type Config struct {
 	BatchSize int           `env:"AUDIT_BATCH_SIZE" envDefault:"2000" help:"most events written in one transaction"`
 	BatchWait time.Duration `env:"AUDIT_BATCH_WAIT" envDefault:"200ms" help:"longest wait for a full batch of events"`
 	// Retention of 0 keeps every request forever.
-	Retention time.Duration `env:"AUDIT_RETENTION" envDefault:"0s" help:"delete requests finished longer ago than this (0: keep forever); keep it longer than EVENTS_MAX_AGE, or a replay of the stream brings purged requests back"`
+	Retention time.Duration `env:"AUDIT_RETENTION" envDefault:"0s" help:"delete requests finished longer ago than this, and invalid events received longer ago (0: keep forever); keep it longer than EVENTS_MAX_AGE, or a replay of the stream brings purged requests back"`
 	// RetryMin and RetryMax bound the back-off while the database fails.
 	RetryMin time.Duration `env:"AUDIT_RETRY_MIN" envDefault:"1s" help:"first delay before events the database refused come again"`
 	RetryMax time.Duration `env:"AUDIT_RETRY_MAX" envDefault:"30s" help:"longest delay before events the database refused come again"`
@@ -102,7 +102,11 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	if err != nil {
 		return err
 	}
-	rec, err := recorder.New(cons, store, recorder.Options{
+	stream, err := deps.JS.Stream(ctx, contract.StreamEvents)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", contract.StreamEvents, err)
+	}
+	rec, err := recorder.New(cons, stream, store, recorder.Options{
 		BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait,
 		RetryMin: cfg.RetryMin, RetryMax: cfg.RetryMax,
 		ApplyTimeout: cfg.AckWait / 2,
@@ -178,7 +182,8 @@ func describe(cfg Config) string {
 	return "sqlite:" + cfg.SQLitePath
 }
 
-// purge deletes expired requests now and then until ctx is cancelled.
+// purge deletes expired requests and invalid events now and then until
+// ctx is cancelled.
 func purge(ctx context.Context, store *auditstore.Store, retention time.Duration, log *slog.Logger) {
 	every := min(max(retention/10, time.Minute), time.Hour)
 	t := time.NewTicker(every)
@@ -190,6 +195,13 @@ func purge(ctx context.Context, store *auditstore.Store, retention time.Duration
 			log.WarnContext(ctx, "purge_failed", "error", err)
 		case n > 0:
 			log.InfoContext(ctx, "requests_purged", "count", n, "retention", retention.String())
+		}
+		n, err = store.PurgeInvalid(ctx, time.Now().Add(-retention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.WarnContext(ctx, "purge_failed", "error", err)
+		case n > 0:
+			log.InfoContext(ctx, "invalid_events_purged", "count", n, "retention", retention.String())
 		}
 		select {
 		case <-ctx.Done():

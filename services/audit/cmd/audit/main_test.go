@@ -66,15 +66,18 @@ func count(t *testing.T, db *sql.DB, query string) int {
 func TestKilledMidBatchLosesNothing(t *testing.T) {
 	url := natstest.Start(t)
 	_, js := natstest.Connect(t, url)
-	const n = 3000
+	const n, perRequest = 2000, 3
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	msgs := make([]*nats.Msg, 0, 2*n)
+	msgs := make([]*nats.Msg, 0, perRequest*n)
 	for i := range n {
 		c := contract.Command{SpecVersion: contract.SpecVersion, ID: fmt.Sprintf("req-%04d", i), Method: contract.MethodLocalCopy,
 			Username: "alice", LocalPathOnStorage: "a", RelativePath: "b"}
-		for j, typ := range []contract.EventType{contract.EventQueued, contract.EventSucceeded} {
+		for j, typ := range []contract.EventType{contract.EventQueued, contract.EventStarted, contract.EventSucceeded} {
 			ev := contract.EventFor(c, typ)
 			ev.ID, ev.Source, ev.Time = fmt.Sprintf("%s-%d", c.ID, j), "test", base.Add(time.Duration(i)*time.Millisecond)
+			if typ == contract.EventSucceeded {
+				ev.Outcome = contract.OutcomeStaged
+			}
 			m := nats.NewMsg(contract.EventSubject(c.ID))
 			m.Header.Set(jetstream.MsgIDHeader, ev.ID)
 			m.Data = mustJSON(t, ev)
@@ -104,14 +107,14 @@ func TestKilledMidBatchLosesNothing(t *testing.T) {
 	}
 	_ = first.Wait() // killed: the exit status says so
 	stored := count(t, db, "SELECT COUNT(*) FROM staging_events")
-	if stored >= 2*n {
+	if stored >= perRequest*n {
 		t.Fatalf("the first process stored all %d events before it was killed; the test proves nothing", stored)
 	}
-	t.Logf("killed after %d of %d events", stored, 2*n)
+	t.Logf("killed after %d of %d events", stored, perRequest*n)
 
 	second := startAudit(t, env...)
 	testenv.Eventually(t, 60*time.Second, "every event to be stored", func() bool {
-		return count(t, db, "SELECT COUNT(*) FROM staging_events") == 2*n
+		return count(t, db, "SELECT COUNT(*) FROM staging_events") == perRequest*n
 	})
 	if got := count(t, db, "SELECT COUNT(*) FROM staging_requests WHERE status = 'succeeded'"); got != n {
 		t.Errorf("succeeded requests = %d, want %d", got, n)

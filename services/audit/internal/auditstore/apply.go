@@ -25,6 +25,10 @@ type Stats struct {
 	Duplicates int
 	// Rows is the number of request rows inserted or updated.
 	Rows int
+	// Invalid holds the indexes in Batch.Invalid of the invalid messages
+	// stored for the first time; the others were stored before and count
+	// among the Duplicates.
+	Invalid []int
 }
 
 // chunk bounds the rows of one statement, well inside the placeholder
@@ -53,6 +57,8 @@ type Batch struct {
 	// received rather than encoded again (a tenth of the audit's CPU on a
 	// backlog). Each must be valid UTF-8 and decode to its event.
 	Received map[string][]byte
+	// Invalid are the messages that break the event rules, kept apart.
+	Invalid []Invalid
 }
 
 // entry is one message of a batch, request event or download event: both
@@ -139,7 +145,7 @@ func (s *Store) StageBatch(ctx context.Context, b Batch) (*Staged, error) {
 			return nil, err
 		}
 	}
-	p := &Staged{s: s, entries: b.entries()}
+	p := &Staged{s: s, entries: b.entries(), invalid: b.Invalid}
 	err := p.begin(ctx, false)
 	for errors.Is(err, errConflict) && p.attempt < conflictRetries {
 		p.attempt++
@@ -159,6 +165,9 @@ type Staged struct {
 	attempt int      // re-applications so far
 	tx      *batchTx // open when staged
 	fresh   []entry  // the entries inserted
+	invalid []Invalid
+	// invalidNew holds the indexes of the invalid messages inserted.
+	invalidNew []int
 }
 
 // Commit merges the staged events into their requests' rows, commits, and
@@ -200,7 +209,11 @@ func (p *Staged) begin(ctx context.Context, lookup bool) (err error) {
 			return err
 		}
 	}
-	return s.insertEvents(ctx, p.tx, p.fresh)
+	if err := s.insertEvents(ctx, p.tx, p.fresh); err != nil {
+		return err
+	}
+	p.invalidNew, err = s.insertInvalid(ctx, p.tx, p.invalid)
+	return err
 }
 
 // finish merges the inserted events into their requests' rows and commits.
@@ -216,7 +229,8 @@ func (p *Staged) finish(ctx context.Context) (st Stats, err error) {
 	// the statements it sent as text are prepared.
 	defer tx.prepareRest(ctx)
 	defer tx.Rollback()
-	st.Duplicates = len(p.entries) - len(fresh)
+	st.Duplicates = len(p.entries) - len(fresh) + len(p.invalid) - len(p.invalidNew)
+	st.Invalid = p.invalidNew
 	if len(fresh) == 0 {
 		return st, tx.Commit()
 	}

@@ -20,7 +20,8 @@ import (
 //     status.
 //
 // An event of a type this version does not know is kept in the history but
-// changes no status.
+// changes no status (the recorder sets such events apart before they get
+// here; the store does not rely on it).
 func merge(r contract.Record, exists bool, ev contract.Event) contract.Record {
 	t := toDB(ev.Time)
 	if !exists {

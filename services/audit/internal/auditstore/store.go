@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/pressly/goose/v3"
@@ -273,8 +274,8 @@ func validateKeys(kind, id, requestID string, t time.Time) error {
 	switch {
 	case id == "":
 		return fmt.Errorf("%s without id: %w", kind, ErrInvalidEvent)
-	case len(id) > maxEventID:
-		return fmt.Errorf("%s id longer than %d bytes: %w", kind, maxEventID, ErrInvalidEvent)
+	case utf8.RuneCountInString(id) > maxEventID:
+		return fmt.Errorf("%s id longer than %d characters: %w", kind, maxEventID, ErrInvalidEvent)
 	case t.IsZero():
 		return fmt.Errorf("%s %s without time: %w", kind, id, ErrInvalidEvent)
 	case !storableTime(t):

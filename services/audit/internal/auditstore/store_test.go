@@ -711,6 +711,22 @@ func TestPurgeDeletesOnlyFinishedBeforeCutoff(t *testing.T) {
 	})
 }
 
+// The longest event id the contract allows, 128 characters of any kind,
+// is stored: a batch holding it must not fail for ever.
+func TestLongestEventIDIsStored(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *auditstore.Store) {
+		ev := event(cmd("req-1"), contract.EventQueued, 1, at(0))
+		ev.ID = strings.Repeat("é", 128)
+		if err := ev.Validate(); err != nil {
+			t.Fatalf("the contract refuses the id: %v", err)
+		}
+		apply(t, s, ev)
+		if _, events, err := s.Get(t.Context(), "req-1", true); err != nil || len(events) != 1 || events[0].ID != ev.ID {
+			t.Errorf("events = %+v, %v; want the event with its id", events, err)
+		}
+	})
+}
+
 // TestValidateEventTimeBounds checks that the ends of the storable range
 // themselves are accepted.
 func TestValidateEventTimeBounds(t *testing.T) {

@@ -1,6 +1,7 @@
 // Package history answers queries on the audit record over NATS
-// request/reply: one request with its events (contract.SubjectAuditGet) and
-// filtered, paged lists (contract.SubjectAuditList). Every audit replica
+// request/reply: one request with its events (contract.SubjectAuditGet),
+// filtered, paged lists (contract.SubjectAuditList) and the messages refused
+// as invalid events (contract.SubjectAuditInvalid). Every audit replica
 // subscribes in one queue group, so each query is answered once.
 package history
 
@@ -38,6 +39,7 @@ type Store interface {
 	Get(ctx context.Context, id string, withEvents bool) (contract.Record, []contract.Event, error)
 	Downloads(ctx context.Context, id string) ([]contract.DownloadEvent, error)
 	List(ctx context.Context, req contract.AuditListRequest) ([]contract.Record, string, error)
+	ListInvalid(ctx context.Context, req contract.AuditInvalidRequest) ([]contract.InvalidEvent, string, error)
 }
 
 // Server answers audit queries.
@@ -52,7 +54,7 @@ type Server struct {
 func New(store Store, log *slog.Logger, tp trace.TracerProvider, reg prometheus.Registerer) (*Server, error) {
 	queries := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "staging_audit_queries_total",
-		Help: "Audit queries answered, by query (get, list) and result (ok or an error code).",
+		Help: "Audit queries answered, by query (get, list, invalid) and result (ok or an error code).",
 	}, []string{"query", "result"})
 	if err := reg.Register(queries); err != nil {
 		return nil, fmt.Errorf("register audit query metrics: %w", err)
@@ -77,8 +79,9 @@ func (s *Server) Serve(ctx context.Context, nc *nats.Conn) error {
 	}
 	var subs []*nats.Subscription
 	for subject, h := range map[string]nats.MsgHandler{
-		contract.SubjectAuditGet:  handle("get", s.get),
-		contract.SubjectAuditList: handle("list", s.list),
+		contract.SubjectAuditGet:     handle("get", s.get),
+		contract.SubjectAuditList:    handle("list", s.list),
+		contract.SubjectAuditInvalid: handle("invalid", s.invalid),
 	} {
 		sub, err := nc.QueueSubscribe(subject, QueueGroup, h)
 		if err != nil {
@@ -92,7 +95,7 @@ func (s *Server) Serve(ctx context.Context, nc *nats.Conn) error {
 		unsubscribe(subs)
 		return fmt.Errorf("subscribe audit queries: %w", err)
 	}
-	s.log.InfoContext(ctx, "answering_queries", "subjects", []string{contract.SubjectAuditGet, contract.SubjectAuditList}, "queue", QueueGroup)
+	s.log.InfoContext(ctx, "answering_queries", "subjects", []string{contract.SubjectAuditGet, contract.SubjectAuditList, contract.SubjectAuditInvalid}, "queue", QueueGroup)
 	<-ctx.Done()
 	// Drain: no new queries reach this replica; those already received
 	// are answered.
@@ -183,6 +186,21 @@ func (s *Server) list(ctx context.Context, data []byte) (any, *contract.Error) {
 	return &contract.AuditListReply{Items: items, NextCursor: next}, nil
 }
 
+func (s *Server) invalid(ctx context.Context, data []byte) (any, *contract.Error) {
+	var req contract.AuditInvalidRequest
+	if err := json.Unmarshal(data, &req); err != nil {
+		return invalidError(contract.Errorf(contract.CodeMalformed, "audit invalid request is not valid JSON: %v", err))
+	}
+	items, next, err := s.store.ListInvalid(ctx, req)
+	switch {
+	case errors.Is(err, auditstore.ErrInvalidQuery):
+		return invalidError(contract.Errorf(contract.CodeMalformed, "%v", err))
+	case err != nil:
+		return invalidError(s.unavailable(ctx, "invalid", err))
+	}
+	return &contract.AuditInvalidReply{Items: items, NextCursor: next}, nil
+}
+
 // unavailable logs a store failure and returns what the requester sees:
 // the code, not the database's message.
 func (s *Server) unavailable(ctx context.Context, query string, err error) *contract.Error {
@@ -196,4 +214,8 @@ func getError(e *contract.Error) (any, *contract.Error) {
 
 func listError(e *contract.Error) (any, *contract.Error) {
 	return &contract.AuditListReply{Items: []contract.Record{}, Error: e}, e
+}
+
+func invalidError(e *contract.Error) (any, *contract.Error) {
+	return &contract.AuditInvalidReply{Items: []contract.InvalidEvent{}, Error: e}, e
 }

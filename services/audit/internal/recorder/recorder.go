@@ -6,11 +6,17 @@
 // after MaxDeliver: a batch is committed in one transaction and only then
 // are its messages acknowledged; if the commit fails, every message of the
 // batch is nak'ed with a growing delay and the consumer, whose MaxDeliver is
-// unbounded, delivers them again until the database takes them. A message
-// that can never be stored (not an event, no id) is terminated on its own
-// without holding up the rest. Events are keyed by id in the store, so a
-// batch that is committed but not acknowledged (a crash in between, a lost
-// ack) changes nothing when it comes again.
+// unbounded, delivers them again until the database takes them. Events are
+// keyed by id in the store, so a batch that is committed but not
+// acknowledged (a crash in between, a lost ack) changes nothing when it
+// comes again.
+//
+// Every message is checked against the event rules (contract.Event.Validate,
+// its subject, and for progress and succeeded a started event before it in
+// the stream) before it can become history. One that breaks them is stored
+// with its batch in the invalid events table instead, apart from every
+// request, then acknowledged like the rest: counted, logged once, and
+// listed on contract.SubjectAuditInvalid.
 package recorder
 
 import (
@@ -18,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -39,6 +46,12 @@ import (
 // the events into their requests' rows) or rolls back.
 type Store interface {
 	StageBatch(ctx context.Context, b auditstore.Batch) (*auditstore.Staged, error)
+}
+
+// Stream reads STAGING_EVENTS (a jetstream.Stream): the earlier events of
+// a request, to find its started event.
+type Stream interface {
+	GetMsg(ctx context.Context, seq uint64, opts ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error)
 }
 
 // Options tune the recorder. Zero values take the defaults.
@@ -82,9 +95,14 @@ func (o Options) withDefaults() Options {
 
 // Recorder consumes events into the store.
 type Recorder struct {
-	cons    jetstream.Consumer
-	store   Store
-	opts    Options
+	cons   jetstream.Consumer
+	stream Stream
+	store  Store
+	opts   Options
+	// started holds requests whose started event the recorder has seen
+	// lately, so that their progress and succeeded events need no look-up
+	// in the stream. Only the fetching goroutine uses it.
+	started recentSet
 	log     *slog.Logger
 	tracer  trace.Tracer
 	metrics metrics
@@ -95,6 +113,7 @@ type Recorder struct {
 
 type metrics struct {
 	events      *prometheus.CounterVec
+	invalid     *prometheus.CounterVec
 	rows        prometheus.Counter
 	batchSize   prometheus.Histogram
 	batchTime   prometheus.Histogram
@@ -103,13 +122,18 @@ type metrics struct {
 	ackFailures prometheus.Counter
 }
 
-// New returns a recorder of cons into store, its metrics registered on reg.
-func New(cons jetstream.Consumer, store Store, opts Options, log *slog.Logger, tp trace.TracerProvider, reg prometheus.Registerer) (*Recorder, error) {
+// New returns a recorder of cons, a consumer of stream, into store, its
+// metrics registered on reg.
+func New(cons jetstream.Consumer, stream Stream, store Store, opts Options, log *slog.Logger, tp trace.TracerProvider, reg prometheus.Registerer) (*Recorder, error) {
 	m := metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "staging_audit_events_total",
-			Help: "Events consumed by the audit, by result: stored, duplicate (already stored, changed nothing) or invalid (terminated).",
+			Help: "Messages consumed by the audit, by result: stored, duplicate (already stored, changed nothing) or invalid (broke the event rules, stored apart).",
 		}, []string{"result"}),
+		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "staging_audit_events_invalid_total",
+			Help: "Messages the audit refused to record as events, by reason (an error code); each is stored once among the invalid events.",
+		}, []string{"reason"}),
 		rows: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "staging_audit_rows_written_total",
 			Help: "Request rows inserted or updated by the audit.",
@@ -137,7 +161,7 @@ func New(cons jetstream.Consumer, store Store, opts Options, log *slog.Logger, t
 			Help: "Acknowledgements that could not be sent; the events come again and change nothing.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.rows, m.batchSize, m.batchTime, m.dbErrors, m.pending, m.ackFailures} {
+	for _, c := range []prometheus.Collector{m.events, m.invalid, m.rows, m.batchSize, m.batchTime, m.dbErrors, m.pending, m.ackFailures} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register audit metrics: %w", err)
 		}
@@ -146,8 +170,9 @@ func New(cons jetstream.Consumer, store Store, opts Options, log *slog.Logger, t
 		m.events.WithLabelValues(result)
 	}
 	return &Recorder{
-		cons: cons, store: store, opts: opts.withDefaults(), log: log,
-		tracer: tp.Tracer("skao-staging/audit"), metrics: m,
+		cons: cons, stream: stream, store: store, opts: opts.withDefaults(), log: log,
+		started: newRecentSet(recentStarted),
+		tracer:  tp.Tracer("skao-staging/audit"), metrics: m,
 	}, nil
 }
 
@@ -284,36 +309,51 @@ func (r *Recorder) fetch(ctx, work context.Context) (batch, bool) {
 	}
 	for _, msg := range msgs {
 		mctx := bus.ExtractTrace(work, msg.Headers())
-		requestID, typ, err := b.add(msg, trace.SpanContextFromContext(mctx))
-		if err != nil {
-			r.metrics.events.WithLabelValues("invalid").Inc()
-			r.log.WarnContext(mctx, "event_invalid", "subject", msg.Subject(), "error", err)
-			if err := msg.TermWithReason("audit: " + err.Error()); err != nil {
-				r.log.WarnContext(mctx, "term_failed", "subject", msg.Subject(), "error", err)
+		requestID, typ, err := r.add(mctx, &b, msg)
+		if _, ok := errors.AsType[*contract.Error](err); ok {
+			b.store.Invalid = append(b.store.Invalid, invalidOf(msg, err))
+			requestID, typ = "", "invalid"
+		} else if err != nil {
+			// The stream could not be read; the message comes again.
+			r.log.WarnContext(mctx, "event_not_checked", "subject", msg.Subject(), "error", err)
+			if err := msg.NakWithDelay(r.opts.RetryMin); err != nil {
+				r.log.WarnContext(mctx, "nak_failed", "subject", msg.Subject(), "error", err)
 			}
 			continue
 		}
 		_, span := r.tracer.Start(mctx, "audit record", trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(attribute.String("staging.request_id", requestID), attribute.String("staging.event_type", typ),
 				attribute.Int("staging.audit.batch_size", len(msgs))))
+		if err != nil {
+			span.SetStatus(codes.Error, string(contract.CodeOf(err)))
+		}
 		b.msgs, b.spans = append(b.msgs, msg), append(b.spans, span)
 	}
 	return b, len(b.msgs) > 0
 }
 
-// add decodes msg, by its subject a download event or a request event, into
-// the batch. One without a trace id takes that of the trace it travelled in
-// (sc).
-func (b *batch) add(msg jetstream.Msg, sc trace.SpanContext) (requestID, typ string, err error) {
+// add decodes msg, by its subject a download event or a request event,
+// checks it against the event rules and adds it to the batch. A message
+// that breaks them is reported by a *contract.Error naming the rule; any
+// other error means it could not be checked. An event without a trace id
+// takes that of the trace it travelled in (in ctx).
+func (r *Recorder) add(ctx context.Context, b *batch, msg jetstream.Msg) (requestID, typ string, err error) {
 	traceID := ""
-	if sc.IsValid() {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		traceID = sc.TraceID().String()
 	}
+	if len(msg.Data()) > contract.MaxEventSize {
+		return "", "", contract.Errorf(contract.CodeBodyTooLarge, "message of %d bytes; events have at most %d", len(msg.Data()), contract.MaxEventSize)
+	}
 	if contract.IsDownloadSubject(msg.Subject()) {
-		dl, filled, err := decodeDownload(msg)
-		if err != nil {
+		var dl contract.DownloadEvent
+		if err := unmarshal(msg.Data(), &dl); err != nil {
+			return "", "", contract.Errorf(contract.CodeMalformed, "not a download event: %v", err)
+		}
+		if err := errors.Join(dl.Validate(), dl.CheckSubject(msg.Subject())); err != nil {
 			return "", "", err
 		}
+		filled := false
 		if dl.TraceID == "" && traceID != "" {
 			dl.TraceID, filled = traceID, true
 		}
@@ -321,16 +361,47 @@ func (b *batch) add(msg jetstream.Msg, sc trace.SpanContext) (requestID, typ str
 		b.keep(dl.ID, msg.Data(), filled)
 		return dl.RequestID, string(dl.Type), nil
 	}
-	ev, filled, err := decode(msg)
-	if err != nil {
+	var ev contract.Event
+	if err := unmarshal(msg.Data(), &ev); err != nil {
+		return "", "", contract.Errorf(contract.CodeMalformed, "not an event: %v", err)
+	}
+	if err := errors.Join(ev.Validate(), ev.CheckSubject(msg.Subject())); err != nil {
 		return "", "", err
 	}
+	if err := r.checkStarted(ctx, ev, msg); err != nil {
+		return "", "", err
+	}
+	filled := false
 	if ev.TraceID == "" && traceID != "" {
 		ev.TraceID, filled = traceID, true
 	}
 	b.store.Events = append(b.store.Events, ev)
 	b.keep(ev.ID, msg.Data(), filled)
 	return ev.RequestID, string(ev.Type), nil
+}
+
+// invalidOf is msg, which broke the event rules with err, as the store
+// keeps it.
+func invalidOf(msg jetstream.Msg, err error) auditstore.Invalid {
+	inv := auditstore.Invalid{
+		Subject: msg.Subject(), Payload: maskSecrets(msg.Data()), ReceivedAt: time.Now(),
+		Code: contract.CodeOf(err), Reason: contract.AsError(err).Detail,
+	}
+	inv.PublishedAt = inv.ReceivedAt
+	if meta, err := msg.Metadata(); err == nil {
+		inv.StreamSeq, inv.PublishedAt = meta.Sequence.Stream, meta.Timestamp
+	}
+	return inv
+}
+
+// secretRE matches a jupyter_token field (Go's decoder takes the name in
+// any case): a command published on an event subject by mistake carries
+// one, and secrets never reach the audit.
+var secretRE = regexp.MustCompile(`(?i)("jupyter_token"\s*:\s*)"(?:[^"\\]|\\.)*"`)
+
+// maskSecrets is data with the value of every jupyter_token field masked.
+func maskSecrets(data []byte) []byte {
+	return secretRE.ReplaceAll(data, []byte(`$1"***"`))
 }
 
 // keep has the store save event id's message data as received, unless
@@ -364,7 +435,13 @@ func (r *Recorder) commit(ctx context.Context, sb stagedBatch, failures int) err
 	// acknowledged sees it counted.
 	r.metrics.events.WithLabelValues("stored").Add(float64(stats.Events))
 	r.metrics.events.WithLabelValues("duplicate").Add(float64(stats.Duplicates))
+	r.metrics.events.WithLabelValues("invalid").Add(float64(len(stats.Invalid)))
 	r.metrics.rows.Add(float64(stats.Rows))
+	for _, i := range stats.Invalid {
+		inv := sb.store.Invalid[i]
+		r.metrics.invalid.WithLabelValues(string(inv.Code)).Inc()
+		r.log.WarnContext(ctx, "event_invalid", "subject", inv.Subject, "stream_seq", inv.StreamSeq, "code", inv.Code, "reason", inv.Reason)
+	}
 	for i, msg := range sb.msgs {
 		if err := msg.Ack(); err != nil {
 			r.metrics.ackFailures.Inc()
@@ -401,37 +478,6 @@ func (r *Recorder) giveBack(ctx context.Context, b batch, err error, attempt int
 // part of the audit's own CPU on a backlog (about 5 µs an event), CPU that
 // the database beside it on the same cores then lacks.
 func unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
-
-// decode reads the event in msg. An event without a time takes the time
-// the stream stored it, so it can still be recorded; filled says so.
-func decode(msg jetstream.Msg) (ev contract.Event, filled bool, err error) {
-	if err := unmarshal(msg.Data(), &ev); err != nil {
-		return ev, false, fmt.Errorf("not an event: %w", err)
-	}
-	ev.Time, filled = timeOf(ev.Time, msg)
-	return ev, filled, auditstore.ValidateEvent(ev)
-}
-
-// decodeDownload reads the download event in msg, as decode does an event.
-func decodeDownload(msg jetstream.Msg) (dl contract.DownloadEvent, filled bool, err error) {
-	if err := unmarshal(msg.Data(), &dl); err != nil {
-		return dl, false, fmt.Errorf("not a download event: %w", err)
-	}
-	dl.Time, filled = timeOf(dl.Time, msg)
-	return dl, filled, auditstore.ValidateDownload(dl)
-}
-
-// timeOf is t, or when t is zero the time the stream stored msg (and true).
-func timeOf(t time.Time, msg jetstream.Msg) (time.Time, bool) {
-	if !t.IsZero() {
-		return t, false
-	}
-	meta, err := msg.Metadata()
-	if err != nil {
-		return t, false
-	}
-	return meta.Timestamp, true
-}
 
 // delay is the wait after the n-th failed batch in a row: RetryMin doubled
 // per failure, capped at RetryMax.
