@@ -77,8 +77,13 @@ type Options struct {
 
 	// Durable names the worker's consumer on STAGING_REQUESTS.
 	Durable string
-	// Concurrency is how many commands are worked on at once (default 1).
+	// Concurrency is how many commands this process works on at once
+	// (default 1); it takes no more from the consumer than that.
 	Concurrency int
+	// MaxAckPending bounds the commands out at once to all the processes
+	// sharing the consumer together, a site-wide limit (0: the server's
+	// default, 1000).
+	MaxAckPending int
 	// AckWait and MaxDeliver configure the consumer. A transient failure
 	// on the last allowed delivery ends the request as failed.
 	AckWait    time.Duration

@@ -40,6 +40,13 @@ type system struct {
 func start(t *testing.T, stage worker.StageFunc, edit func(*worker.Options)) *system {
 	t.Helper()
 	nc, js := natstest.JetStream(t)
+	return startOn(t, nc, js, stage, edit)
+}
+
+// startOn is start on a connection of the test's own: several workers
+// may then share one server.
+func startOn(t *testing.T, nc *nats.Conn, js jetstream.JetStream, stage worker.StageFunc, edit func(*worker.Options)) *system {
+	t.Helper()
 	s := &system{nc: nc, js: js, reg: prometheus.NewRegistry()}
 	tp := sdktrace.NewTracerProvider()
 	t.Cleanup(func() { tp.Shutdown(context.Background()) })
