@@ -324,7 +324,7 @@ func (w *Worker) reject(ctx context.Context, cmd contract.Command, attempt int, 
 	if err := bus.PublishEvent(ctx, w.o.JS, ev); err != nil {
 		return fmt.Errorf("publish rejected event: %w", err)
 	}
-	w.metrics.requests.WithLabelValues(metricMethod(cmd.Method), "rejected").Inc()
+	w.metrics.ended(cmd.Method, "rejected", ev.Error.Code)
 	w.o.Log.InfoContext(ctx, "command_rejected", "request_id", cmd.ID, "code", ev.Error.Code, "detail", ev.Error.Detail)
 	return recordedError{bus.Permanent(cause)}
 }
@@ -336,7 +336,7 @@ func (w *Worker) fail(ctx context.Context, cmd contract.Command, attempt int, ca
 	if err := bus.PublishEvent(ctx, w.o.JS, ev); err != nil {
 		return fmt.Errorf("publish failed event: %w (after %w)", err, cause)
 	}
-	w.metrics.requests.WithLabelValues(metricMethod(cmd.Method), "failed").Inc()
+	w.metrics.ended(cmd.Method, "failed", ev.Error.Code)
 	w.o.Log.InfoContext(ctx, "staging_failed", "request_id", cmd.ID, "method", cmd.Method, "code", ev.Error.Code, "detail", ev.Error.Detail)
 	return recordedError{bus.Permanent(cause)}
 }
