@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,7 +25,7 @@ type QueueMetrics struct {
 	log     *slog.Logger
 	timeout time.Duration
 
-	up, streamMsgs, streamBytes, commands, oldest                 *prometheus.Desc
+	up, streamMsgs, streamBytes, commands, oldest, active         *prometheus.Desc
 	pending, ackPending, maxAckPending, redelivered, waitingPulls *prometheus.Desc
 }
 
@@ -42,6 +43,7 @@ func RegisterQueueMetrics(reg prometheus.Registerer, js jetstream.JetStream, log
 		streamBytes:   prometheus.NewDesc("staging_stream_bytes", "Bytes the stream holds.", stream, nil),
 		commands:      prometheus.NewDesc("staging_queue_commands", "Commands of a method in STAGING_REQUESTS: waiting, or out to a worker and not yet acknowledged.", []string{"method"}, nil),
 		oldest:        prometheus.NewDesc("staging_queue_oldest_command_age_seconds", "Age of the oldest command of a method still in STAGING_REQUESTS (0 when there is none).", []string{"method"}, nil),
+		active:        prometheus.NewDesc("staging_queue_active_consumers", "Durable consumers of a method's commands that have a pull request waiting or a command out: 0 with commands waiting means no worker takes them.", []string{"method"}, nil),
 		pending:       prometheus.NewDesc("staging_consumer_pending_messages", "Messages of the stream the durable consumer has not yet delivered (num_pending).", consumer, nil),
 		ackPending:    prometheus.NewDesc("staging_consumer_ack_pending_messages", "Messages delivered by the durable consumer and not yet acknowledged (num_ack_pending).", consumer, nil),
 		maxAckPending: prometheus.NewDesc("staging_consumer_max_ack_pending", "The durable consumer's limit on unacknowledged messages (max_ack_pending).", consumer, nil),
@@ -56,7 +58,7 @@ func RegisterQueueMetrics(reg prometheus.Registerer, js jetstream.JetStream, log
 
 // Describe implements prometheus.Collector.
 func (q *QueueMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{q.up, q.streamMsgs, q.streamBytes, q.commands, q.oldest, q.pending, q.ackPending, q.maxAckPending, q.redelivered, q.waitingPulls} {
+	for _, d := range []*prometheus.Desc{q.up, q.streamMsgs, q.streamBytes, q.commands, q.oldest, q.active, q.pending, q.ackPending, q.maxAckPending, q.redelivered, q.waitingPulls} {
 		ch <- d
 	}
 }
@@ -99,34 +101,16 @@ func (q *QueueMetrics) collectStream(ctx context.Context, ch chan<- prometheus.M
 	}
 	gauge(q.streamMsgs, float64(info.State.Msgs), name)
 	gauge(q.streamBytes, float64(info.State.Bytes), name)
-	var errs []error
-	if name == contract.StreamRequests {
-		for _, m := range contract.Methods {
-			subject := contract.RequestSubject(m)
-			n := info.State.Subjects[subject]
-			gauge(q.commands, float64(n), string(m))
-			age := 0.0
-			if n > 0 {
-				first, err := s.GetMsg(ctx, info.State.FirstSeq, jetstream.WithGetMsgSubject(subject))
-				switch {
-				case errors.Is(err, jetstream.ErrMsgNotFound): // acknowledged meanwhile
-				case err != nil:
-					errs = append(errs, fmt.Errorf("oldest %s command: %w", m, err))
-					continue
-				default:
-					age = max(time.Since(first.Time).Seconds(), 0)
-				}
-			}
-			gauge(q.oldest, age, string(m))
-		}
-	}
 	// Durable consumers only: the gateway's live event streams are
 	// ephemeral, many and short-lived.
+	var errs []error
+	var durables []*jetstream.ConsumerInfo
 	consumers := s.ListConsumers(ctx)
 	for c := range consumers.Info() {
 		if c.Config.Durable == "" {
 			continue
 		}
+		durables = append(durables, c)
 		gauge(q.pending, float64(c.NumPending), name, c.Name)
 		gauge(q.ackPending, float64(c.NumAckPending), name, c.Name)
 		gauge(q.maxAckPending, float64(c.Config.MaxAckPending), name, c.Name)
@@ -136,5 +120,68 @@ func (q *QueueMetrics) collectStream(ctx context.Context, ch chan<- prometheus.M
 	if err := consumers.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("list consumers: %w", err))
 	}
+	if name != contract.StreamRequests {
+		return errors.Join(errs...)
+	}
+	for _, m := range contract.Methods {
+		subject := contract.RequestSubject(m)
+		n := info.State.Subjects[subject]
+		gauge(q.commands, float64(n), string(m))
+		active := 0
+		for _, c := range durables {
+			if takes(c.Config, subject) && (c.NumWaiting > 0 || c.NumAckPending > 0) {
+				active++
+			}
+		}
+		gauge(q.active, float64(active), string(m))
+		age := 0.0
+		if n > 0 {
+			first, err := s.GetMsg(ctx, info.State.FirstSeq, jetstream.WithGetMsgSubject(subject))
+			switch {
+			case errors.Is(err, jetstream.ErrMsgNotFound): // acknowledged meanwhile
+			case err != nil:
+				errs = append(errs, fmt.Errorf("oldest %s command: %w", m, err))
+				continue
+			default:
+				age = max(time.Since(first.Time).Seconds(), 0)
+			}
+		}
+		gauge(q.oldest, age, string(m))
+	}
 	return errors.Join(errs...)
+}
+
+// takes reports whether a consumer configured as c is delivered messages on
+// subject (a literal subject).
+func takes(c jetstream.ConsumerConfig, subject string) bool {
+	filters := c.FilterSubjects
+	if c.FilterSubject != "" {
+		filters = append(filters, c.FilterSubject)
+	}
+	if len(filters) == 0 {
+		return true
+	}
+	for _, f := range filters {
+		if subjectMatches(f, subject) {
+			return true
+		}
+	}
+	return false
+}
+
+// subjectMatches reports whether the NATS subject filter matches the
+// literal subject.
+func subjectMatches(filter, subject string) bool {
+	fs, ss := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, f := range fs {
+		switch {
+		case f == ">":
+			return len(ss) > i
+		case i >= len(ss):
+			return false
+		case f != "*" && f != ss[i]:
+			return false
+		}
+	}
+	return len(fs) == len(ss)
 }

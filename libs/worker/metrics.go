@@ -19,7 +19,7 @@ type metrics struct {
 	inFlight  prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer, prefix, source string, buckets []float64) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, prefix, source string, buckets []float64, methods contract.MethodSet) (*metrics, error) {
 	if buckets == nil {
 		buckets = prometheus.ExponentialBuckets(0.005, 4, 10)
 	}
@@ -50,6 +50,11 @@ func newMetrics(reg prometheus.Registerer, prefix, source string, buckets []floa
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register %s request metrics: %w", source, err)
 		}
+	}
+	// From zero, so that an alert on their increase sees the first one.
+	for _, method := range methods {
+		m.requests.WithLabelValues(string(method), "failed")
+		m.exhausted.WithLabelValues(string(method))
 	}
 	return m, nil
 }

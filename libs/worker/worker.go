@@ -124,7 +124,7 @@ func New(o Options) (*Worker, error) {
 	if o.ProgressEvery <= 0 {
 		o.ProgressEvery = DefaultProgressEvery
 	}
-	m, err := newMetrics(o.Registerer, o.MetricPrefix, o.Source, o.DurationBuckets)
+	m, err := newMetrics(o.Registerer, o.MetricPrefix, o.Source, o.DurationBuckets, o.Methods)
 	if err != nil {
 		return nil, err
 	}

@@ -126,6 +126,9 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	if err != nil {
 		return err
 	}
+	if err := registerUserAreaMetrics(deps.Registerer, cfg.UserAreaRoot); err != nil {
+		return err
+	}
 	deps.Health.Add("stager_storage", storageCheck(source, users))
 
 	ctx, cancel := context.WithCancel(ctx)
