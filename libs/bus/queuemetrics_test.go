@@ -17,7 +17,7 @@ import (
 // method and the age of the oldest, and for each durable consumer what it
 // has not delivered, what is out, what is out again, and its pull requests.
 func TestQueueMetrics(t *testing.T) {
-	_, js := setup(t)
+	nc, js := setup(t)
 	reg := prometheus.NewRegistry()
 	if err := bus.RegisterQueueMetrics(reg, js, quiet, 0); err != nil {
 		t.Fatal(err)
@@ -43,7 +43,9 @@ func TestQueueMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 0 {
-			if err := msg.Nak(); err != nil {
+			// A Nak the server confirms (as DoubleAck does for an Ack),
+			// so that it is in before the next pull.
+			if _, err := nc.Request(msg.Reply(), []byte("-NAK"), 5*time.Second); err != nil {
 				t.Fatal(err)
 			}
 		}
