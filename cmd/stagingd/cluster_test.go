@@ -258,9 +258,10 @@ func checkTerminalOnce(t *testing.T, js jetstream.JetStream, ids []string) {
 	}
 }
 
-// terminalEvents counts the terminal events of each request. (Through
-// Messages: Next on an ordered consumer answered "no responders" on this
-// cluster, every time.)
+// terminalEvents counts the terminal events of each request. Through
+// Messages, which pulls again when it finds no responder: on a cluster, a
+// Next right after the ordered consumer's creation found none every time
+// (the consumer not yet running on its node).
 func terminalEvents(ctx context.Context, js jetstream.JetStream) (map[string]int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
