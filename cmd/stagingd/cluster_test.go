@@ -58,7 +58,11 @@ func TestClusterLosesANodeUnderLoad(t *testing.T) {
 	ids := make([]string, len(items))
 	submitted := make(chan int, len(items))
 	var wg sync.WaitGroup
-	next := make(chan int)
+	next := make(chan int, len(items))
+	for i := range items {
+		next <- i
+	}
+	close(next)
 	for range 6 {
 		wg.Go(func() {
 			for i := range next {
@@ -67,12 +71,10 @@ func TestClusterLosesANodeUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	go func() {
-		for i := range items {
-			next <- i
-		}
-		close(next)
-	}()
+	// The clients end with the test, even one that fails early: a client
+	// still running afterwards would take the process, and the cleanup
+	// that stops the nodes, down with it.
+	t.Cleanup(wg.Wait)
 	waitSubmitted := func(n int) {
 		for range n {
 			select {
@@ -190,8 +192,8 @@ func submitRetrying(t *testing.T, sys running, it clusterItem, key string) strin
 		"method": "local_copy", "username": "alice", "local_path_on_storage": it.source, "relative_path": it.target,
 	})
 	deadline := time.Now().Add(90 * time.Second)
-	for {
-		req, _ := http.NewRequest(http.MethodPost, sys.httpURL+"/api/v1/stagings", bytes.NewReader(body))
+	for t.Context().Err() == nil {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, sys.httpURL+"/api/v1/stagings", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", key)
 		resp, err := http.DefaultClient.Do(req)
@@ -210,6 +212,7 @@ func submitRetrying(t *testing.T, sys running, it clusterItem, key string) strin
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	return "" // the test has ended
 }
 
 // startSecondStager runs another stager on the same roots and its own
