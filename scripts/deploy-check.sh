@@ -14,7 +14,8 @@
 #   - Compose: `docker compose config` when the compose plugin works here,
 #     else a YAML parse and structure check with python3 + PyYAML, else skipped.
 #   - Prometheus/Grafana: YAML/JSON parse; every metric the dashboard queries
-#     exists in the Go sources.
+#     exists in the Go sources; the alert rules pass promtool check and their
+#     unit tests (promtool test rules), and the audit chart renders them.
 #   - NATS permissions: scripts/deploy-nats-check.sh runs the four services
 #     against a nats-server with the per-service users and permissions of
 #     deploy/nats/nats-values.yaml and fails on any permission violation
@@ -200,6 +201,29 @@ if $have_pyyaml; then
 		if python3 -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' "$f"; then log "ok: $f parses"; else fail "$f: not YAML"; fi
 	done
 fi
+# Alert rules: one source, rendered by the audit chart through a link.
+if [[ $(readlink deploy/helm/audit/files/staging.rules.yml) != ../../../prometheus/staging.rules.yml ]]; then
+	fail "deploy/helm/audit/files/staging.rules.yml is not a link to deploy/prometheus/staging.rules.yml"
+fi
+if grep -q '^kind: PrometheusRule' "$tmp/all-audit.yaml" 2>/dev/null; then
+	log "ok: the audit chart renders the PrometheusRule"
+else
+	fail "the audit chart renders no PrometheusRule with prometheusRule.enabled"
+fi
+if command -v promtool >/dev/null; then
+	if (cd deploy/prometheus && promtool check config prometheus.yml >"$tmp/promtool.log" 2>&1 &&
+		promtool test rules staging.rules.test.yml >>"$tmp/promtool.log" 2>&1); then
+		log "ok: promtool check config (with the rules) and promtool test rules"
+	else
+		cat "$tmp/promtool.log" >&2
+		fail "promtool: deploy/prometheus rules or their tests"
+	fi
+elif [[ ${STAGING_REQUIRE_INTEGRATION:-} == 1 ]]; then
+	fail "promtool not found (Debian package prometheus) and STAGING_REQUIRE_INTEGRATION=1"
+else
+	log "SKIP: promtool not found (Debian package prometheus): alert rules not checked"
+fi
+
 dash=deploy/grafana/dashboards/skao-staging.json
 if command -v jq >/dev/null; then
 	if jq -e '.panels | length > 0' "$dash" >/dev/null; then log "ok: $dash parses"; else fail "$dash: not JSON"; fi

@@ -154,6 +154,12 @@ done
 curl -fsS "$api/api/v1/stagings?username=alice" | grep -q "$id1" || die "the audit's history does not list $id1"
 log "ok: history query answered by the audit"
 curl -fsS "$api/logs/" -o /dev/null || log "warning: GET /logs/ failed"
+# The audit reads the queue metrics from JetStream with its own permissions.
+metrics=$(curl -fsS "http://127.0.0.1:${ops[audit]}/metrics") || die "the audit's /metrics did not answer"
+grep -qx 'staging_queue_up 1' <<<"$metrics" || die "the audit could not read the queue metrics (staging_queue_up is not 1)"
+grep -q '^staging_consumer_pending_messages{consumer="stager",stream="STAGING_REQUESTS"}' <<<"$metrics" ||
+	die "the audit's /metrics has no pending count of the stager's consumer"
+log "ok: the audit reports the queue metrics"
 
 sleep 1
 if grep -i 'permissions violation' "$work/nats.log" >&2; then

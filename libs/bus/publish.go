@@ -55,6 +55,16 @@ func PublishDownload(ctx context.Context, js jetstream.JetStream, ev contract.Do
 // permission, a stream gone) must fail and be retried, not hang.
 const PublishTimeout = 10 * time.Second
 
+// A stream whose leader is lost (a cluster node dies) answers nothing until
+// another is elected, a few seconds: a publish sent to the lost leader is
+// sent again after publishAttempt, one that finds no responder after
+// publishRetryWait, as often as fits in PublishTimeout. The message id is
+// the same every time, so the stream keeps one copy however many arrive.
+const (
+	publishAttempt   = 2 * time.Second
+	publishRetryWait = 250 * time.Millisecond
+)
+
 func publish(ctx context.Context, js jetstream.JetStream, subject, msgID string, v any, opts ...jetstream.PublishOpt) error {
 	ctx, cancel := context.WithTimeout(ctx, PublishTimeout)
 	defer cancel()
@@ -64,11 +74,30 @@ func publish(ctx context.Context, js jetstream.JetStream, subject, msgID string,
 	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	InjectTrace(ctx, msg.Header)
-	opts = append(opts, jetstream.WithMsgID(msgID))
-	if _, err := js.PublishMsg(ctx, msg, opts...); err != nil {
-		return fmt.Errorf("publish %s: %w", subject, err)
+	opts = append(opts, jetstream.WithMsgID(msgID), jetstream.WithRetryAttempts(0))
+	for {
+		actx, acancel := context.WithTimeout(ctx, publishAttempt)
+		_, err = js.PublishMsg(actx, msg, opts...)
+		acancel()
+		if err == nil {
+			return nil
+		}
+		if !leaderLost(err) {
+			return fmt.Errorf("publish %s: %w", subject, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("publish %s: %w", subject, err)
+		case <-time.After(publishRetryWait):
+		}
 	}
-	return nil
+}
+
+// leaderLost reports whether a publish failed for want of an answer from the
+// stream, as when its leader is lost, rather than for a refusal.
+func leaderLost(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrTimeout)
 }
 
 // InjectTrace writes the W3C trace context of ctx into NATS headers

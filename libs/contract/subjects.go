@@ -24,6 +24,8 @@ const (
 	subjectEventsPrefix   = "staging.events."
 	subjectDownloadPrefix = "staging.downloads."
 
+	// SubjectRequestsAll matches the commands of every method.
+	SubjectRequestsAll = subjectRequestsPrefix + ">"
 	// SubjectEventsAll matches the events of every request.
 	SubjectEventsAll = subjectEventsPrefix + ">"
 	// SubjectDownloadsAll matches the download events of every request.

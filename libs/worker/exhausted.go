@@ -92,7 +92,8 @@ func (w *Worker) exhausted(ctx context.Context, adv maxDeliveriesAdvisory) error
 	if err := bus.PublishEvent(ctx, w.o.JS, ev); err != nil {
 		return fmt.Errorf("publish failed event: %w", err)
 	}
-	w.metrics.requests.WithLabelValues(metricMethod(cmd.Method), "failed").Inc()
+	w.metrics.ended(cmd.Method, "failed", ev.Error.Code)
+	w.metrics.exhausted.WithLabelValues(metricMethod(cmd.Method)).Inc()
 	w.o.Log.InfoContext(ctx, "staging_failed", "request_id", cmd.ID, "method", cmd.Method, "code", ev.Error.Code, "detail", ev.Error.Detail)
 	if err := stream.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("delete command %d: %w", adv.StreamSeq, err)

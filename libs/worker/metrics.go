@@ -12,11 +12,14 @@ import (
 // counts beyond them (bytes copied, hub calls) it registers itself.
 type metrics struct {
 	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	inFlight prometheus.Gauge
+	// failures and exhausted break down the failed and rejected requests.
+	failures  *prometheus.CounterVec
+	exhausted *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	inFlight  prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer, prefix, source string, buckets []float64) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, prefix, source string, buckets []float64, methods contract.MethodSet) (*metrics, error) {
 	if buckets == nil {
 		buckets = prometheus.ExponentialBuckets(0.005, 4, 10)
 	}
@@ -25,6 +28,14 @@ func newMetrics(reg prometheus.Registerer, prefix, source string, buckets []floa
 			Name: prefix + "_requests_total",
 			Help: fmt.Sprintf("Requests handled by the %s, by method and outcome (staged, already_present, link_issued, failed, rejected).", source),
 		}, []string{"method", "outcome"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: prefix + "_failures_total",
+			Help: fmt.Sprintf("Requests the %s ended as failed or rejected, by method, outcome (failed, rejected) and error code.", source),
+		}, []string{"method", "outcome", "code"}),
+		exhausted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: prefix + "_deliveries_exhausted_total",
+			Help: fmt.Sprintf("Requests the %s ended as failed because no delivery of them finished (each crashed or was stopped) and the consumer's deliveries ran out, by method.", source),
+		}, []string{"method"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    prefix + "_duration_seconds",
 			Help:    fmt.Sprintf("Time the %s spent on one delivery of a request, by method.", source),
@@ -35,12 +46,24 @@ func newMetrics(reg prometheus.Registerer, prefix, source string, buckets []floa
 			Help: fmt.Sprintf("Requests the %s is working on now.", source),
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inFlight} {
+	for _, c := range []prometheus.Collector{m.requests, m.failures, m.exhausted, m.duration, m.inFlight} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register %s request metrics: %w", source, err)
 		}
 	}
+	// From zero, so that an alert on their increase sees the first one.
+	for _, method := range methods {
+		m.requests.WithLabelValues(string(method), "failed")
+		m.exhausted.WithLabelValues(string(method))
+	}
 	return m, nil
+}
+
+// ended counts a request that failed or was rejected with code.
+func (m *metrics) ended(method contract.Method, outcome string, code contract.Code) {
+	label := metricMethod(method)
+	m.requests.WithLabelValues(label, outcome).Inc()
+	m.failures.WithLabelValues(label, outcome, string(code)).Inc()
 }
 
 // metricMethod keeps the method label's values bounded: a malformed

@@ -26,11 +26,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		FilterSubjects: contract.RequestSubjects(w.o.Methods...),
 		AckWait:        w.o.AckWait,
 		MaxDeliver:     w.o.MaxDeliver,
-		// No more commands out than can be worked on: one handed out
-		// beyond that would wait for a slot without InProgress, time out
-		// unseen and be redelivered while the first copy still waits, and
-		// both copies would then run at once (on the same temporary name).
-		MaxAckPending: concurrency,
+		// Site-wide: every process of the service shares the consumer, and
+		// each takes no more than it has free slots (bus.Consume).
+		MaxAckPending: w.o.MaxAckPending,
 	})
 	if err != nil {
 		return stoppedWhileStarting(ctx, err)

@@ -77,8 +77,13 @@ type Options struct {
 
 	// Durable names the worker's consumer on STAGING_REQUESTS.
 	Durable string
-	// Concurrency is how many commands are worked on at once (default 1).
+	// Concurrency is how many commands this process works on at once
+	// (default 1); it takes no more from the consumer than that.
 	Concurrency int
+	// MaxAckPending bounds the commands out at once to all the processes
+	// sharing the consumer together, a site-wide limit (0: the server's
+	// default, 1000).
+	MaxAckPending int
 	// AckWait and MaxDeliver configure the consumer. A transient failure
 	// on the last allowed delivery ends the request as failed.
 	AckWait    time.Duration
@@ -119,7 +124,7 @@ func New(o Options) (*Worker, error) {
 	if o.ProgressEvery <= 0 {
 		o.ProgressEvery = DefaultProgressEvery
 	}
-	m, err := newMetrics(o.Registerer, o.MetricPrefix, o.Source, o.DurationBuckets)
+	m, err := newMetrics(o.Registerer, o.MetricPrefix, o.Source, o.DurationBuckets, o.Methods)
 	if err != nil {
 		return nil, err
 	}
@@ -381,7 +386,7 @@ func (w *Worker) refuse(ctx context.Context, ev contract.Event, cause error) err
 	if err := bus.PublishEvent(ctx, w.o.JS, ev); err != nil {
 		return fmt.Errorf("publish rejected event: %w", err)
 	}
-	w.metrics.requests.WithLabelValues(metricMethod(ev.Method), "rejected").Inc()
+	w.metrics.ended(ev.Method, "rejected", ev.Error.Code)
 	w.o.Log.InfoContext(ctx, "command_rejected", "request_id", ev.RequestID, "code", ev.Error.Code, "detail", ev.Error.Detail)
 	return recordedError{bus.Permanent(cause)}
 }
@@ -393,7 +398,7 @@ func (w *Worker) fail(ctx context.Context, cmd contract.Command, attempt int, ca
 	if err := bus.PublishEvent(ctx, w.o.JS, ev); err != nil {
 		return fmt.Errorf("publish failed event: %w (after %w)", err, cause)
 	}
-	w.metrics.requests.WithLabelValues(metricMethod(cmd.Method), "failed").Inc()
+	w.metrics.ended(cmd.Method, "failed", ev.Error.Code)
 	w.o.Log.InfoContext(ctx, "staging_failed", "request_id", cmd.ID, "method", cmd.Method, "code", ev.Error.Code, "detail", ev.Error.Detail)
 	return recordedError{bus.Permanent(cause)}
 }

@@ -40,6 +40,13 @@ type system struct {
 func start(t *testing.T, stage worker.StageFunc, edit func(*worker.Options)) *system {
 	t.Helper()
 	nc, js := natstest.JetStream(t)
+	return startOn(t, nc, js, stage, edit)
+}
+
+// startOn is start on a connection of the test's own: several workers
+// may then share one server.
+func startOn(t *testing.T, nc *nats.Conn, js jetstream.JetStream, stage worker.StageFunc, edit func(*worker.Options)) *system {
+	t.Helper()
 	s := &system{nc: nc, js: js, reg: prometheus.NewRegistry()}
 	tp := sdktrace.NewTracerProvider()
 	t.Cleanup(func() { tp.Shutdown(context.Background()) })
@@ -451,6 +458,10 @@ func TestMalformedCommandsAreRejected(t *testing.T) {
 	if got := counter(t, s.reg, "staging_test_requests_total", "invalid", "rejected"); got != 1 {
 		t.Errorf("rejected requests of no readable method = %v, want 1", got)
 	}
+	labels := map[string]string{"method": "local_copy", "outcome": "rejected", "code": string(contract.CodeOutsideUserArea)}
+	if got := series(t, s.reg, "staging_test_failures_total", labels); got != 1 {
+		t.Errorf("staging_test_failures_total%v = %v, want 1", labels, got)
+	}
 }
 
 // Progress reports are spaced, except the last; messages all go out, with
@@ -626,6 +637,14 @@ func TestDeliveriesExhausted(t *testing.T) {
 	waitFor(t, "1 failed request counted", func() bool {
 		return counter(t, s.reg, "staging_test_requests_total", "local_copy", "failed") == 1
 	})
+	for name, labels := range map[string]map[string]string{
+		"staging_test_deliveries_exhausted_total": {"method": "local_copy"},
+		"staging_test_failures_total":             {"method": "local_copy", "outcome": "failed", "code": "retries_exhausted"},
+	} {
+		if got := series(t, s.reg, name, labels); got != 1 {
+			t.Errorf("%s%v = %v, want 1", name, labels, got)
+		}
+	}
 }
 
 // A command is not handed out while every slot is busy: one waiting for a

@@ -114,6 +114,11 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	if err != nil {
 		return err
 	}
+	// The audit, an observer of the whole system already, is the one
+	// service that reports the work queue and the event stream.
+	if err := bus.RegisterQueueMetrics(deps.Registerer, deps.JS, log, 0); err != nil {
+		return err
+	}
 	queries, err := history.New(store, deps.Log.With("component", "audit_history"), deps.Tracer, deps.Registerer)
 	if err != nil {
 		return err

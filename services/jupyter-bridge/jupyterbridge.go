@@ -47,6 +47,7 @@ type Config struct {
 	ChunkSize      int64         `env:"JUPYTER_CHUNK_SIZE" envDefault:"16777216" help:"bytes of a file sent per upload request (base64 makes the request about 4/3 of it)"`
 	SpawnTimeout   time.Duration `env:"JUPYTER_SPAWN_TIMEOUT" envDefault:"2m" help:"how long a user's server may take to start"`
 	Concurrency    int           `env:"JUPYTER_CONCURRENCY" envDefault:"2" help:"requests uploaded at once"`
+	MaxAckPending  int           `env:"JUPYTER_MAX_ACK_PENDING" envDefault:"100" help:"requests out at once to all bridges together (a site-wide limit on the shared consumer, and so on the uploads the hub sees at once; each bridge takes at most JUPYTER_CONCURRENCY); set the same on every bridge"`
 	AckWait        time.Duration `env:"JUPYTER_ACK_WAIT" envDefault:"60s" help:"how long a delivery may go unacknowledged before redelivery"`
 	MaxDeliver     int           `env:"JUPYTER_MAX_DELIVER" envDefault:"5" help:"deliveries of one request before it fails"`
 	StageTimeout   time.Duration `env:"JUPYTER_STAGE_TIMEOUT" envDefault:"6h" help:"longest one delivery of a request may take"`
@@ -134,6 +135,7 @@ func workerOptions(cfg Config, allowed contract.MethodSet, stage worker.StageFun
 		DurationBuckets: prometheus.ExponentialBuckets(0.01, 4, 10),
 		Durable:         contract.ConsumerJupyterBridge,
 		Concurrency:     cfg.Concurrency,
+		MaxAckPending:   cfg.MaxAckPending,
 		AckWait:         cfg.AckWait,
 		MaxDeliver:      cfg.MaxDeliver,
 		Timeout:         cfg.StageTimeout,

@@ -34,6 +34,7 @@ type Config struct {
 	UserAreaRoot   string        `env:"USER_AREA_ROOT" help:"the user area; items go to <USER_AREA_ROOT>/<username>/<relative_path> (required)"`
 	AllowedMethods []string      `env:"ALLOWED_METHODS" envDefault:"local_copy,local_symlink,local_hardlink,direct_download" envSeparator:"," help:"staging methods allowed at this site"`
 	Concurrency    int           `env:"STAGER_CONCURRENCY" envDefault:"32" help:"requests staged at once (small copies staged together share their disk flushes)"`
+	MaxAckPending  int           `env:"STAGER_MAX_ACK_PENDING" envDefault:"1000" help:"requests out at once to all stagers together (a site-wide limit on the shared consumer; each stager takes at most STAGER_CONCURRENCY); set the same on every stager"`
 	CopyWorkers    int           `env:"COPY_WORKERS" envDefault:"4" help:"files of one directory tree copied at once"`
 	AckWait        time.Duration `env:"STAGER_ACK_WAIT" envDefault:"30s" help:"how long a delivery may go unacknowledged before redelivery"`
 	MaxDeliver     int           `env:"STAGER_MAX_DELIVER" envDefault:"5" help:"deliveries of one request before it fails"`
@@ -106,22 +107,26 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		return err
 	}
 	w, err := worker.New(worker.Options{
-		Source:       "stager",
-		Methods:      contract.StagerMethods,
-		Allowed:      allowed,
-		Stage:        work.stage,
-		JS:           deps.JS,
-		Log:          log,
-		Tracer:       tracer,
-		Registerer:   deps.Registerer,
-		MetricPrefix: "staging_stager",
-		Durable:      contract.ConsumerStager,
-		Concurrency:  cfg.Concurrency,
-		AckWait:      cfg.AckWait,
-		MaxDeliver:   cfg.MaxDeliver,
-		Timeout:      cfg.StageTimeout,
+		Source:        "stager",
+		Methods:       contract.StagerMethods,
+		Allowed:       allowed,
+		Stage:         work.stage,
+		JS:            deps.JS,
+		Log:           log,
+		Tracer:        tracer,
+		Registerer:    deps.Registerer,
+		MetricPrefix:  "staging_stager",
+		Durable:       contract.ConsumerStager,
+		Concurrency:   cfg.Concurrency,
+		MaxAckPending: cfg.MaxAckPending,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    cfg.MaxDeliver,
+		Timeout:       cfg.StageTimeout,
 	})
 	if err != nil {
+		return err
+	}
+	if err := registerUserAreaMetrics(deps.Registerer, cfg.UserAreaRoot); err != nil {
 		return err
 	}
 	deps.Health.Add("stager_storage", storageCheck(source, users))

@@ -131,5 +131,10 @@ spec:
       path: /metrics
       interval: {{ .Values.serviceMonitor.interval }}
       scrapeTimeout: {{ .Values.serviceMonitor.scrapeTimeout }}
+      # The alert rules (deploy/prometheus/staging.rules.yml) tell the
+      # services apart by this label, whatever the release is called.
+      relabelings:
+        - targetLabel: service
+          replacement: {{ .Chart.Name }}
 {{- end -}}
 {{- end -}}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/skao/skao-staging/libs/contract"
 )
 
 // Bucket is the key-value bucket holding the links.
@@ -50,11 +52,18 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (
 	if ttl <= 0 {
 		return nil, fmt.Errorf("download link lifetime must be positive, not %s", ttl)
 	}
+	// As replicated as the event stream the services set up
+	// (STAGING_STREAM_REPLICAS): a link must not die with one node.
+	replicas := 1
+	if st, err := js.Stream(ctx, contract.StreamEvents); err == nil {
+		replicas = max(st.CachedInfo().Config.Replicas, 1)
+	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "Direct-download links issued by the stager: token -> source path and user.",
 		TTL:         ttl,
 		History:     1,
+		Replicas:    replicas,
 		Storage:     jetstream.FileStorage,
 	})
 	if err != nil {
