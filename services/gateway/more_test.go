@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/testenv"
@@ -234,8 +235,12 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	e := newEnv(t, gateway.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// A second gateway in the process registers its metrics on a registry
+	// of its own.
+	deps := e.deps
+	deps.Registerer = prometheus.NewRegistry()
 	done := make(chan error, 1)
-	go func() { done <- gateway.Run(ctx, gateway.Config{HTTPAddr: "127.0.0.1:0"}, e.deps) }()
+	go func() { done <- gateway.Run(ctx, gateway.Config{HTTPAddr: "127.0.0.1:0"}, deps) }()
 
 	addr := ""
 	testenv.Eventually(t, 5*time.Second, "the gateway to listen", func() bool {

@@ -23,6 +23,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/skao/skao-staging/libs/backoff"
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/services/gateway/internal/stagings"
 )
@@ -99,7 +100,7 @@ func (h *Handler) visible(w http.ResponseWriter, r *http.Request) (func(string) 
 	return f, true
 }
 
-// lastEventID reads the Last-Event-ID header (or the lastEventId query
+// lastEventID reads the Last-Event-ID header (or the last_event_id query
 // parameter, for clients that cannot set headers): 0 when absent.
 func lastEventID(r *http.Request) (uint64, error) {
 	s := r.Header.Get("Last-Event-ID")
@@ -171,10 +172,9 @@ func (h *Handler) ServeRequest(w http.ResponseWriter, r *http.Request) {
 // hold yet: NATS may deliver a published event before its stream has
 // stored it. The last retry is about a second after the event; the
 // heartbeat reads again after that anyway.
-const (
-	firstRetry = 5 * time.Millisecond
-	maxRetries = 8
-)
+var retryDelay = backoff.Exponential{Base: 5 * time.Millisecond, Max: 640 * time.Millisecond}
+
+const maxRetries = 8
 
 // streamRequest writes request id's stored events after sequence after, then
 // its new ones as they come, until its terminal event. Every event written
@@ -227,7 +227,7 @@ func (h *Handler) streamRequest(w http.ResponseWriter, r *http.Request, id strin
 	defer heartbeat.Stop()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
-	retries, delay := 0, firstRetry
+	retries := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -244,7 +244,7 @@ func (h *Handler) streamRequest(w http.ResponseWriter, r *http.Request, id strin
 		case <-watch.Events():
 			// One read answers every event announced so far.
 			drain(watch.Events())
-			retries, delay = 0, firstRetry
+			retries = 0
 		}
 		found, done := catchUp()
 		if done {
@@ -252,8 +252,7 @@ func (h *Handler) streamRequest(w http.ResponseWriter, r *http.Request, id strin
 		}
 		if !found && retries < maxRetries {
 			retries++
-			retry.Reset(delay)
-			delay *= 2
+			retry.Reset(retryDelay.Delay(retries))
 		}
 	}
 }
