@@ -32,8 +32,9 @@ import (
 )
 
 // Config is the gateway's configuration; each variable takes the STAGING_
-// prefix (STAGING_HTTP_ADDR) or the matching flag (-http-addr). A zero field
-// takes its default, so tests may build a Config by hand.
+// prefix (STAGING_HTTP_ADDR) or the matching flag (-http-addr). Each
+// default is its field's envDefault tag; a zero field takes it, so tests
+// and the all-in-one may build a Config by hand.
 type Config struct {
 	HTTPAddr       string   `env:"HTTP_ADDR" envDefault:":8080" help:"address of the REST API listener"`
 	AllowedMethods []string `env:"ALLOWED_METHODS" envDefault:"local_copy,local_symlink,local_hardlink,direct_download,jupyter_copy" envSeparator:"," help:"staging methods allowed at this site"`
@@ -73,34 +74,6 @@ type Config struct {
 	// CORSAllowedOrigins get CORS headers (https://app.example.org, or *).
 	CORSAllowedOrigins []string `env:"CORS_ALLOWED_ORIGINS" envSeparator:"," help:"origins allowed by CORS, comma-separated (empty: no CORS headers)"`
 	JobMaxItems        int      `env:"JOB_MAX_ITEMS" envDefault:"1000" help:"most items of one batch job"`
-}
-
-// withDefaults fills zero fields with the documented defaults.
-func (c Config) withDefaults() Config {
-	if c.HTTPAddr == "" {
-		c.HTTPAddr = ":8080"
-	}
-	if len(c.AllowedMethods) == 0 {
-		for _, m := range contract.Methods {
-			c.AllowedMethods = append(c.AllowedMethods, string(m))
-		}
-	}
-	if c.StageWaitTimeout <= 0 {
-		c.StageWaitTimeout = 30 * time.Second
-	}
-	if c.MaxBodyBytes <= 0 {
-		c.MaxBodyBytes = 1 << 20
-	}
-	if c.StagerDownloadURL == "" {
-		c.StagerDownloadURL = "http://127.0.0.1:8081"
-	}
-	if c.NATSTimeout <= 0 {
-		c.NATSTimeout = 5 * time.Second
-	}
-	if c.LogWindowLines <= 0 {
-		c.LogWindowLines = 1000
-	}
-	return c
 }
 
 // Option adjusts how the gateway is mounted.
@@ -172,7 +145,9 @@ func unsubscribe(sub *nats.Subscription) func() error {
 // NewHandler returns the gateway's HTTP handler (every route, ops endpoints
 // included), for Run, tests and the all-in-one; Close it after serving.
 func NewHandler(cfg Config, deps service.Deps, opts ...Option) (*Handler, error) {
-	cfg = cfg.withDefaults()
+	if err := service.WithDefaults(&cfg); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	var o options
 	for _, opt := range opts {
 		opt(&o)
@@ -233,10 +208,6 @@ func NewHandler(cfg Config, deps service.Deps, opts ...Option) (*Handler, error)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("gateway: %w", err), h.Close())
 	}
-	var authIface api.Authenticator
-	if authn != nil {
-		authIface = authn
-	}
 	srv, err := api.New(api.Config{
 		Client:             client,
 		Log:                deps.Log.With("component", "http"),
@@ -252,7 +223,7 @@ func NewHandler(cfg Config, deps service.Deps, opts ...Option) (*Handler, error)
 		PublicURL:          cfg.PublicURL,
 		Downloads:          o.downloads,
 		Routes:             o.routes,
-		Auth:               authIface,
+		Auth:               authn,
 		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		Idempotency:        idempotency.NewStore(deps.JS),
 		JobMaxItems:        cfg.JobMaxItems,
@@ -271,7 +242,9 @@ func NewHandler(cfg Config, deps service.Deps, opts ...Option) (*Handler, error)
 // in-flight requests finish (a seed request may wait StageWaitTimeout for
 // its outcome) and returns nil; it returns an error if it cannot start.
 func Run(ctx context.Context, cfg Config, deps service.Deps, opts ...Option) error {
-	cfg = cfg.withDefaults()
+	if err := service.WithDefaults(&cfg); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
 	h, err := NewHandler(cfg, deps, opts...)
 	if err != nil {
 		return err

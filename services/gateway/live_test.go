@@ -14,6 +14,7 @@ import (
 
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/telemetry"
+	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/gateway"
 )
 
@@ -37,8 +38,7 @@ func TestLogsShowsPublishedRecordsBounded(t *testing.T) {
 	}
 
 	var msgs []string
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.Eventually(t, 5*time.Second, "the newest three records on /logs/", func() bool {
 		r := e.do(http.MethodGet, "/logs/", "")
 		if r.status != 200 {
 			t.Fatalf("GET /logs/: %d", r.status)
@@ -56,11 +56,8 @@ func TestLogsShowsPublishedRecordsBounded(t *testing.T) {
 			}
 			msgs = append(msgs, fmt.Sprintf("%s %s %d", rec.Service, rec.Msg, rec.N))
 		}
-		if len(msgs) == 3 && strings.HasSuffix(msgs[2], " 4") || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return len(msgs) == 3 && strings.HasSuffix(msgs[2], " 4")
+	})
 	want := []string{"stager copy_done 2", "stager copy_done 3", "stager copy_done 4"}
 	if diff := cmp.Diff(msgs, want); diff != "" {
 		t.Errorf("/logs/ (-got +want):\n%s", diff)

@@ -6,6 +6,9 @@ package main
 import (
 	"context"
 	"io"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/services/gateway"
@@ -13,10 +16,35 @@ import (
 
 func main() { service.Main("gateway", run) }
 
-// run serves the API, which has /healthz, /readyz and /metrics of its own
-// (the process's registry, deps.Registerer), besides the ops listener.
+// opsGrace is how long in-flight probes and scrapes may take at shutdown:
+// they answer at once.
+const opsGrace = 5 * time.Second
+
+// run starts the gateway in order: configuration; the runtime (logger,
+// tracing, NATS with the streams in place, metrics, health); then the API
+// and the ops listener side by side, until a signal or the first of them
+// fails, which stops the other. On the way out the API lets its requests
+// finish and ends its subscriptions (gateway.Run), then the runtime
+// flushes traces and drains NATS (rt.Close).
 func run(ctx context.Context, args []string, stdout io.Writer) error {
-	return service.RunStandalone(ctx, "gateway", args, stdout, func(ctx context.Context, cfg gateway.Config, deps service.Deps) error {
-		return gateway.Run(ctx, cfg, deps)
+	var cfg struct {
+		service.Standalone
+		Gateway gateway.Config
+	}
+	if err := service.Load(&cfg, "gateway", args, stdout); err != nil {
+		return err
+	}
+	rt, err := service.Start(ctx, "gateway", cfg.Base, stdout)
+	if err != nil {
+		return err
+	}
+	defer rt.Close(ctx)
+	service.LogConfig(rt.Log, cfg)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return gateway.Run(gctx, cfg.Gateway, rt.Deps) })
+	g.Go(func() error {
+		return service.Serve(gctx, rt.Log, "ops", cfg.OpsAddr, rt.OpsHandler(), opsGrace, cfg.HTTP)
 	})
+	return service.StoppedEarly(ctx, g.Wait())
 }

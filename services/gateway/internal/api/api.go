@@ -53,15 +53,15 @@ type Config struct {
 	// they take precedence.
 	Routes func(*mux.Router)
 
-	// Auth, when set, authenticates every request but the open routes;
-	// nil: authentication is off and every caller may act for anyone.
+	// Auth authenticates every request but the open routes, unless it is
+	// off.
 	Auth Authenticator
 	// CORSAllowedOrigins get CORS headers; empty: none.
 	CORSAllowedOrigins []string
 	// Idempotency remembers Idempotency-Key fingerprints; nil: the header
 	// is refused.
 	Idempotency IdempotencyStore
-	// JobMaxItems bounds the items of one batch job (default 1000).
+	// JobMaxItems bounds the items of one batch job.
 	JobMaxItems int
 
 	// Events serves the live event streams (SSE); Logs is the system log
@@ -88,23 +88,18 @@ func New(cfg Config) (*Server, error) {
 	switch {
 	case cfg.Client == nil:
 		return nil, errors.New("api: a stagings client is required")
-	case cfg.Log == nil, cfg.Tracer == nil, cfg.Registerer == nil, cfg.Gatherer == nil, cfg.Health == nil:
-		return nil, errors.New("api: log, tracer, registerer, gatherer and health are required")
+	case cfg.Log == nil, cfg.Tracer == nil, cfg.Registerer == nil, cfg.Gatherer == nil, cfg.Health == nil, cfg.Auth == nil:
+		return nil, errors.New("api: log, tracer, registerer, gatherer, health and auth are required")
 	case cfg.MaxBodyBytes <= 0:
 		return nil, fmt.Errorf("api: max body bytes must be positive, not %d", cfg.MaxBodyBytes)
 	case cfg.StageWaitTimeout <= 0:
 		return nil, fmt.Errorf("api: stage wait timeout must be positive, not %s", cfg.StageWaitTimeout)
-	}
-	m, err := newMetrics(cfg.Registerer)
-	if err != nil {
-		return nil, err
+	case cfg.JobMaxItems <= 0:
+		return nil, fmt.Errorf("api: job max items must be positive, not %d", cfg.JobMaxItems)
 	}
 	cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
-	s := &Server{cfg: cfg, client: cfg.Client, log: cfg.Log, tracer: cfg.Tracer, metrics: m}
+	s := &Server{cfg: cfg, client: cfg.Client, log: requestIDLog(cfg.Log), tracer: cfg.Tracer, metrics: newMetrics(cfg.Registerer)}
 	s.router = s.routes()
-	if s.cfg.JobMaxItems <= 0 {
-		s.cfg.JobMaxItems = 1000
-	}
 	s.handler = s.instrument(withCORS(cfg.CORSAllowedOrigins, s.router))
 	return s, nil
 }
@@ -156,10 +151,8 @@ func (s *Server) routes() *mux.Router {
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		allow := strings.Join(routeMethods(r, req), ", ")
 		w.Header().Set("Allow", allow)
-		writeErrorBody(w, req, http.StatusMethodNotAllowed, errorBody{
-			Code:   contract.CodeMethodNotAllowed,
-			Detail: fmt.Sprintf("%s does not accept %s, only %s", req.URL.Path, req.Method, allow),
-		})
+		writeErrorStatus(w, req, http.StatusMethodNotAllowed,
+			contract.Errorf(contract.CodeMethodNotAllowed, "%s does not accept %s, only %s", req.URL.Path, req.Method, allow))
 	})
 	return r
 }

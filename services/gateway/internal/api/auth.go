@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/gorilla/mux"
-	"github.com/rs/cors"
 
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/services/gateway/internal/auth"
@@ -15,6 +14,9 @@ import (
 
 // Authenticator identifies the caller of a request (auth.Authenticator).
 type Authenticator interface {
+	// Off reports that authentication is off: every caller may act for
+	// anyone.
+	Off() bool
 	Authenticate(r *http.Request) (auth.Identity, error)
 }
 
@@ -34,7 +36,7 @@ var openRoutes = map[string]bool{
 // goes into the request's context (and its username into the access log).
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Auth == nil {
+		if s.cfg.Auth.Off() {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -52,7 +54,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		id, err := s.cfg.Auth.Authenticate(r)
 		if err != nil {
 			if errors.Is(err, auth.ErrProviderUnavailable) {
-				s.log.ErrorContext(r.Context(), "identity_provider_unavailable", "request_id", RequestID(r.Context()), "error", err)
+				s.log.ErrorContext(r.Context(), "identity_provider_unavailable", "error", err)
 				writeError(w, r, contract.Errorf(contract.CodeUnavailable, "the identity provider is unreachable; try again later"))
 				return
 			}
@@ -60,7 +62,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			detail := strings.TrimPrefix(err.Error(), auth.ErrUnauthenticated.Error()+": ")
 			if errors.Is(err, auth.ErrInvalidToken) {
 				challenge += `, error="invalid_token"`
-				s.log.InfoContext(r.Context(), "token_refused", "request_id", RequestID(r.Context()), "reason", detail)
+				s.log.InfoContext(r.Context(), "token_refused", "reason", detail)
 				// The verifier's text may describe keys or claims; the
 				// caller gets the gist, the log has the rest.
 				detail = "the bearer token is invalid or has expired"
@@ -77,16 +79,6 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(auth.WithIdentity(r.Context(), id)))
 	})
-}
-
-// authorize reports whether the caller of ctx may act for username, and
-// answers 403 when not. With authentication off everyone may.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request, username string) bool {
-	if err := mayActFor(r.Context(), username); err != nil {
-		writeError(w, r, err)
-		return false
-	}
-	return true
 }
 
 // mayActFor is nil when the caller of ctx may act for username.
@@ -118,23 +110,6 @@ func caller(ctx context.Context) (username string, privileged bool) {
 		return "", true
 	}
 	return id.Username, id.Privileged()
-}
-
-// withCORS answers CORS preflights and adds the CORS headers for the
-// allowed origins; none configured: no CORS headers at all.
-func withCORS(origins []string, next http.Handler) http.Handler {
-	if len(origins) == 0 {
-		return next
-	}
-	return cors.New(cors.Options{
-		AllowedOrigins: origins,
-		AllowedMethods: []string{http.MethodGet, http.MethodHead, http.MethodPost},
-		AllowedHeaders: []string{"Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "Range", HeaderRequestID, "traceparent", "tracestate"},
-		ExposedHeaders: []string{HeaderRequestID, "Location", "Content-Disposition", "Content-Range", "Accept-Ranges", "WWW-Authenticate", headerReplayed},
-		// Bearer tokens travel in a header, not in cookies.
-		AllowCredentials: false,
-		MaxAge:           600,
-	}).Handler(next)
 }
 
 // downloadsFor lets only the user a link was issued to (or a privileged

@@ -55,7 +55,7 @@ func (s *Server) createFile(w http.ResponseWriter, r *http.Request) {
 	}
 	root, err := os.OpenRoot(s.cfg.SourceRoot)
 	if err != nil {
-		s.log.ErrorContext(r.Context(), "open_source_root_failed", "request_id", RequestID(r.Context()), "error", err)
+		s.log.ErrorContext(r.Context(), "open_source_root_failed", "error", err)
 		writeError(w, r, contract.Errorf(contract.CodeUnavailable, "the source root cannot be opened"))
 		return
 	}

@@ -15,6 +15,7 @@ import (
 // directions and Range headers pass untouched, so resumed and large
 // downloads work without the gateway holding a file.
 func NewDownloadProxy(target *url.URL, log *slog.Logger) http.Handler {
+	log = requestIDLog(log)
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -24,14 +25,12 @@ func NewDownloadProxy(target *url.URL, log *slog.Logger) http.Handler {
 		// client as it is produced.
 		FlushInterval: -1,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			log.ErrorContext(r.Context(), "download_proxy_failed", "request_id", RequestID(r.Context()), "error", err)
+			log.ErrorContext(r.Context(), "download_proxy_failed", "error", err)
 			if r.Context().Err() != nil {
 				return
 			}
-			writeErrorBody(w, r, http.StatusBadGateway, errorBody{
-				Code:   contract.CodeUnavailable,
-				Detail: "the download service is unreachable; try again later",
-			})
+			writeErrorStatus(w, r, http.StatusBadGateway,
+				contract.Errorf(contract.CodeUnavailable, "the download service is unreachable; try again later"))
 		},
 	}
 	// A download may outlast the server's write timeout: each write gets

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -57,29 +58,37 @@ type errorBody struct {
 
 // writeError answers err as JSON with the status its code maps to.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
-	writeErrorBody(w, r, statusFor(contract.CodeOf(err)), errorFor(r, err))
+	writeErrorStatus(w, r, statusFor(contract.CodeOf(err)), err)
 }
 
-func errorFor(r *http.Request, err error) errorBody {
+// writeErrorStatus answers err with a status of the endpoint's own (a seed
+// endpoint's 400, a 405, the download proxy's 502).
+func writeErrorStatus(w http.ResponseWriter, r *http.Request, status int, err error) {
+	writeJSON(w, status, errorFor(r.Context(), err))
+}
+
+// writeRecorded answers err, which refused a request that the audit
+// records under id, with that id and where its record is read.
+func (s *Server) writeRecorded(w http.ResponseWriter, r *http.Request, err error, id string) {
+	body := errorFor(r.Context(), err)
+	body.ID, body.StatusURL = id, s.statusURL(id)
+	writeJSON(w, statusFor(body.Code), body)
+}
+
+// errorFor is err as an error body, with the request id of ctx.
+func errorFor(ctx context.Context, err error) errorBody {
 	e := contract.AsError(err)
 	detail := e.Detail
 	if e.Code == contract.CodeInternal && !isContractError(err) {
 		// An unexpected error's text may name internals; the log has it.
 		detail = "internal error; the request id identifies it in the logs"
 	}
-	return errorBody{Code: e.Code, Detail: detail, RequestID: RequestID(r.Context())}
+	return errorBody{Code: e.Code, Detail: detail, RequestID: RequestID(ctx)}
 }
 
 func isContractError(err error) bool {
 	_, ok := errors.AsType[*contract.Error](err)
 	return ok
-}
-
-func writeErrorBody(w http.ResponseWriter, r *http.Request, status int, body errorBody) {
-	if body.RequestID == "" {
-		body.RequestID = RequestID(r.Context())
-	}
-	writeJSON(w, status, body)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

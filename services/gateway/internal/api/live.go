@@ -65,7 +65,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		var err error
 		n, err = strconv.Atoi(v)
 		if err != nil || n < 1 {
-			writeErrorBody(w, r, http.StatusBadRequest, errorFor(r, contract.Errorf(contract.CodeMalformed, "limit must be a whole number of at least 1")))
+			writeErrorStatus(w, r, http.StatusBadRequest, contract.Errorf(contract.CodeMalformed, "limit must be a whole number of at least 1"))
 			return
 		}
 	}

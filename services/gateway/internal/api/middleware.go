@@ -2,18 +2,17 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strconv"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/rs/cors"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -22,26 +21,6 @@ import (
 
 	"github.com/skao/skao-staging/libs/contract"
 )
-
-// HeaderRequestID carries the request id on requests and responses.
-const HeaderRequestID = "X-Request-Id"
-
-// A caller's own request id is kept when it is short and plain, so it can
-// go into logs without escaping.
-var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
-
-type ctxKey int
-
-const (
-	requestIDKey ctxKey = iota
-	routeKey
-)
-
-// RequestID returns the request id of an HTTP request's context.
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
-}
 
 // routeInfo is filled by the router once a route matched, so the outer
 // middleware, which also sees unmatched requests, can label by template.
@@ -57,113 +36,115 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	return &metrics{
+		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "staging_http_requests_total",
 			Help: "HTTP requests answered by the gateway, by route template, method and status.",
 		}, []string{"route", "method", "status"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "staging_http_request_duration_seconds",
 			Help:    "Time to answer an HTTP request, by route template and method.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"route", "method"}),
 	}
-	var err error
-	if m.requests, err = register(reg, m.requests); err != nil {
-		return nil, err
-	}
-	if m.duration, err = register(reg, m.duration); err != nil {
-		return nil, err
-	}
-	return m, nil
 }
 
-// register registers c, or reuses the collector already registered under
-// the same description: building a second handler on the same registry (the
-// all-in-one, tests) must not fail.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("register http metrics: %w", err)
-	}
-	return c, nil
-}
-
-// instrument gives every request an id, a server span continuing the
-// caller's trace, an access log line, metrics and panic recovery.
+// instrument is what every request passes first: it gets an id and a
+// server span continuing the caller's trace, the handler runs with panics
+// recovered, and once it has answered the request is observed (span name
+// and status, metrics, access log).
+//
+// Not otelhttp: it puts the request's path on the span (url.path), and
+// paths carry download tokens, which the gateway never records.
 func (s *Server) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := r.Header.Get(HeaderRequestID)
-		if !requestIDRE.MatchString(id) {
-			id = uuid.NewString()
-		}
-		w.Header().Set(HeaderRequestID, id)
+		r = withRequestID(r, w)
 		info := &routeInfo{}
-		ctx := context.WithValue(r.Context(), requestIDKey, id)
-		ctx = context.WithValue(ctx, routeKey, info)
+		ctx := context.WithValue(r.Context(), routeKey, info)
 		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(r.Header))
 		ctx, span := s.tracer.Start(ctx, "HTTP "+r.Method, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
+		r = r.WithContext(ctx)
 
 		rec := &recorder{ResponseWriter: w}
-		func() {
-			defer func() {
-				if v := recover(); v != nil {
-					if v == http.ErrAbortHandler {
-						panic(v)
-					}
-					s.log.ErrorContext(ctx, "http_panic", "request_id", id, "panic", fmt.Sprint(v))
-					if !rec.wroteHeader {
-						writeError(rec, r.WithContext(ctx), contract.Errorf(contract.CodeInternal, "internal error"))
-					}
-				}
-			}()
-			next.ServeHTTP(rec, r.WithContext(ctx))
-		}()
-
-		route := info.template
-		if route == "" {
-			route = "unmatched"
-		}
-		status := rec.status()
-		elapsed := time.Since(start)
-		span.SetName(r.Method + " " + route)
-		span.SetAttributes(
-			attribute.String("http.request.method", r.Method),
-			attribute.String("http.route", route),
-			attribute.Int("http.response.status_code", status),
-			attribute.String("request_id", id),
-		)
-		if status >= 500 {
-			span.SetStatus(codes.Error, http.StatusText(status))
-		}
-		s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
-		s.metrics.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
-		// Only the route template is logged, never the path or query: they
-		// carry download tokens and the seed's jupyter_token.
-		level := slog.LevelInfo
-		if opsRoutes[route] {
-			level = slog.LevelDebug
-		}
-		attrs := []any{
-			"request_id", id,
-			"method", r.Method,
-			"route", route,
-			"status", status,
-			"bytes", rec.written,
-			"duration_ms", float64(elapsed.Microseconds()) / 1000,
-		}
-		if info.user != "" {
-			attrs = append(attrs, "user", info.user)
-		}
-		s.log.Log(ctx, level, "http_request", attrs...)
+		s.serveRecovered(rec, r, next)
+		s.observe(r, span, info, rec, time.Since(start))
 	})
+}
+
+// serveRecovered serves r with next and answers a panic as an internal
+// error, unless the answer had begun.
+func (s *Server) serveRecovered(rec *recorder, r *http.Request, next http.Handler) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.ErrorContext(r.Context(), "http_panic", "panic", fmt.Sprint(v))
+			if !rec.wroteHeader {
+				writeError(rec, r, contract.Errorf(contract.CodeInternal, "internal error"))
+			}
+		}
+	}()
+	next.ServeHTTP(rec, r)
+}
+
+// observe names the span of an answered request by its route, and counts
+// and logs it. Only the route template is recorded, never the path or
+// query: they carry download tokens and the seed's jupyter_token.
+func (s *Server) observe(r *http.Request, span trace.Span, info *routeInfo, rec *recorder, elapsed time.Duration) {
+	route := info.template
+	if route == "" {
+		route = "unmatched"
+	}
+	status := rec.status()
+	span.SetName(r.Method + " " + route)
+	span.SetAttributes(
+		attribute.String("http.request.method", r.Method),
+		attribute.String("http.route", route),
+		attribute.Int("http.response.status_code", status),
+		attribute.String("request_id", RequestID(r.Context())),
+	)
+	if status >= 500 {
+		span.SetStatus(codes.Error, http.StatusText(status))
+	}
+	s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
+	s.metrics.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
+	level := slog.LevelInfo
+	if opsRoutes[route] {
+		level = slog.LevelDebug
+	}
+	attrs := []any{
+		"method", r.Method,
+		"route", route,
+		"status", status,
+		"bytes", rec.written,
+		"duration_ms", float64(elapsed.Microseconds()) / 1000,
+	}
+	if info.user != "" {
+		attrs = append(attrs, "user", info.user)
+	}
+	s.log.Log(r.Context(), level, "http_request", attrs...)
+}
+
+// withCORS answers CORS preflights and adds the CORS headers for the
+// allowed origins; none configured: no CORS headers at all.
+func withCORS(origins []string, next http.Handler) http.Handler {
+	if len(origins) == 0 {
+		return next
+	}
+	return cors.New(cors.Options{
+		AllowedOrigins: origins,
+		AllowedMethods: []string{http.MethodGet, http.MethodHead, http.MethodPost},
+		AllowedHeaders: []string{"Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "Range", HeaderRequestID, "traceparent", "tracestate"},
+		ExposedHeaders: []string{HeaderRequestID, "Location", "Content-Disposition", "Content-Range", "Accept-Ranges", "WWW-Authenticate", headerReplayed},
+		// Bearer tokens travel in a header, not in cookies.
+		AllowCredentials: false,
+		MaxAge:           600,
+	}).Handler(next)
 }
 
 var opsRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/telemetry"
+	"github.com/skao/skao-staging/services/gateway/internal/auth"
 	"github.com/skao/skao-staging/services/gateway/internal/stagings"
 )
 
@@ -32,11 +33,16 @@ func TestOpenAPICoversEveryRoute(t *testing.T) {
 		t.Fatalf("openapi.json: %v", err)
 	}
 	reg := prometheus.NewRegistry()
+	off, err := auth.New(auth.Config{Mode: auth.ModeNone}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, err := New(Config{
 		Client: stagings.New(nil, nil, contract.MethodSet(contract.Methods), time.Second),
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)), Tracer: noop.NewTracerProvider().Tracer(""),
 		Registerer: reg, Gatherer: reg, Health: telemetry.NewHealth(),
-		StageWaitTimeout: time.Second, MaxBodyBytes: 1024, Demo: true, Downloads: http.NotFoundHandler(),
+		StageWaitTimeout: time.Second, MaxBodyBytes: 1024, JobMaxItems: 10, Demo: true, Downloads: http.NotFoundHandler(),
+		Auth: off,
 	})
 	if err != nil {
 		t.Fatal(err)

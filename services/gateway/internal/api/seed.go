@@ -68,11 +68,12 @@ func (s *Server) stageData(w http.ResponseWriter, r *http.Request) {
 	if cmd.Method == contract.MethodJupyterCopy {
 		cmd.JupyterToken = q.Get("jupyter_token")
 	}
-	if !s.authorize(w, r, cmd.Username) {
+	if err := mayActFor(r.Context(), cmd.Username); err != nil {
+		writeError(w, r, err)
 		return
 	}
 	if err := s.client.Validate(r.Context(), cmd); err != nil {
-		s.reject(w, r, cmd, err)
+		s.refuse(w, r, cmd, err, false)
 		return
 	}
 
@@ -119,9 +120,7 @@ func (s *Server) answerOutcome(w http.ResponseWriter, r *http.Request, cmd contr
 		if e == nil {
 			e = contract.Errorf(contract.CodeInternal, "the staging %s without a reason", ev.Type)
 		}
-		body := errorFor(r, e)
-		body.ID, body.StatusURL = cmd.ID, s.statusURL(cmd.ID)
-		writeErrorBody(w, r, statusFor(e.Code), body)
+		s.writeRecorded(w, r, e, cmd.ID)
 		return
 	}
 	if cmd.Method == contract.MethodDirectDownload && ev.DownloadURL != "" {
@@ -147,7 +146,7 @@ func (s *Server) answerOutcome(w http.ResponseWriter, r *http.Request, cmd contr
 func (s *Server) serveDownload(w http.ResponseWriter, r *http.Request, cmd contract.Command, link string) {
 	u, err := url.Parse(link)
 	if err != nil || !strings.HasPrefix(u.Path, DownloadsPrefix) {
-		s.log.ErrorContext(r.Context(), "bad_download_link", "request_id", RequestID(r.Context()), "id", cmd.ID)
+		s.log.ErrorContext(r.Context(), "bad_download_link", "id", cmd.ID)
 		writeError(w, r, contract.Errorf(contract.CodeInternal, "the stager issued a download link the gateway cannot serve"))
 		return
 	}

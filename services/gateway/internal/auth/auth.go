@@ -53,7 +53,7 @@ type Config struct {
 	Mode string
 	// TokensFile holds the static tokens (mode tokens); see LoadTokens.
 	TokensFile string
-	// AdminRoles may act for anyone (default admin, service).
+	// AdminRoles may act for anyone.
 	AdminRoles []string
 	OIDC       OIDCConfig
 }
@@ -64,17 +64,14 @@ type Authenticator struct {
 	adminRoles []string
 }
 
-// New builds the authenticator of cfg. It returns nil, nil for mode none:
-// no authentication, every caller may do everything. client fetches the
-// OIDC discovery document and keys (nil: http.DefaultClient).
+// New builds the authenticator of cfg. For mode none it is Off: it
+// authenticates nobody and every caller may do everything. client fetches
+// the OIDC discovery document and keys (nil: http.DefaultClient).
 func New(cfg Config, client *http.Client) (*Authenticator, error) {
 	a := &Authenticator{adminRoles: cfg.AdminRoles}
-	if len(a.adminRoles) == 0 {
-		a.adminRoles = []string{"admin", "service"}
-	}
 	switch strings.ToLower(cfg.Mode) {
 	case "", ModeNone:
-		return nil, nil
+		return a, nil
 	case ModeTokens:
 		if cfg.TokensFile == "" {
 			return nil, errors.New("AUTH_MODE=tokens needs AUTH_TOKENS_FILE")
@@ -95,6 +92,10 @@ func New(cfg Config, client *http.Client) (*Authenticator, error) {
 	}
 	return a, nil
 }
+
+// Off reports whether authentication is off (mode none): then no request
+// carries an identity, and every caller may act for anyone.
+func (a *Authenticator) Off() bool { return a.verify == nil }
 
 // Authenticate reads the bearer token of r and returns its identity, or an
 // error wrapping ErrUnauthenticated.

@@ -19,23 +19,20 @@ type OIDCConfig struct {
 	Issuer string
 	// Audience must be in the token's aud claim.
 	Audience string
-	// UsernameClaim names the claim holding the username (default
-	// preferred_username). A dotted name reaches into nested objects.
+	// UsernameClaim names the claim holding the username. A dotted name
+	// reaches into nested objects.
 	UsernameClaim string
-	// RolesClaim names the claim holding the roles (default roles; a
-	// dotted name such as realm_access.roles reaches into objects).
+	// RolesClaim names the claim holding the roles (a dotted name such
+	// as realm_access.roles reaches into objects).
 	// Keycloak's realm_access.roles is read too when it is absent.
 	RolesClaim string
 	// JWKSURL, when set, is used instead of discovery.
 	JWKSURL string
 	// FetchInterval is the least time between two fetches of the
 	// identity provider's keys, and of its discovery document while that
-	// fails (default DefaultFetchInterval).
+	// fails.
 	FetchInterval time.Duration
 }
-
-// DefaultFetchInterval is OIDCConfig.FetchInterval's default.
-const DefaultFetchInterval = time.Minute
 
 type oidcVerifier struct {
 	cfg    OIDCConfig
@@ -49,20 +46,16 @@ type oidcVerifier struct {
 }
 
 func newOIDC(cfg OIDCConfig, client *http.Client) (*oidcVerifier, error) {
-	if cfg.Issuer == "" || cfg.Audience == "" {
+	switch {
+	case cfg.Issuer == "" || cfg.Audience == "":
 		return nil, errors.New("AUTH_MODE=oidc needs OIDC_ISSUER and OIDC_AUDIENCE")
-	}
-	if cfg.UsernameClaim == "" {
-		cfg.UsernameClaim = "preferred_username"
-	}
-	if cfg.RolesClaim == "" {
-		cfg.RolesClaim = "roles"
+	case cfg.UsernameClaim == "" || cfg.RolesClaim == "":
+		return nil, errors.New("AUTH_MODE=oidc needs OIDC_USERNAME_CLAIM and OIDC_ROLES_CLAIM")
+	case cfg.FetchInterval <= 0:
+		return nil, fmt.Errorf("OIDC_FETCH_INTERVAL must be positive, not %s", cfg.FetchInterval)
 	}
 	if client == nil {
 		client = http.DefaultClient
-	}
-	if cfg.FetchInterval <= 0 {
-		cfg.FetchInterval = DefaultFetchInterval
 	}
 	next := client.Transport
 	if next == nil {

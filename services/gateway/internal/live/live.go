@@ -10,7 +10,6 @@ package live
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/skao/skao-staging/libs/backoff"
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/services/gateway/internal/stagings"
 )
@@ -99,7 +99,7 @@ func (h *Handler) visible(w http.ResponseWriter, r *http.Request) (func(string) 
 	return f, true
 }
 
-// lastEventID reads the Last-Event-ID header (or the lastEventId query
+// lastEventID reads the Last-Event-ID header (or the last_event_id query
 // parameter, for clients that cannot set headers): 0 when absent.
 func lastEventID(r *http.Request) (uint64, error) {
 	s := r.Header.Get("Last-Event-ID")
@@ -171,10 +171,9 @@ func (h *Handler) ServeRequest(w http.ResponseWriter, r *http.Request) {
 // hold yet: NATS may deliver a published event before its stream has
 // stored it. The last retry is about a second after the event; the
 // heartbeat reads again after that anyway.
-const (
-	firstRetry = 5 * time.Millisecond
-	maxRetries = 8
-)
+var retryDelay = backoff.Exponential{Base: 5 * time.Millisecond, Max: 640 * time.Millisecond}
+
+const maxRetries = 8
 
 // streamRequest writes request id's stored events after sequence after, then
 // its new ones as they come, until its terminal event. Every event written
@@ -227,7 +226,7 @@ func (h *Handler) streamRequest(w http.ResponseWriter, r *http.Request, id strin
 	defer heartbeat.Stop()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
-	retries, delay := 0, firstRetry
+	retries := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -244,7 +243,7 @@ func (h *Handler) streamRequest(w http.ResponseWriter, r *http.Request, id strin
 		case <-watch.Events():
 			// One read answers every event announced so far.
 			drain(watch.Events())
-			retries, delay = 0, firstRetry
+			retries = 0
 		}
 		found, done := catchUp()
 		if done {
@@ -252,8 +251,7 @@ func (h *Handler) streamRequest(w http.ResponseWriter, r *http.Request, id strin
 		}
 		if !found && retries < maxRetries {
 			retries++
-			retry.Reset(delay)
-			delay *= 2
+			retry.Reset(retryDelay.Delay(retries))
 		}
 	}
 }
@@ -288,177 +286,6 @@ func (h *Handler) write(sw *sseWriter, seq uint64, data []byte, visible func(str
 	return ev.Type.Terminal(), nil
 }
 
-// ServeAll streams every event the caller may see, optionally only those
-// of ?username=, from now on (or after Last-Event-ID). It never ends by
-// itself.
-func (h *Handler) ServeAll(w http.ResponseWriter, r *http.Request) {
-	visible, ok := h.visible(w, r)
-	if !ok {
-		return
-	}
-	if user := r.URL.Query().Get("username"); user != "" {
-		if err := contract.ValidateUsername(user); err != nil {
-			h.cfg.WriteError(w, r, err)
-			return
-		}
-		caller := visible
-		visible = func(u string) bool { return u == user && caller(u) }
-	}
-	after, err := lastEventID(r)
-	if err != nil {
-		h.cfg.WriteError(w, r, err)
-		return
-	}
-	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{contract.SubjectEventsAll},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
-	}
-	if after > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
-	}
-	h.stream(w, r, cfg, visible)
-}
-
-// stream writes the events cfg selects until the client leaves or the
-// connection fails.
-func (h *Handler) stream(w http.ResponseWriter, r *http.Request, cfg jetstream.OrderedConsumerConfig, visible func(string) bool) {
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	cons, err := h.cfg.JS.OrderedConsumer(ctx, contract.StreamEvents, cfg)
-	if err != nil {
-		// The client is told only "unavailable": the cause goes to the log.
-		h.cfg.Log.WarnContext(ctx, "sse_consumer_failed", "error", err)
-		h.cfg.WriteError(w, r, unavailable(err))
-		return
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(h.cfg.Buffer))
-	if err != nil {
-		h.cfg.Log.WarnContext(ctx, "sse_consumer_failed", "error", err)
-		h.cfg.WriteError(w, r, unavailable(err))
-		return
-	}
-	defer h.release(r.Context(), cons, it)
-
-	// Next blocks; a reader goroutine lets the loop also watch the
-	// heartbeat and the client. The unbuffered channel plus the pull
-	// limit bound what one slow client can hold.
-	msgs := make(chan jetstream.Msg)
-	errc := make(chan error, 1)
-	go func() {
-		for {
-			msg, err := it.Next()
-			if err != nil {
-				errc <- err
-				return
-			}
-			select {
-			case msgs <- msg:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-
-	sw := h.start(w, r)
-	if sw == nil {
-		return
-	}
-	heartbeat := time.NewTicker(h.cfg.Heartbeat)
-	defer heartbeat.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case err := <-errc:
-			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				h.cfg.Log.WarnContext(ctx, "sse_source_failed", "error", err)
-			}
-			return
-		case <-heartbeat.C:
-			if sw.comment("heartbeat") != nil {
-				return
-			}
-		case msg := <-msgs:
-			meta, err := msg.Metadata()
-			if err != nil {
-				continue
-			}
-			if _, err := h.write(sw, meta.Sequence.Stream, msg.Data(), visible); err != nil {
-				return
-			}
-		}
-	}
-}
-
-// release stops the iterator and deletes the ordered consumer on the
-// server at once. Stopping alone leaves it there for its inactive threshold
-// (5 minutes), and STAGING_EVENTS allows 1000 consumers: a busy gateway
-// would soon answer every new stream "maximum consumers limit reached".
-func (h *Handler) release(ctx context.Context, cons jetstream.Consumer, it jetstream.MessagesContext) {
-	it.Stop()
-	info := cons.CachedInfo()
-	if info == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := h.cfg.JS.DeleteConsumer(ctx, contract.StreamEvents, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		// The server removes it after the inactive threshold anyway.
-		h.cfg.Log.DebugContext(ctx, "sse_consumer_delete_failed", "consumer", info.Name, "error", err)
-	}
-}
-
 func unavailable(err error) error {
 	return fmt.Errorf("%w: %w", contract.Errorf(contract.CodeUnavailable, "the event stream is unreachable; try again later"), err)
-}
-
-// sseWriter writes SSE frames, each flushed at once and bounded in time.
-type sseWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
-}
-
-// start answers the headers of an event stream.
-func (h *Handler) start(w http.ResponseWriter, r *http.Request) *sseWriter {
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-cache")
-	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
-	w.WriteHeader(http.StatusOK)
-	sw := &sseWriter{w: w, rc: http.NewResponseController(w), timeout: h.cfg.WriteTimeout}
-	// retry: how long a browser waits before reconnecting.
-	if err := sw.write([]byte("retry: 3000\n\n")); err != nil {
-		h.cfg.Log.DebugContext(r.Context(), "sse_start_failed", "error", err)
-		return nil
-	}
-	return sw
-}
-
-func (s *sseWriter) event(id, typ string, data []byte) error {
-	var b bytes.Buffer
-	if id != "" {
-		b.WriteString("id: " + id + "\n")
-	}
-	b.WriteString("event: " + typ + "\n")
-	// data is compact JSON: one line, no newline to split.
-	b.WriteString("data: ")
-	b.Write(data)
-	b.WriteString("\n\n")
-	return s.write(b.Bytes())
-}
-
-func (s *sseWriter) comment(text string) error {
-	return s.write([]byte(": " + text + "\n\n"))
-}
-
-func (s *sseWriter) write(p []byte) error {
-	// A client that stops reading must not hold the handler for ever.
-	if err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return err
-	}
-	if _, err := s.w.Write(p); err != nil {
-		return err
-	}
-	return s.rc.Flush()
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/skao/skao-staging/libs/natstest"
+	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/gateway/internal/logwindow"
 )
 
@@ -81,10 +82,9 @@ func TestSubscribeCollectsEveryService(t *testing.T) {
 		}
 	}
 	want := []string{`{"msg":"a"}`, `{"msg":"b"}`}
-	deadline := time.Now().Add(5 * time.Second)
-	for len(w.Last(0)) < len(want) && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, "both log lines in the window", func() bool {
+		return len(w.Last(0)) >= len(want)
+	})
 	if diff := cmp.Diff(w.Last(0), want); diff != "" {
 		t.Errorf("window (-got +want):\n%s", diff)
 	}

@@ -43,11 +43,9 @@ type Client struct {
 	workers *workers
 }
 
-// New returns a client publishing on js and querying over nc.
+// New returns a client publishing on js and querying over nc; timeout
+// bounds each publish and query.
 func New(nc *nats.Conn, js jetstream.JetStream, allowed contract.MethodSet, timeout time.Duration) *Client {
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
 	return &Client{
 		nc: nc, js: js, allowed: allowed, timeout: timeout,
 		now:      func() time.Time { return time.Now().UTC() },

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/skao/skao-staging/libs/backoff"
 	"github.com/skao/skao-staging/libs/contract"
 )
 
@@ -51,11 +52,12 @@ func (w *Watch) Outcome(ctx context.Context) (contract.Event, error) {
 	if ev, ok := w.buffered(); ok {
 		return ev, nil
 	}
-	every := w.checkAfter
-	if every <= 0 {
-		every = firstCheck
+	checks := backoff.Exponential{Base: firstCheck, Max: lastCheck}
+	if w.checkAfter > 0 {
+		checks.Base = w.checkAfter
 	}
-	check := time.NewTimer(every)
+	n := 1
+	check := time.NewTimer(checks.Delay(n))
 	defer check.Stop()
 	for {
 		select {
@@ -74,8 +76,8 @@ func (w *Watch) Outcome(ctx context.Context) (contract.Event, error) {
 			if ev, ok, err := w.storedOutcome(ctx); err != nil || (ok && w.fresh(ev)) {
 				return ev, err
 			}
-			every = min(2*every, lastCheck)
-			check.Reset(every)
+			n++
+			check.Reset(checks.Delay(n))
 		}
 	}
 }
