@@ -4,10 +4,10 @@ go 1.26.8
 
 require (
 	github.com/creack/pty v1.1.24
-	github.com/mattn/go-isatty v0.0.24
 	github.com/spf13/cobra v1.10.2
 	github.com/vbauerster/mpb/v8 v8.16.2
 	golang.org/x/sync v0.25.0
+	golang.org/x/term v0.45.0
 )
 
 require (

@@ -16,8 +16,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 // Exit codes, documented in the root help; scripts depend on them.
@@ -30,6 +30,9 @@ const (
 )
 
 const defaultServer = "http://localhost:8080"
+
+// version is set by the release build (make release).
+var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -66,9 +69,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return a.fail(cmd, err)
 }
 
+// isTerminal reports whether w is a terminal bars can be drawn on: one
+// with a size (a pseudo-terminal without one, as script(1) makes, would
+// show nothing).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return false
+	}
+	width, height, err := term.GetSize(int(f.Fd()))
+	return err == nil && width > 0 && height > 0
 }
 
 func (a *app) rootCommand() *cobra.Command {
@@ -104,6 +114,7 @@ Exit codes (with several requests, the worst one decides):
      the error code is printed (for example source_not_found)
   2  usage error: unknown command or flag, bad arguments or input file
   3  the server is unreachable or answered with a server error (5xx)`,
+		Version:       version,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {

@@ -119,6 +119,14 @@ func statusText(s staging) string {
 	return s.Status
 }
 
+// line is stateLine with the download link as a full URL.
+func (a *app) line(s staging) string {
+	if s.DownloadURL != "" {
+		s.DownloadURL = a.c.resolve(s.DownloadURL)
+	}
+	return stateLine(s)
+}
+
 // stateLine is one line about a request: what the plain (no terminal)
 // progress prints at each state change, and the summary after bars.
 func stateLine(s staging) string {

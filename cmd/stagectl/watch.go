@@ -173,9 +173,9 @@ func (a *app) newView(ids []string) view {
 	case a.json:
 		return quietView{}
 	case a.tty:
-		return newBarView(a.stdout, a.stderr, ids)
+		return newBarView(a.stdout, a.stderr, ids, a.line)
 	default:
-		return &lineView{w: a.stdout, last: make([]string, len(ids))}
+		return &lineView{w: a.stdout, last: make([]string, len(ids)), line: a.line}
 	}
 }
 
@@ -192,6 +192,7 @@ type lineView struct {
 	mu   sync.Mutex
 	w    io.Writer
 	last []string
+	line func(staging) string
 }
 
 func (l *lineView) update(i int, s staging) {
@@ -201,7 +202,7 @@ func (l *lineView) update(i int, s staging) {
 		return
 	}
 	l.last[i] = s.Status
-	fmt.Fprintln(l.w, stateLine(s))
+	fmt.Fprintln(l.w, l.line(s))
 }
 
 func (l *lineView) fail(_ int, id string, err error) {
@@ -219,6 +220,7 @@ func (l *lineView) close() {}
 // waits for its renderer, which runs the decorators.
 type barView struct {
 	out   io.Writer
+	line  func(staging) string
 	p     *mpb.Progress
 	bars  []*requestBar
 	total *mpb.Bar
@@ -243,8 +245,8 @@ func (rb *requestBar) read() (staging, bool) {
 	return rb.state, rb.done
 }
 
-func newBarView(stdout, stderr io.Writer, ids []string) *barView {
-	v := &barView{out: stdout, p: mpb.New(mpb.WithOutput(stderr), mpb.WithRefreshRate(100*time.Millisecond))}
+func newBarView(stdout, stderr io.Writer, ids []string, line func(staging) string) *barView {
+	v := &barView{out: stdout, line: line, p: mpb.New(mpb.WithOutput(stderr), mpb.WithRefreshRate(100*time.Millisecond))}
 	for _, id := range ids {
 		rb := &requestBar{state: staging{ID: id, Status: "waiting"}, lastAt: time.Now()}
 		label := id
@@ -396,7 +398,7 @@ func (v *barView) close() {
 	v.p.Wait()
 	for _, rb := range v.bars {
 		if s, _ := rb.read(); s.Status != "unknown" && s.finished() {
-			fmt.Fprintln(v.out, stateLine(s))
+			fmt.Fprintln(v.out, v.line(s))
 		}
 	}
 	for _, f := range v.failed {

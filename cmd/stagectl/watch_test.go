@@ -211,3 +211,31 @@ func TestWatchDrawsBarsOnATerminal(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchOnASizelessTerminal: a pseudo-terminal without a size (as
+// script(1) makes) would show no bars at all, so stagectl prints lines.
+func TestWatchOnASizelessTerminal(t *testing.T) {
+	user := newUser("noel")
+	src := sourceFile(t, "s.txt", []byte("sizeless\n"))
+	id := strings.TrimSpace(mustRun(t, exitOK, "stage", "local_copy", src, "s.txt", "--user", user).stdout)
+	cmd := exec.Command(server.stagectlBin, "watch", "--server", server.url, "--token", adminToken, id)
+	cmd.Env = append(os.Environ(), "TERM=xterm")
+	tty, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	out := &lockedBuffer{}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		io.Copy(out, tty)
+	}()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("watch: %v\n%s", err, out)
+	}
+	<-copied
+	if s := out.String(); !strings.Contains(s, id+" succeeded (staged)") || strings.Contains(s, "[") {
+		t.Errorf("on a sizeless terminal: %q, want state lines and no bar", s)
+	}
+}
