@@ -390,3 +390,37 @@ func TestHelpIsComplete(t *testing.T) {
 		t.Errorf("completion bash printed no bash completion:\n%.200s", r.stdout)
 	}
 }
+
+// TestTokenFile: the token comes from --token-file or STAGING_TOKEN_FILE,
+// and a user's token stages only for that user.
+func TestTokenFile(t *testing.T) {
+	src := sourceFile(t, "tok.txt", []byte("token\n"))
+	dir := t.TempDir()
+	alice := filepath.Join(dir, "alice")
+	os.WriteFile(alice, []byte(aliceToken+"\n"), 0o600)
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o600)
+	target := "tok/" + newUser("t")
+	noToken := map[string]string{"STAGING_TOKEN": ""}
+
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want int
+	}{
+		{"flag", noToken, []string{"--token-file", alice, "stage", "local_copy", src, target + "a", "--user", "alice"}, exitOK},
+		{"environment", map[string]string{"STAGING_TOKEN": "", "STAGING_TOKEN_FILE": alice}, []string{"stage", "local_copy", src, target + "b", "--user", "alice"}, exitOK},
+		{"for someone else", noToken, []string{"--token-file", alice, "stage", "local_copy", src, target + "c", "--user", "bob"}, exitFailed},
+		{"empty file", noToken, []string{"--token-file", empty, "methods"}, exitUsage},
+		{"missing file", noToken, []string{"--token-file", filepath.Join(dir, "none"), "methods"}, exitUsage},
+		{"both", noToken, []string{"--token", "x", "--token-file", alice, "methods"}, exitUsage},
+		{"none", noToken, []string{"list"}, exitFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if r := stagectl(t, tc.env, tc.args...); r.code != tc.want {
+				t.Errorf("%s\nwant exit %d", r, tc.want)
+			}
+		})
+	}
+}

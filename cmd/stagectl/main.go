@@ -106,14 +106,18 @@ Output:
   On a terminal, progress is drawn as animated bars on stderr. Piped (CI, a
   notebook's !stagectl) it is one line per state change instead. With --json
   every command prints exactly one JSON document on stdout and nothing else;
-  messages and progress go to stderr.
+  messages and progress go to stderr. A failure's document is
+  {"error": {"code": ..., "detail": ...}}: the server's error code, or one of
+  stagectl's own: unreachable, http_<status> (an answer that is not the
+  API's), malformed_response, cancel_unsupported, checksum_mismatch, failed.
 
 Exit codes (with several requests, the worst one decides):
   0  every request succeeded (or, for status, exists and has not failed)
   1  a request failed or was rejected, or the server refused the command;
      the error code is printed (for example source_not_found)
   2  usage error: unknown command or flag, bad arguments or input file
-  3  the server is unreachable or answered with a server error (5xx)`,
+  3  the server is unreachable or answered with a server error (5xx)
+  130 interrupted (Ctrl-C)`,
 		Version:       version,
 		SilenceErrors: true,
 		SilenceUsage:  true,
