@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -176,11 +177,9 @@ func (a *app) stageBatch(ctx context.Context, o stageOptions) error {
 	if o.adler32 != "" || o.lifetime != "" {
 		return usagef("--adler32 and --lifetime apply to one request; give them per item in the file")
 	}
-	for _, it := range items {
-		if it.Lifetime != 0 {
-			a.checkLifetimeSupport(ctx)
-			break
-		}
+	withLifetime := slices.ContainsFunc(items, func(it item) bool { return it.Lifetime != 0 })
+	if withLifetime {
+		a.checkLifetimeSupport(ctx)
 	}
 	key, err := idempotencyKey(items)
 	if err != nil {
@@ -188,7 +187,7 @@ func (a *app) stageBatch(ctx context.Context, o stageOptions) error {
 	}
 	j, err := a.c.submitJob(ctx, items, key)
 	if err != nil {
-		return lifetimeRefusal(err, true)
+		return lifetimeRefusal(err, withLifetime)
 	}
 	code := exitOK
 	for i, it := range j.Items {
