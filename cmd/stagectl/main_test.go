@@ -95,7 +95,15 @@ func startServer(dir string) (stop func(), err error) {
 	cmd := exec.CommandContext(ctx, bin)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 20 * time.Second
-	cmd.Env = append(os.Environ(),
+	// Only the settings below: a STAGING_* variable of the caller's (a CI
+	// job's, say) must not point the all-in-one elsewhere.
+	var inherited []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "STAGING_") {
+			inherited = append(inherited, kv)
+		}
+	}
+	cmd.Env = append(inherited,
 		"STAGING_DATA_DIR="+server.dataDir,
 		"STAGING_HTTP_ADDR=127.0.0.1:0",
 		"STAGING_NATS_LISTEN=127.0.0.1:0",

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -227,6 +228,9 @@ type barView struct {
 
 	mu     sync.Mutex // serializes changes of the total bar and failed
 	failed []string
+	// totalKnown: every request still going has reported its size, so the
+	// total line's percentage means something.
+	totalKnown atomic.Bool
 }
 
 // requestBar is one request's bar and what its decorators show.
@@ -275,7 +279,12 @@ func newBarView(stdout, stderr io.Writer, ids []string, line func(staging) strin
 			),
 			mpb.AppendDecorators(
 				decor.Percentage(decor.WCSyncSpace),
-				decor.Any(func(st decor.Statistics) string { return size(st.Current) + " / " + size(st.Total) }, decor.WCSyncSpace),
+				decor.Any(func(st decor.Statistics) string {
+					if !v.totalKnown.Load() {
+						return size(st.Current) + " / ?"
+					}
+					return size(st.Current) + " / " + size(st.Total)
+				}, decor.WCSyncSpace),
 				decor.OnComplete(decor.AverageSpeed(decor.SizeB1024(0), "% .1f", decor.WCSyncSpace), ""),
 				decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WCSyncSpace), ""),
 			),
@@ -347,7 +356,7 @@ func (v *barView) updateTotal() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	var total, current int64
-	all, failed := true, false
+	all, failed, known := true, false, true
 	for _, rb := range v.bars {
 		s, done := rb.read()
 		switch {
@@ -357,9 +366,16 @@ func (v *barView) updateTotal() {
 		case s.Progress != nil:
 			total += s.Progress.BytesTotal
 			current += s.Progress.BytesDone
+		case !done:
+			known = false
 		}
 		all = all && done
 		failed = failed || (done && s.Status != "succeeded")
+	}
+	v.totalKnown.Store(known)
+	if !known {
+		// Unknown yet: a percentage of the sizes known would mislead.
+		total = 0
 	}
 	switch {
 	case all && !failed:
