@@ -209,6 +209,15 @@ func TestStageBatchFromFile(t *testing.T) {
 		t.Errorf("JSON-lines batch not staged: %v", err)
 	}
 
+	// From stdin, with a header naming the columns in another order.
+	r = stagectlIn(t, "target,source,method\nbatch3/a.txt,"+a+",local_copy\n", nil, "stage", "--from", "-", "--user", frank, "--wait")
+	if r.code != exitOK {
+		t.Fatalf("a batch on stdin: %s", r)
+	}
+	if _, err := os.Stat(staged(frank, "batch3/a.txt")); err != nil {
+		t.Errorf("stdin batch not staged: %v", err)
+	}
+
 	bad := filepath.Join(dir, "bad.jsonl")
 	os.WriteFile(bad, []byte(`{"method":"local_copy","colour":"blue"}`+"\n"), 0o644)
 	if r := stagectl(t, nil, "stage", "--from", bad); r.code != exitUsage || !strings.Contains(r.stderr, "line 1") {

@@ -36,13 +36,14 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
 // app is one invocation: its streams, environment and global flags.
 type app struct {
+	stdin  io.Reader
 	stdout *countingWriter
 	stderr io.Writer
 	getenv func(string) string
@@ -58,8 +59,8 @@ type app struct {
 }
 
 // run executes one command line and returns the process's exit code.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	a := &app{stdout: &countingWriter{w: stdout}, stderr: stderr, getenv: getenv, tty: isTerminal(stderr) && getenv("TERM") != "dumb"}
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: &countingWriter{w: stdout}, stderr: stderr, getenv: getenv, tty: isTerminal(stderr) && getenv("TERM") != "dumb"}
 	root := a.rootCommand()
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)

@@ -216,12 +216,18 @@ func (r result) String() string {
 // admin; env entries override the environment it sees.
 func stagectl(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
+	return stagectlIn(t, "", env, args...)
+}
+
+// stagectlIn is stagectl with stdin.
+func stagectlIn(t *testing.T, stdin string, env map[string]string, args ...string) result {
+	t.Helper()
 	vars := map[string]string{"STAGING_URL": server.url, "STAGING_TOKEN": adminToken}
 	for k, v := range env {
 		vars[k] = v
 	}
 	var stdout, stderr bytes.Buffer
-	code := run(t.Context(), args, func(k string) string { return vars[k] }, &stdout, &stderr)
+	code := run(t.Context(), args, func(k string) string { return vars[k] }, strings.NewReader(stdin), &stdout, &stderr)
 	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
 }
 

@@ -52,8 +52,8 @@ or rejected.
 
 A batch (--from FILE, or - for stdin) holds one item a line, as CSV or as JSON
 lines (chosen by the extension .csv, .jsonl or .ndjson, else by the first
-character). CSV columns are method,source,target[,user[,adler32]], or named by
-a header line (method, user, source, target, adler32, lifetime; the API's
+character). CSV columns are method,source,target[,user[,adler32]], or named in any
+order by a header line (method, user, source, target, adler32, lifetime; the API's
 names username, local_path_on_storage, relative_path, expected_adler32 work
 too). A JSON line is the API's item:
   {"method":"local_copy","username":"alice","local_path_on_storage":"a.fits","relative_path":"a.fits"}
@@ -170,7 +170,7 @@ func parseLifetime(s string) (int64, error) {
 }
 
 func (a *app) stageBatch(ctx context.Context, o stageOptions) error {
-	items, err := readItems(o.from, o.user)
+	items, err := readItems(a.stdin, o.from, o.user)
 	if err != nil {
 		return err
 	}
@@ -237,11 +237,11 @@ func idempotencyKey(items []item) (string, error) {
 
 // readItems reads a batch file: CSV or JSON lines. defaultUser fills in
 // items without a user.
-func readItems(path, defaultUser string) ([]item, error) {
+func readItems(stdin io.Reader, path, defaultUser string) ([]item, error) {
 	var data []byte
 	var err error
 	if path == "-" {
-		data, err = io.ReadAll(os.Stdin)
+		data, err = io.ReadAll(stdin)
 	} else {
 		data, err = os.ReadFile(path)
 	}
@@ -313,7 +313,8 @@ func csvItems(data []byte) ([]item, error) {
 		return nil, usagef("not a CSV file: %v", err)
 	}
 	cols := []string{"method", "source", "target", "user", "adler32"}
-	if len(rows) > 0 && strings.EqualFold(strings.TrimSpace(rows[0][0]), "method") {
+	// A header names a column "method"; no item has that method.
+	if len(rows) > 0 && slices.ContainsFunc(rows[0], func(h string) bool { return strings.EqualFold(strings.TrimSpace(h), "method") }) {
 		cols = cols[:0]
 		for _, h := range rows[0] {
 			c, ok := csvColumns[strings.ToLower(strings.TrimSpace(h))]
