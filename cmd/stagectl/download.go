@@ -73,6 +73,9 @@ type downloaded struct {
 }
 
 func (a *app) download(ctx context.Context, ref string, o downloadOptions) error {
+	if o.output == "-" && a.json {
+		return usagef("-o - writes the file to stdout, where --json would write too: give one of them")
+	}
 	link, want, err := a.downloadLink(ctx, ref)
 	if err != nil {
 		return err
@@ -100,34 +103,26 @@ func (a *app) download(ctx context.Context, ref string, o downloadOptions) error
 		want = digestAdler32(head.Header)
 	}
 
-	dst, err := outputPath(o.output, head)
-	if err != nil {
-		return err
-	}
-	var res downloaded
+	dst := outputPath(o.output, head)
 	if dst == "-" {
-		res, err = a.fetch(ctx, link, stdoutSink{a.stdout}, 0)
-		res.Path = "-"
-	} else {
-		res, err = a.fetchFile(ctx, link, dst, want)
+		return a.fetchStdout(ctx, link, want)
 	}
+	res, err := a.fetchFile(ctx, link, dst, want)
 	if err != nil {
 		return err
 	}
-	switch {
-	case a.json:
+	if a.json {
 		return writeJSON(a.stdout, res)
-	case dst != "-":
-		check := ""
-		if res.Adler32Check {
-			check = ", adler32 " + res.Adler32 + " checked"
-		}
-		resumed := ""
-		if res.ResumedFrom > 0 {
-			resumed = fmt.Sprintf(", resumed at %s", size(res.ResumedFrom))
-		}
-		fmt.Fprintf(a.stdout, "saved %s (%s%s%s)\n", res.Path, size(res.Bytes), resumed, check)
 	}
+	check := ""
+	if res.Adler32Check {
+		check = ", adler32 " + res.Adler32 + " checked"
+	}
+	resumed := ""
+	if res.ResumedFrom > 0 {
+		resumed = fmt.Sprintf(", resumed at %s", size(res.ResumedFrom))
+	}
+	fmt.Fprintf(a.stdout, "saved %s (%s%s%s)\n", res.Path, size(res.Bytes), resumed, check)
 	return nil
 }
 
@@ -167,9 +162,9 @@ func digestAdler32(h http.Header) string {
 
 // outputPath is where to save: -o as given (a directory gets the server's
 // file name), else the server's file name here.
-func outputPath(output string, head *http.Response) (string, error) {
+func outputPath(output string, head *http.Response) string {
 	if output == "-" {
-		return output, nil
+		return output
 	}
 	name := ""
 	if _, params, err := mime.ParseMediaType(head.Header.Get("Content-Disposition")); err == nil {
@@ -179,12 +174,35 @@ func outputPath(output string, head *http.Response) (string, error) {
 		name = path.Base(head.Request.URL.Path)
 	}
 	if output == "" {
-		return name, nil
+		return name
 	}
 	if fi, err := os.Stat(output); (err == nil && fi.IsDir()) || strings.HasSuffix(output, string(os.PathSeparator)) {
-		return filepath.Join(output, name), nil
+		return filepath.Join(output, name)
 	}
-	return output, nil
+	return output
+}
+
+// fetchStdout writes link's body to stdout, checking its adler32 on the
+// way (the bytes are out by then: a mismatch is the exit code's to say).
+func (a *app) fetchStdout(ctx context.Context, link, want string) error {
+	h := adler32.New()
+	if _, err := a.fetch(ctx, link, stdoutSink{io.MultiWriter(a.stdout, h)}, 0); err != nil {
+		return err
+	}
+	if got := fmt.Sprintf("%08x", h.Sum32()); want != "" && got != want {
+		return checksumMismatch(got, want, "")
+	}
+	return nil
+}
+
+// checksumMismatch is the error of a download that is not what was
+// expected.
+func checksumMismatch(got, want, removed string) error {
+	detail := fmt.Sprintf("the download has adler32 %s, expected %s", got, want)
+	if removed != "" {
+		detail += "; " + removed + " was removed, run the command again"
+	}
+	return &serverError{Status: http.StatusOK, apiError: apiError{Code: "checksum_mismatch", Detail: detail}}
 }
 
 // fetchFile downloads link into dst through dst.part, resuming a .part
@@ -217,10 +235,7 @@ func (a *app) fetchFile(ctx context.Context, link, dst, want string) (downloaded
 		if got != want {
 			f.Close()
 			os.Remove(part)
-			return res, &serverError{Status: http.StatusOK, apiError: apiError{
-				Code:   "checksum_mismatch",
-				Detail: fmt.Sprintf("the download has adler32 %s, expected %s; it was removed, run the command again", got, want),
-			}}
+			return res, checksumMismatch(got, want, "the download")
 		}
 		res.Adler32, res.Adler32Check = got, true
 	}

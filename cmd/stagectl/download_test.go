@@ -124,9 +124,15 @@ func TestDownloadResumes(t *testing.T) {
 	})
 
 	t.Run("to stdout", func(t *testing.T) {
-		r := stagectl(t, nil, "download", st.ID, "-o", "-")
+		r := stagectl(t, nil, "download", st.ID, "-o", "-", "--adler32", sum)
 		if r.code != exitOK || !bytes.Equal([]byte(r.stdout), data) {
 			t.Errorf("download -o - gave exit %d and %d bytes, want 0 and the file", r.code, len(r.stdout))
+		}
+		if r := stagectl(t, nil, "download", st.ID, "-o", "-", "--adler32", "00000001"); r.code != exitFailed || !strings.Contains(r.stderr, "checksum_mismatch") {
+			t.Errorf("download -o - with a wrong adler32: exit %d, %s; want 1, checksum_mismatch", r.code, r.stderr)
+		}
+		if r := stagectl(t, nil, "download", st.ID, "-o", "-", "--json"); r.code != exitUsage || r.stdout != "" {
+			t.Errorf("download -o - --json: %s\nwant exit 2 and nothing on stdout", r)
 		}
 	})
 

@@ -52,10 +52,10 @@ or rejected.
 
 A batch (--from FILE, or - for stdin) holds one item a line, as CSV or as JSON
 lines (chosen by the extension .csv, .jsonl or .ndjson, else by the first
-character). CSV columns are method,source,target[,user[,adler32]], or named in any
-order by a header line (method, user, source, target, adler32, lifetime; the API's
-names username, local_path_on_storage, relative_path, expected_adler32 work
-too). A JSON line is the API's item:
+character). CSV columns are method,source,target[,user[,adler32]], or any
+order a header line names (method, user, source, target, adler32, lifetime;
+the API's names username, local_path_on_storage, relative_path and
+expected_adler32 work too). A JSON line is the API's item:
   {"method":"local_copy","username":"alice","local_path_on_storage":"a.fits","relative_path":"a.fits"}
 Lines starting with # are comments. --user fills in the user of items
 without one. The job is sent with an Idempotency-Key derived from the
