@@ -194,10 +194,15 @@ func newClient(server, token string) (*client, error) {
 }
 
 // resolve turns an API path (or an absolute URL) into a URL on the server.
+// A gateway published under a path (--server https://host/staging) serves
+// its API paths below it.
 func (c *client) resolve(ref string) string {
 	u, err := url.Parse(ref)
 	if err != nil {
 		return c.base.String() + ref
+	}
+	if !u.IsAbs() && strings.HasPrefix(u.Path, "/") && c.base.Path != "" && !strings.HasPrefix(u.Path, c.base.Path+"/") {
+		u.Path = c.base.Path + u.Path
 	}
 	return c.base.ResolveReference(u).String()
 }
@@ -226,7 +231,8 @@ func (c *client) do(ctx context.Context, method, ref string, body any, hdr http.
 	if req.Header.Get("Accept") == "" {
 		req.Header.Set("Accept", "application/json")
 	}
-	if c.token != "" {
+	// The token is the gateway's: a link to another host does not get it.
+	if c.token != "" && req.URL.Host == c.base.Host {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -139,6 +140,49 @@ func TestDownloadHeaders(t *testing.T) {
 	h := http.Header{"Digest": {"md5=abc, ADLER32=0A1B2C3D"}}
 	if got := digestAdler32(h); got != "0a1b2c3d" {
 		t.Errorf("digestAdler32 = %q, want 0a1b2c3d", got)
+	}
+}
+
+func TestResolve(t *testing.T) {
+	for _, tc := range []struct{ server, ref, want string }{
+		{"http://h:8080", "/api/v1/methods", "http://h:8080/api/v1/methods"},
+		{"http://h:8080/", "/api/v1/methods", "http://h:8080/api/v1/methods"},
+		{"https://h/staging", "/api/v1/methods", "https://h/staging/api/v1/methods"},
+		{"https://h/staging", "/staging/api/v1/downloads/t", "https://h/staging/api/v1/downloads/t"},
+		{"https://h/staging", "https://other/api/v1/downloads/t", "https://other/api/v1/downloads/t"},
+	} {
+		c, err := newClient(tc.server, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.resolve(tc.ref); got != tc.want {
+			t.Errorf("server %s: resolve(%s) = %s, want %s", tc.server, tc.ref, got, tc.want)
+		}
+	}
+}
+
+// TestTokenStaysWithTheGateway: a download link on another host does not
+// receive the gateway's bearer token.
+func TestTokenStaysWithTheGateway(t *testing.T) {
+	var got []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Authorization"))
+	}))
+	defer other.Close()
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Authorization"))
+	}))
+	defer gw.Close()
+	c, _ := newClient(gw.URL, "secret")
+	for _, ref := range []string{"/api/v1/methods", other.URL + "/api/v1/downloads/t"} {
+		resp, err := c.do(t.Context(), http.MethodGet, ref, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if len(got) != 2 || got[0] != "Bearer secret" || got[1] != "" {
+		t.Errorf("Authorization sent %q, want the token to the gateway only", got)
 	}
 }
 
