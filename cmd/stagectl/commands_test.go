@@ -394,9 +394,17 @@ func TestHelpIsComplete(t *testing.T) {
 			t.Errorf("%s: help too short for a newcomer (Long %d characters)", c.Name(), len(c.Long))
 		}
 	}
-	r = mustRun(t, exitOK, "completion", "bash")
-	if !strings.Contains(r.stdout, "__start_stagectl") {
-		t.Errorf("completion bash printed no bash completion:\n%.200s", r.stdout)
+	for shell, want := range map[string]string{"bash": "__start_stagectl", "zsh": "#compdef stagectl", "fish": "complete -c stagectl"} {
+		// No server and a missing token file: a completion script needs neither.
+		r := stagectl(t, map[string]string{"STAGING_URL": "http://127.0.0.1:1", "STAGING_TOKEN": "", "STAGING_TOKEN_FILE": "/nonexistent"}, "completion", shell)
+		if r.code != exitOK || !strings.Contains(r.stdout, want) {
+			t.Errorf("completion %s: %.300s\nwant exit 0 and %q", shell, r, want)
+		}
+	}
+	// The shell asks the binary for METHOD's candidates: the server's methods.
+	r = mustRun(t, exitOK, "__complete", "stage", "")
+	if !strings.Contains(r.stdout, "local_copy\n") || !strings.Contains(r.stdout, "direct_download\n") {
+		t.Errorf("completion of METHOD:\n%s\nwant the allowed methods", r.stdout)
 	}
 }
 

@@ -123,6 +123,9 @@ Exit codes (with several requests, the worst one decides):
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if p := cmd.Parent(); cmd.Name() == "completion" || (p != nil && p.Name() == "completion") {
+				return nil // prints a script: no server, no token
+			}
 			return a.connect(cmd)
 		},
 	}
@@ -149,7 +152,7 @@ Exit codes (with several requests, the worst one decides):
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
 		if c.Name() == "completion" {
-			c.Long += `
+			c.Long = strings.TrimRight(c.Long, "\n") + `
 
 Load the completions in the current shell, for example:
 
@@ -195,6 +198,19 @@ func (a *app) connect(cmd *cobra.Command) error {
 	}
 	a.c = c
 	return nil
+}
+
+// completeMethods completes a method name with the methods the server
+// allows (shell completion runs no PersistentPreRunE: it connects itself).
+func (a *app) completeMethods(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if a.connect(cmd) != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	ms, err := a.c.methods(cmd.Context())
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	return ms, cobra.ShellCompDirectiveNoFileComp
 }
 
 // usageError is a mistake in the command line or its input: exit 2.

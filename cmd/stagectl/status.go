@@ -200,6 +200,9 @@ With --json it prints an array of the API's records.`,
 	f.StringVar(&o.since, "since", "", "only requests created since this time: RFC 3339 (2026-12-01T00:00:00Z) or a duration ago (90m, 24h, 7d)")
 	f.StringVar(&o.job, "job", "", "only the requests of this batch job")
 	f.IntVarP(&o.limit, "limit", "n", 50, "show at most this many requests")
+	_ = cmd.RegisterFlagCompletionFunc("method", a.completeMethods)
+	_ = cmd.RegisterFlagCompletionFunc("status", cobra.FixedCompletions(
+		[]string{"queued", "running", "succeeded", "failed", "rejected"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
