@@ -137,6 +137,8 @@ func TestJSONOutputIsPure(t *testing.T) {
 		t.Fatalf("stage --json = %+v, want an id, queued", sub)
 	}
 	dl := strings.TrimSpace(mustRun(t, exitOK, "stage", "direct_download", src, "json/d", "--user", erin).stdout)
+	batch := filepath.Join(t.TempDir(), "b.csv")
+	os.WriteFile(batch, []byte("local_copy,"+src+",json/b1\nteleport,"+src+",json/b2\n"), 0o644)
 	for _, tc := range []struct {
 		args []string
 		want int
@@ -149,9 +151,11 @@ func TestJSONOutputIsPure(t *testing.T) {
 		{[]string{"download", dl, "-o", t.TempDir()}, exitOK},
 		{[]string{"stage", "teleport", src, "json/l.txt", "--user", erin}, exitFailed},
 		{[]string{"cancel", sub.ID}, exitFailed},
+		{[]string{"stage", "--from", batch, "--user", erin}, exitFailed},
+		{[]string{"stage", "--from", batch, "--user", erin, "--wait"}, exitFailed},
 		{[]string{"stage", "local_copy", "json/absent", "json/m.txt", "--user", erin, "--wait"}, exitFailed},
 	} {
-		t.Run(strings.Join(tc.args[:1], " "), func(t *testing.T) {
+		t.Run(strings.Join(tc.args[:2], " "), func(t *testing.T) {
 			r := stagectl(t, nil, append(tc.args, "--json")...)
 			if r.code != tc.want {
 				t.Fatalf("%s\nwant exit %d", r, tc.want)
