@@ -155,7 +155,7 @@ func TestJSONOutputIsPure(t *testing.T) {
 		{[]string{"stage", "--from", batch, "--user", erin, "--wait"}, exitFailed},
 		{[]string{"stage", "local_copy", "json/absent", "json/m.txt", "--user", erin, "--wait"}, exitFailed},
 	} {
-		t.Run(strings.Join(tc.args[:2], " "), func(t *testing.T) {
+		t.Run(strings.Join(tc.args[:min(2, len(tc.args))], " "), func(t *testing.T) {
 			r := stagectl(t, nil, append(tc.args, "--json")...)
 			if r.code != tc.want {
 				t.Fatalf("%s\nwant exit %d", r, tc.want)
