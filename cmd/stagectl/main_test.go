@@ -95,6 +95,7 @@ func startServer(dir string) (stop func(), err error) {
 	cmd := exec.CommandContext(ctx, bin)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 20 * time.Second
+	dieWithParent(cmd)
 	// Only the settings below: a STAGING_* variable of the caller's (a CI
 	// job's, say) must not point the all-in-one elsewhere.
 	var inherited []string
