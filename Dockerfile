@@ -32,6 +32,7 @@ WORKDIR /src
 COPY go.work go.work.sum ./
 COPY libs/go.mod libs/go.sum libs/
 COPY cmd/stagingd/go.mod cmd/stagingd/go.sum cmd/stagingd/
+COPY cmd/stagectl/go.mod cmd/stagectl/go.sum cmd/stagectl/
 COPY services/gateway/go.mod services/gateway/go.sum services/gateway/
 COPY services/stager/go.mod services/stager/go.sum services/stager/
 COPY services/jupyter-bridge/go.mod services/jupyter-bridge/go.sum services/jupyter-bridge/

@@ -32,7 +32,12 @@ ARGS       ?=
 
 SERVICES := gateway stager jupyter-bridge audit
 
-.PHONY: help run test lint fmt-check vet staticcheck build bench tools clean deploy-check
+# stagectl release builds: one static binary per platform in dist/.
+RELEASE_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+STAGECTL_LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: help run test lint fmt-check vet staticcheck build release bench tools clean deploy-check
 
 help: ## List targets
 	@echo "usage: make <target>"
@@ -72,12 +77,22 @@ staticcheck: ## staticcheck $(STATICCHECK_VERSION) over every workspace module
 	@scripts/ensure-go-tool.sh staticcheck $(STATICCHECK_PKG) $(STATICCHECK_VERSION) >/dev/null
 	$(TOOLS_BIN)/staticcheck $(PKGS)
 
-build: ## Static binaries in bin/: the services and stagingd
+build: ## Static binaries in bin/: the services, stagingd and the stagectl client
 	@mkdir -p bin
 	@set -x; for s in $(SERVICES); do \
 		CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -o bin/$$s ./services/$$s/cmd/$$s; \
 	done; \
-	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -o bin/stagingd ./cmd/stagingd
+	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -o bin/stagingd ./cmd/stagingd; \
+	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -ldflags '$(STAGECTL_LDFLAGS)' -o bin/stagectl ./cmd/stagectl
+
+release: ## Cross-compiled static stagectl for $(RELEASE_PLATFORMS) in dist/, with SHA256SUMS
+	@rm -rf dist && mkdir -p dist
+	@set -x; for p in $(RELEASE_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(STAGECTL_LDFLAGS)' \
+			-o dist/stagectl-$(VERSION)-$$os-$$arch ./cmd/stagectl; \
+	done
+	cd dist && sha256sum stagectl-* > SHA256SUMS
 
 bench: ## Run benchmarks in libs and services
 	$(GO) test $(BENCHFLAGS) $(BENCH_PKGS)
@@ -94,5 +109,5 @@ tools: ## Install staticcheck and the pinned nats-server into .tools/bin
 deploy-check: ## Helm lint/template of deploy/helm (installs helm into .tools/bin), compose and dashboard checks
 	scripts/deploy-check.sh
 
-clean: ## Remove bin/ and data/
-	rm -rf bin data
+clean: ## Remove bin/, dist/ and data/
+	rm -rf bin dist data
