@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skao/skao-staging/libs/backoff"
 )
 
 // permanentError marks an error that retrying cannot fix.
@@ -158,11 +160,7 @@ func (p AckPolicy) delay(delivered uint64) time.Duration {
 	if maxDelay <= 0 {
 		maxDelay = time.Minute
 	}
-	d := base
-	for i := uint64(1); i < delivered && d < maxDelay; i++ {
-		d *= 2
-	}
-	return min(d, maxDelay)
+	return backoff.Exponential{Base: base, Max: maxDelay}.Delay(int(min(delivered, 64)))
 }
 
 func (p AckPolicy) settle(ctx context.Context, log *slog.Logger, what string, err error) {
