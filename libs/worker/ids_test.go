@@ -16,6 +16,7 @@ import (
 	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/contract/contracttest"
+	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/libs/worker"
 )
 
@@ -63,7 +64,7 @@ func TestIDConflict(t *testing.T) {
 			first.ExpectedAdler32 = "0a1b2c3d"
 			s.submit(t, first)
 			if tt.running {
-				waitFor(t, "the first request running", func() bool {
+				testenv.Eventually(t, 15*time.Second, "the first request running", func() bool {
 					mu.Lock()
 					defer mu.Unlock()
 					return len(ran) == 1
@@ -162,14 +163,14 @@ func TestRepeatWhileRunning(t *testing.T) {
 	}, func(o *worker.Options) { o.MaxDeliver = 3 })
 	cmd := command(contract.MethodLocalCopy)
 	s.submit(t, cmd)
-	waitFor(t, "the request running", func() bool {
+	testenv.Eventually(t, 15*time.Second, "the request running", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return calls == 1
 	})
 	// The same command again, without a message id.
 	s.publish(t, contract.MethodLocalCopy, cmd)
-	waitFor(t, "the copy acknowledged", func() bool {
+	testenv.Eventually(t, 15*time.Second, "the copy acknowledged", func() bool {
 		stream, err := s.js.Stream(t.Context(), contract.StreamRequests)
 		if err != nil {
 			return false
@@ -234,7 +235,7 @@ func TestCopyTakenAtTheSameMoment(t *testing.T) {
 	}
 	// Without a message id, so that the worker reads the last event.
 	s.publish(t, contract.MethodLocalCopy, cmd)
-	waitFor(t, "the copy acknowledged", func() bool {
+	testenv.Eventually(t, 15*time.Second, "the copy acknowledged", func() bool {
 		stream, err := s.js.Stream(t.Context(), contract.StreamRequests)
 		if err != nil {
 			return false

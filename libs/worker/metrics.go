@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/skao/skao-staging/libs/contract"
 )
@@ -19,44 +20,40 @@ type metrics struct {
 	inFlight  prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer, prefix, source string, buckets []float64, methods contract.MethodSet) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, prefix, source string, buckets []float64, methods contract.MethodSet) *metrics {
 	if buckets == nil {
 		buckets = prometheus.ExponentialBuckets(0.005, 4, 10)
 	}
+	auto := promauto.With(reg)
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+		requests: auto.NewCounterVec(prometheus.CounterOpts{
 			Name: prefix + "_requests_total",
 			Help: fmt.Sprintf("Requests handled by the %s, by method and outcome (staged, already_present, link_issued, failed, rejected).", source),
 		}, []string{"method", "outcome"}),
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+		failures: auto.NewCounterVec(prometheus.CounterOpts{
 			Name: prefix + "_failures_total",
 			Help: fmt.Sprintf("Requests the %s ended as failed or rejected, by method, outcome (failed, rejected) and error code.", source),
 		}, []string{"method", "outcome", "code"}),
-		exhausted: prometheus.NewCounterVec(prometheus.CounterOpts{
+		exhausted: auto.NewCounterVec(prometheus.CounterOpts{
 			Name: prefix + "_deliveries_exhausted_total",
 			Help: fmt.Sprintf("Requests the %s ended as failed because no delivery of them finished (each crashed or was stopped) and the consumer's deliveries ran out, by method.", source),
 		}, []string{"method"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		duration: auto.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    prefix + "_duration_seconds",
 			Help:    fmt.Sprintf("Time the %s spent on one delivery of a request, by method.", source),
 			Buckets: buckets,
 		}, []string{"method"}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+		inFlight: auto.NewGauge(prometheus.GaugeOpts{
 			Name: prefix + "_in_flight",
 			Help: fmt.Sprintf("Requests the %s is working on now.", source),
 		}),
-	}
-	for _, c := range []prometheus.Collector{m.requests, m.failures, m.exhausted, m.duration, m.inFlight} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register %s request metrics: %w", source, err)
-		}
 	}
 	// From zero, so that an alert on their increase sees the first one.
 	for _, method := range methods {
 		m.requests.WithLabelValues(string(method), "failed")
 		m.exhausted.WithLabelValues(string(method))
 	}
-	return m, nil
+	return m
 }
 
 // ended counts a request that failed or was rejected with code.

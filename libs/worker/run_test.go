@@ -5,11 +5,13 @@ import (
 	"maps"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/natstest"
+	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/libs/worker"
 )
 
@@ -46,7 +48,7 @@ func TestReplicasAddCapacity(t *testing.T) {
 		workers[0].submit(t, cmd)
 	}
 	inFlight := func(s *system) float64 { return gauge(t, s.reg, "staging_test_in_flight") }
-	waitFor(t, "both workers' slots all busy", func() bool {
+	testenv.Eventually(t, 15*time.Second, "both workers' slots all busy", func() bool {
 		return inFlight(workers[0]) == concurrency && inFlight(workers[1]) == concurrency
 	})
 	cons, err := workers[0].js.Consumer(t.Context(), contract.StreamRequests, "test-worker")

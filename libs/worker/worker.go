@@ -124,11 +124,7 @@ func New(o Options) (*Worker, error) {
 	if o.ProgressEvery <= 0 {
 		o.ProgressEvery = DefaultProgressEvery
 	}
-	m, err := newMetrics(o.Registerer, o.MetricPrefix, o.Source, o.DurationBuckets, o.Methods)
-	if err != nil {
-		return nil, err
-	}
-	return &Worker{o: o, metrics: m}, nil
+	return &Worker{o: o, metrics: newMetrics(o.Registerer, o.MetricPrefix, o.Source, o.DurationBuckets, o.Methods)}, nil
 }
 
 // recordedError is a failure whose event has already been published, so
