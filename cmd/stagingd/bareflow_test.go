@@ -28,6 +28,7 @@ import (
 	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/natsembed"
+	"github.com/skao/skao-staging/libs/testenv"
 )
 
 // The bare flow is the gateway benchmark's baseline: the least work the
@@ -393,7 +394,7 @@ func (f *bareFlow) audited(w http.ResponseWriter, r *http.Request) {
 func checkBareAudit(t *testing.T, client *http.Client, base, user string, n int) {
 	t.Helper()
 	got := ""
-	poll(t, fmt.Sprintf("the bare flow's audit to record %d succeeded requests of %s", n, user), func() bool {
+	testenv.Eventually(t, 20*time.Second, fmt.Sprintf("the bare flow's audit to record %d succeeded requests of %s", n, user), func() bool {
 		resp, err := client.Get(base + "/audited?username=" + user)
 		if err != nil {
 			return false

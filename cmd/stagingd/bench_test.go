@@ -449,7 +449,7 @@ func writeHeapProfile(t *testing.T, path string) {
 
 func waitReady(t *testing.T, base string) {
 	t.Helper()
-	poll(t, base+"/readyz to answer 200", func() bool {
+	testenv.Eventually(t, 20*time.Second, base+"/readyz to answer 200", func() bool {
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {
 			return false
@@ -595,7 +595,7 @@ func checkCopies(t *testing.T, dataDir, user string, n int) {
 func checkAudit(t *testing.T, client *http.Client, base, user string, n int) {
 	t.Helper()
 	var ids map[string]contract.Status
-	poll(t, fmt.Sprintf("the audit to record %d succeeded requests of %s", n, user), func() bool {
+	testenv.Eventually(t, 20*time.Second, fmt.Sprintf("the audit to record %d succeeded requests of %s", n, user), func() bool {
 		ids = map[string]contract.Status{}
 		cursor := ""
 		for {
@@ -784,7 +784,7 @@ func issueDownload(t *testing.T, client *http.Client, base, name string) string 
 		t.Fatalf("POST direct_download = %d (%v)", resp.StatusCode, err)
 	}
 	var link string
-	poll(t, "the download link of "+sub.ID, func() bool {
+	testenv.Eventually(t, 20*time.Second, "the download link of "+sub.ID, func() bool {
 		resp, err := client.Get(base + "/api/v1/stagings/" + sub.ID)
 		if err != nil {
 			return false

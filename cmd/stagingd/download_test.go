@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/testenv"
 )
 
 // A direct_download through the REST API, its link fetched through the
@@ -54,7 +55,7 @@ func TestDownloadReachesTheAudit(t *testing.T) {
 		}
 		return nil
 	}
-	poll(t, "the audit to record the download of "+sub.ID, func() bool {
+	testenv.Eventually(t, 20*time.Second, "the audit to record the download of "+sub.ID, func() bool {
 		msg, err := sys.rt.NC.Request(contract.SubjectAuditGet, req, 2*time.Second)
 		if err != nil {
 			return false

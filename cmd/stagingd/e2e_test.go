@@ -283,7 +283,7 @@ func (s running) send(req *http.Request) (*http.Response, error) {
 func (s running) waitStatus(t *testing.T, id, want string) map[string]any {
 	t.Helper()
 	var last map[string]any
-	poll(t, "request "+id+" to be "+want, func() bool {
+	testenv.Eventually(t, 20*time.Second, "request "+id+" to be "+want, func() bool {
 		req, err := http.NewRequest(http.MethodGet, s.httpURL+"/api/v1/stagings/"+id, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -310,7 +310,7 @@ func (s running) waitAudit(t *testing.T, id string, want contract.Status) contra
 	t.Helper()
 	var reply contract.AuditGetReply
 	req, _ := json.Marshal(contract.AuditGetRequest{ID: id})
-	poll(t, "audit record of "+id+" to be "+string(want), func() bool {
+	testenv.Eventually(t, 20*time.Second, "audit record of "+id+" to be "+string(want), func() bool {
 		msg, err := s.rt.NC.Request(contract.SubjectAuditGet, req, 2*time.Second)
 		if err != nil {
 			return false
@@ -339,7 +339,7 @@ func (s running) checkOneTrace(t *testing.T, requestID string) {
 	}
 	want := []string{"gateway", "stager", "audit"}
 	var scopes map[string]bool
-	poll(t, "spans of trace "+ev.TraceID+" from "+strings.Join(want, ", "), func() bool {
+	testenv.Eventually(t, 20*time.Second, "spans of trace "+ev.TraceID+" from "+strings.Join(want, ", "), func() bool {
 		scopes = map[string]bool{}
 		for _, sp := range s.spans.GetSpans() {
 			if sp.SpanContext.TraceID().String() == ev.TraceID {
@@ -353,17 +353,6 @@ func (s running) checkOneTrace(t *testing.T, requestID string) {
 		}
 		return true
 	}, func() string { return jsonText(scopes) })
-}
-
-func poll(t *testing.T, what string, ok func() bool, last func() string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; last seen: %s", what, last())
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 func jsonText(v any) string {

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/testenv"
 )
 
 // With authentication on, the embedded NATS server, reached over TCP as
@@ -108,7 +109,7 @@ func TestEmbeddedNATSClosedWhenAuthOn(t *testing.T) {
 		defer nc.Close()
 		req, _ := json.Marshal(contract.AuditListRequest{Username: "alice"})
 		var list contract.AuditListReply
-		poll(t, "the audit to list "+sub.ID, func() bool {
+		testenv.Eventually(t, 20*time.Second, "the audit to list "+sub.ID, func() bool {
 			msg, err := nc.Request(contract.SubjectAuditList, req, 2*time.Second)
 			list = contract.AuditListReply{}
 			return err == nil && json.Unmarshal(msg.Data, &list) == nil &&

@@ -96,15 +96,20 @@ func randomSuffix(t testing.TB) string {
 }
 
 // Eventually checks cond every 20ms until it holds, and fails the test when
-// it has not within timeout; what names the awaited state for the message.
-// cond runs on the test's goroutine, so it may call t.Fatal itself, e.g.
-// when the process it waits for has ended.
-func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+// it has not within timeout; what names the awaited state for the message,
+// and lastSeen, if given, tells what was seen instead. cond runs on the
+// test's goroutine, so it may call t.Fatal itself, e.g. when the process
+// it waits for has ended.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool, lastSeen ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			seen := ""
+			for _, f := range lastSeen {
+				seen += "; last seen: " + f()
+			}
+			t.Fatalf("timed out after %s waiting for %s%s", timeout, what, seen)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
