@@ -383,25 +383,7 @@ func checkEvents(t *testing.T, s *system, cmd contract.Command, want []summary) 
 // counter reads one series of a counter vector from reg.
 func counter(t *testing.T, reg *prometheus.Registry, name, method, outcome string) float64 {
 	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["method"] == method && labels["outcome"] == outcome {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return series(t, reg, name, map[string]string{"method": method, "outcome": outcome})
 }
 
 // A command that cannot be read is still recorded, under a valid id: its
