@@ -204,15 +204,7 @@ func TestCommandValidate(t *testing.T) {
 			c := validCommand()
 			tt.change(&c)
 			err := c.Validate()
-			if tt.want == "" {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			if got := contract.CodeOf(err); got != tt.want {
-				t.Errorf("Validate() code = %q (%v), want %q", got, err, tt.want)
-			}
+			wantCode(t, err, tt.want)
 		})
 	}
 }
@@ -292,5 +284,20 @@ func TestSameRequest(t *testing.T) {
 	old.ExpectedAdler32 = ""
 	if !contract.SameRequest(cmd, old) {
 		t.Error("SameRequest = false for an event without expected_adler32, want true")
+	}
+}
+
+// wantCode checks that err carries code want, or that it is nil when want
+// is empty.
+func wantCode(t *testing.T, err error, want contract.Code) {
+	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Fatalf("Validate() = %v, want nil", err)
+		}
+		return
+	}
+	if got := contract.CodeOf(err); got != want {
+		t.Errorf("Validate() code = %q (%v), want %q", got, err, want)
 	}
 }

@@ -118,15 +118,7 @@ func TestEventValidate(t *testing.T) {
 			ev := validEvent()
 			tt.change(&ev)
 			err := ev.Validate()
-			if tt.want == "" {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			if got := contract.CodeOf(err); got != tt.want {
-				t.Errorf("Validate() code = %q (%v), want %q", got, err, tt.want)
-			}
+			wantCode(t, err, tt.want)
 		})
 	}
 }
