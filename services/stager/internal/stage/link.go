@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -13,6 +14,68 @@ import (
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/storage"
 )
+
+// Symlink makes a symbolic link at the target pointing at the source's
+// absolute path on disk. The link is never followed to change the source:
+// no mode or owner is set through it.
+func (s *Stager) Symlink(ctx context.Context, cmd contract.Command) (Result, error) {
+	if err := noChecksum(cmd); err != nil {
+		return Result{}, err
+	}
+	rel, _, err := s.resolve(ctx, cmd)
+	if err != nil {
+		return Result{}, err
+	}
+	dest := filepath.Join(s.Source.Dir(), filepath.FromSlash(rel))
+	_, span := s.Tracer.Start(ctx, "stager.check")
+	t, err := s.openTarget(cmd)
+	span.End()
+	if err != nil {
+		return Result{}, err
+	}
+	defer t.close()
+	if r, done, err := t.linkPresent(dest); done {
+		return r, err
+	}
+	_, span = s.Tracer.Start(ctx, "stager.finalize")
+	defer span.End()
+	if err := t.user.Symlink(dest, t.rel); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			if r, done, err := t.linkPresent(dest); done {
+				return r, err
+			}
+		}
+		return Result{}, targetError(t.shown, err)
+	}
+	if t.own {
+		// Lchown: the link itself, never the source it points at.
+		if err := t.user.Lchown(t.rel, t.owner.UID, t.owner.GID); err != nil {
+			return Result{}, targetError(t.shown, err)
+		}
+	}
+	return Result{Outcome: contract.OutcomeStaged, Message: fmt.Sprintf("linked %s to %s", t.shown, dest)}, nil
+}
+
+// linkPresent settles a symbolic link request whose target exists: done
+// with already_present when it links to dest, with target_conflict when it
+// is anything else.
+func (t *target) linkPresent(dest string) (Result, bool, error) {
+	ok, err := t.present(fs.ModeSymlink)
+	if err != nil {
+		return Result{}, true, err
+	}
+	if !ok {
+		return Result{}, false, nil
+	}
+	got, err := t.user.Readlink(t.rel)
+	if err != nil {
+		return Result{}, true, targetError(t.shown, err)
+	}
+	if got != dest {
+		return Result{}, true, contract.Errorf(contract.CodeTargetConflict, "%s already exists and links to %s, not %s", t.shown, got, dest)
+	}
+	return already(t), true, nil
+}
 
 // Hardlink makes the target a hard link to the source file.
 //
@@ -69,12 +132,4 @@ func (s *Stager) Hardlink(ctx context.Context, cmd contract.Command) (Result, er
 		return Result{}, targetError(t.shown, err)
 	}
 	return Result{Outcome: contract.OutcomeStaged, Bytes: fi.Size(), Files: 1, Message: fmt.Sprintf("hard-linked %s to %s (%s)", t.shown, cmd.LocalPathOnStorage, plural(fi.Size(), "byte"))}, nil
-}
-
-func (t *target) settleAfterRace(want fs.FileMode) (Result, error) {
-	r, done, err := t.settle(want)
-	if !done && err == nil {
-		return Result{}, fmt.Errorf("%s appeared and vanished while being linked", t.shown)
-	}
-	return r, err
 }
