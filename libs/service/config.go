@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"reflect"
 	"strings"
 	"time"
@@ -46,8 +47,21 @@ type Base struct {
 // then lets command-line flags override it: each variable STAGING_FOO_BAR
 // has a flag -foo-bar. It returns flag.ErrHelp after printing the usage
 // when asked for it.
+//
+// A field tagged envDeprecated:"OLD" was once read as STAGING_OLD: for one
+// release that name still sets it where the new one is not set, and
+// LogConfig warns each time it is used.
 func Load(cfg any, name string, args []string, out io.Writer) error {
-	if err := env.ParseWithOptions(cfg, env.Options{Prefix: EnvPrefix}); err != nil {
+	environ := env.ToMap(os.Environ())
+	for _, r := range renames(reflect.TypeOf(cfg).Elem()) {
+		if _, set := environ[EnvPrefix+r.name]; set {
+			continue
+		}
+		if v, set := environ[EnvPrefix+r.old]; set {
+			environ[EnvPrefix+r.name] = v
+		}
+	}
+	if err := env.ParseWithOptions(cfg, env.Options{Prefix: EnvPrefix, Environment: environ}); err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -73,6 +87,42 @@ func Load(cfg any, name string, args []string, out io.Writer) error {
 		}
 	})
 	return nil
+}
+
+// rename is a configuration variable read under a new name, and the
+// deprecated name it had before (both without EnvPrefix).
+type rename struct{ name, old string }
+
+// renames lists the renamed variables of a configuration struct type, in
+// the fields' order; nested structs are walked as Load walks them.
+func renames(t reflect.Type) []rename {
+	var out []rename
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := f.Tag.Get("env")
+		if name == "" && f.Type.Kind() == reflect.Struct {
+			out = append(out, renames(f.Type)...)
+			continue
+		}
+		if old := f.Tag.Get("envDeprecated"); old != "" && name != "" {
+			out = append(out, rename{name: name, old: old})
+		}
+	}
+	return out
+}
+
+// warnRenamed warns of every deprecated variable set in the environment,
+// and says when its new name, also set, overrides it.
+func warnRenamed(log *slog.Logger, t reflect.Type) {
+	seen := map[string]bool{}
+	for _, r := range renames(t) {
+		if _, set := os.LookupEnv(EnvPrefix + r.old); !set || seen[r.old] {
+			continue
+		}
+		seen[r.old] = true
+		_, ignored := os.LookupEnv(EnvPrefix + r.name)
+		log.Warn("deprecated_variable", "variable", EnvPrefix+r.old, "use", EnvPrefix+r.name, "ignored", ignored)
+	}
 }
 
 func defineFlags(fs *flag.FlagSet, v reflect.Value, fields map[string][]reflect.Value) error {
@@ -134,11 +184,14 @@ func splitList(s string) []string {
 }
 
 // LogConfig logs cfg once at start, with fields tagged `secret:"true"`
-// masked. A variable read by several services is logged once.
+// masked. A variable read by several services is logged once. A deprecated
+// variable name in use is warned of.
 func LogConfig(log *slog.Logger, cfg any) {
 	var attrs []any
-	collect(reflect.ValueOf(cfg), &attrs, map[string]bool{})
+	v := reflect.Indirect(reflect.ValueOf(cfg))
+	collect(v, &attrs, map[string]bool{})
 	log.Info("configuration", attrs...)
+	warnRenamed(log, v.Type())
 }
 
 func collect(v reflect.Value, attrs *[]any, seen map[string]bool) {
