@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/gateway/internal/live"
 )
 
@@ -28,18 +29,11 @@ func TestStreamsDeleteTheirConsumers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.Eventually(t, 5*time.Second, "no consumers on STAGING_EVENTS after the streams ended", func() bool {
 		info, err := stream.Info(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.State.Consumers == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("STAGING_EVENTS has %d consumers after the streams ended, want 0", info.State.Consumers)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return info.State.Consumers == 0
+	})
 }

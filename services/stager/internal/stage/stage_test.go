@@ -350,6 +350,9 @@ func TestCopyAcrossFilesystems(t *testing.T) {
 	}
 }
 
+// TestCopyReportsProgress: a copy of several chunks reports its progress
+// while it runs. The copy waits after its first chunk until a report comes,
+// so the test does not depend on how fast the disk is.
 func TestCopyReportsProgress(t *testing.T) {
 	f := newFixture(t, "")
 	size := 48 << 20 // three chunks
@@ -357,14 +360,32 @@ func TestCopyReportsProgress(t *testing.T) {
 	must(t, os.WriteFile(big, make([]byte, size), 0o644))
 	var mu sync.Mutex
 	var reports []contract.Progress
+	reported := make(chan struct{})
+	var first sync.Once
+	var wait sync.Once
+	stage.SetAfterChunk(f.s, func(string) {
+		wait.Do(func() {
+			select {
+			case <-reported:
+			case <-time.After(10 * time.Second):
+				t.Error("no progress reported while the copy was under way")
+			}
+		})
+	})
 	_, err := f.s.Copy(context.Background(), cmd("req", "big.bin", "big.bin"), func(p contract.Progress) {
 		mu.Lock()
 		defer mu.Unlock()
 		reports = append(reports, p)
+		if p.BytesDone > 0 {
+			first.Do(func() { close(reported) })
+		}
 	})
 	must(t, err)
 	mu.Lock()
 	defer mu.Unlock()
+	if len(reports) == 0 {
+		t.Fatal("no progress reports")
+	}
 	for i, p := range reports {
 		if p.BytesTotal != int64(size) || p.FilesTotal != 1 || p.BytesDone > p.BytesTotal {
 			t.Errorf("report %d = %+v: wrong totals", i, p)
@@ -373,7 +394,6 @@ func TestCopyReportsProgress(t *testing.T) {
 			t.Errorf("report %d = %+v goes backwards", i, p)
 		}
 	}
-	t.Logf("%d progress reports", len(reports))
 }
 
 // TestSmallCopyReportsNoProgress: a single file of one chunk is copied by
