@@ -29,9 +29,13 @@ func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress Progre
 	}
 
 	_, span := s.Tracer.Start(ctx, "stager.check")
-	t, p, err := s.prepareCopy(cmd, rel, fi)
+	p, err := s.planCopy(rel, fi)
+	var t *target
+	if err == nil {
+		t, err = s.openTarget(cmd)
+	}
 	span.End()
-	if err != nil || t == nil {
+	if err != nil {
 		return Result{}, err
 	}
 	defer t.close()

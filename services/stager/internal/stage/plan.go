@@ -41,20 +41,13 @@ func (p *plan) kind() fs.FileMode {
 	return 0
 }
 
-// prepareCopy opens the target and plans the copy.
-func (s *Stager) prepareCopy(cmd contract.Command, rel string, fi fs.FileInfo) (*target, *plan, error) {
-	p := &plan{top: rel, size: fi.Size(), files: 1, bytes: fi.Size()}
+// planCopy plans the copy of the source rel, a file or a tree, as fi
+// describes it.
+func (s *Stager) planCopy(rel string, fi fs.FileInfo) (*plan, error) {
 	if fi.IsDir() {
-		var err error
-		if p, err = s.planTree(rel); err != nil {
-			return nil, nil, err
-		}
+		return s.planTree(rel)
 	}
-	t, err := s.openTarget(cmd)
-	if err != nil {
-		return nil, nil, err
-	}
-	return t, p, nil
+	return &plan{top: rel, size: fi.Size(), files: 1, bytes: fi.Size()}, nil
 }
 
 // planTree lists the directories and files below rel. A symbolic link in

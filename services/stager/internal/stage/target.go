@@ -16,14 +16,14 @@ import (
 	"github.com/skao/skao-staging/services/stager/internal/ownership"
 )
 
-// The life of a target, in the order a request meets it: openTarget, then
-// settle (already there?), checkSpace, withTemp (the temporary entry is
-// made), finalize (renamed into place), close. removeTemp clears what a
-// failed or crashed attempt left; targetError gives the contract's code to
-// what went wrong on the way.
-
 // target is where a request's result goes: a directory inside the user's
 // area (opened as a root of its own) and a name in it.
+//
+// Its life, in the order of this file: openTarget, settle (already
+// there?), checkSpace, withTemp (the temporary entry is made), finalize
+// (renamed into place), close. removeTemp clears what a failed or crashed
+// attempt left; targetError gives the contract's code to what went wrong
+// on the way.
 type target struct {
 	user *os.Root
 	// dirf is dir, opened once through user: what is made in dir (the
