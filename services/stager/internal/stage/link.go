@@ -19,17 +19,12 @@ import (
 // absolute path on disk. The link is never followed to change the source:
 // no mode or owner is set through it.
 func (s *Stager) Symlink(ctx context.Context, cmd contract.Command) (Result, error) {
-	if err := noChecksum(cmd); err != nil {
-		return Result{}, err
-	}
-	rel, _, err := s.resolve(ctx, cmd)
+	rel, _, err := s.linkSource(ctx, cmd)
 	if err != nil {
 		return Result{}, err
 	}
 	dest := filepath.Join(s.Source.Dir(), filepath.FromSlash(rel))
-	_, span := s.Tracer.Start(ctx, "stager.check")
-	t, err := s.openTarget(cmd)
-	span.End()
+	t, err := s.linkTarget(ctx, cmd)
 	if err != nil {
 		return Result{}, err
 	}
@@ -37,7 +32,7 @@ func (s *Stager) Symlink(ctx context.Context, cmd contract.Command) (Result, err
 	if r, done, err := t.linkPresent(dest); done {
 		return r, err
 	}
-	_, span = s.Tracer.Start(ctx, "stager.finalize")
+	_, span := s.Tracer.Start(ctx, "stager.finalize")
 	defer span.End()
 	if err := t.user.Symlink(dest, t.rel); err != nil {
 		if errors.Is(err, fs.ErrExist) {
@@ -84,19 +79,14 @@ func (t *target) linkPresent(dest string) (Result, bool, error) {
 // and the source is never modified. Read-only for a hard link means what
 // the source's permissions already say.
 func (s *Stager) Hardlink(ctx context.Context, cmd contract.Command) (Result, error) {
-	if err := noChecksum(cmd); err != nil {
-		return Result{}, err
-	}
-	rel, fi, err := s.resolve(ctx, cmd)
+	rel, fi, err := s.linkSource(ctx, cmd)
 	if err != nil {
 		return Result{}, err
 	}
 	if fi.IsDir() {
 		return Result{}, contract.Errorf(contract.CodeInvalidPath, "%s is a directory; local_hardlink links files only (use local_copy or local_symlink for a directory)", cmd.LocalPathOnStorage)
 	}
-	_, span := s.Tracer.Start(ctx, "stager.check")
-	t, err := s.openTarget(cmd)
-	span.End()
+	t, err := s.linkTarget(ctx, cmd)
 	if err != nil {
 		return Result{}, err
 	}
@@ -105,7 +95,7 @@ func (s *Stager) Hardlink(ctx context.Context, cmd contract.Command) (Result, er
 		return r, err
 	}
 
-	_, span = s.Tracer.Start(ctx, "stager.finalize")
+	_, span := s.Tracer.Start(ctx, "stager.finalize")
 	defer span.End()
 	// The source is linked by its open descriptor, not by its name, so the
 	// inode linked is the one os.Root checked, whatever happens to the path
@@ -132,4 +122,20 @@ func (s *Stager) Hardlink(ctx context.Context, cmd contract.Command) (Result, er
 		return Result{}, targetError(t.shown, err)
 	}
 	return Result{Outcome: contract.OutcomeStaged, Bytes: fi.Size(), Files: 1, Message: fmt.Sprintf("hard-linked %s to %s (%s)", t.shown, cmd.LocalPathOnStorage, plural(fi.Size(), "byte"))}, nil
+}
+
+// linkSource resolves the source of a link request: a link copies nothing,
+// so it has no checksum to compare.
+func (s *Stager) linkSource(ctx context.Context, cmd contract.Command) (string, fs.FileInfo, error) {
+	if err := noChecksum(cmd); err != nil {
+		return "", nil, err
+	}
+	return s.resolve(ctx, cmd)
+}
+
+// linkTarget opens the target of a link request.
+func (s *Stager) linkTarget(ctx context.Context, cmd contract.Command) (*target, error) {
+	_, span := s.Tracer.Start(ctx, "stager.check")
+	defer span.End()
+	return s.openTarget(cmd)
 }
