@@ -50,7 +50,8 @@ type Base struct {
 //
 // A field tagged envDeprecated:"OLD" was once read as STAGING_OLD: for one
 // release that name still sets it where the new one is not set, and
-// LogConfig warns each time it is used.
+// LogConfig warns that it is used; its flag -old is an alias of the new
+// flag that warns on out when it is used.
 func Load(cfg any, name string, args []string, out io.Writer) error {
 	environ := env.ToMap(os.Environ())
 	for _, r := range renames(reflect.TypeOf(cfg).Elem()) {
@@ -70,6 +71,9 @@ func Load(cfg any, name string, args []string, out io.Writer) error {
 	if err := defineFlags(fs, reflect.ValueOf(cfg).Elem(), fields); err != nil {
 		return err
 	}
+	for _, r := range renames(reflect.TypeOf(cfg).Elem()) {
+		defineRenamedFlag(fs, r, out)
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage of %s (every flag can also be set as STAGING_<FLAG>, e.g. -nats-url as STAGING_NATS_URL):\n", name)
 		fs.PrintDefaults()
@@ -82,6 +86,9 @@ func Load(cfg any, name string, args []string, out io.Writer) error {
 	// is bound to the first field, so copy what it set to the others.
 	fs.Visit(func(f *flag.Flag) {
 		same := fields[f.Name]
+		if len(same) < 2 { // one field, or a deprecated alias
+			return
+		}
 		for _, other := range same[1:] {
 			other.Set(same[0])
 		}
@@ -109,6 +116,31 @@ func renames(t reflect.Type) []rename {
 		}
 	}
 	return out
+}
+
+// defineRenamedFlag defines the flag of r's old name as an alias of the
+// new one, which warns on out, as a log line, each time it is used.
+func defineRenamedFlag(fs *flag.FlagSet, r rename, out io.Writer) {
+	old, name := flagName(r.old), flagName(r.name)
+	target := fs.Lookup(name)
+	if target == nil || fs.Lookup(old) != nil {
+		return
+	}
+	usage := "deprecated: use -" + name
+	set := func(v string) error {
+		slog.New(slog.NewJSONHandler(out, nil)).Warn("deprecated_flag", "flag", "-"+old, "use", "-"+name)
+		return fs.Set(name, v)
+	}
+	if b, ok := target.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+		fs.BoolFunc(old, usage, set)
+		return
+	}
+	fs.Func(old, usage, set)
+}
+
+// flagName is the flag of variable STAGING_<name>: -foo-bar for FOO_BAR.
+func flagName(name string) string {
+	return strings.ToLower(strings.ReplaceAll(name, "_", "-"))
 }
 
 // warnRenamed warns of every deprecated variable set in the environment,
@@ -139,7 +171,7 @@ func defineFlags(fs *flag.FlagSet, v reflect.Value, fields map[string][]reflect.
 		if name == "" || !f.IsExported() {
 			continue
 		}
-		flagName := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+		flagName := flagName(name)
 		fields[flagName] = append(fields[flagName], fv)
 		if len(fields[flagName]) > 1 {
 			if fv.Type() != fields[flagName][0].Type() {

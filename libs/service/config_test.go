@@ -119,3 +119,31 @@ func TestDeprecatedNames(t *testing.T) {
 		t.Errorf("warnings (-got +want):\n%s", diff)
 	}
 }
+
+// A renamed variable's old flag is an alias of the new one, and warns.
+func TestDeprecatedFlags(t *testing.T) {
+	type both struct {
+		Timeout time.Duration `env:"STAGER_STAGE_TIMEOUT" envDeprecated:"STAGE_TIMEOUT" envDefault:"6h"`
+		Sync    bool          `env:"STAGER_SYNC_COPIES" envDeprecated:"SYNC_COPIES" envDefault:"true"`
+	}
+	var cfg struct{ A, B both }
+	var out strings.Builder
+	if err := service.Load(&cfg, "test", []string{"-stage-timeout", "2h", "-sync-copies=false"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	want := both{Timeout: 2 * time.Hour, Sync: false}
+	if diff := cmp.Diff(cfg.A, want); diff != "" {
+		t.Errorf("Load, first service (-got +want):\n%s", diff)
+	}
+	if diff := cmp.Diff(cfg.B, want); diff != "" {
+		t.Errorf("Load, second service (-got +want):\n%s", diff)
+	}
+	for _, w := range []string{
+		`"msg":"deprecated_flag","flag":"-stage-timeout","use":"-stager-stage-timeout"`,
+		`"msg":"deprecated_flag","flag":"-sync-copies","use":"-stager-sync-copies"`,
+	} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("output %q lacks %s", out.String(), w)
+		}
+	}
+}
