@@ -3,7 +3,6 @@ package stager_test
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,16 +44,7 @@ func testDirectDownload(t *testing.T, edit func(*stager.Config)) {
 		t.Fatalf("last event = %+v, want succeeded with a download link", last)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cfg := s.cfg
-	deps := s.deps
-	deps.Registerer = prometheus.NewRegistry()
-	h, closeH, err := stager.NewDownloadHandler(ctx, cfg, deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeH()
+	h := s.downloadHandler(t, prometheus.NewRegistry())
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	fi, err := os.Stat(filepath.Join(s.storage, "obs/big.ms"))
@@ -84,25 +73,7 @@ func testDirectDownload(t *testing.T, edit func(*stager.Config)) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(tt.method, srv.URL+tt.path, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tt.rangeHdr != "" {
-				req.Header.Set("Range", tt.rangeHdr)
-			}
-			if tt.ifRange != "" {
-				req.Header.Set("If-Range", tt.ifRange)
-			}
-			resp, err := srv.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp, body := fetch(t, srv.Client(), tt.method, srv.URL+tt.path, "Range", tt.rangeHdr, "If-Range", tt.ifRange)
 			if resp.StatusCode != tt.wantStatus {
 				t.Fatalf("status = %d, want %d (%s)", resp.StatusCode, tt.wantStatus, body)
 			}
@@ -136,15 +107,7 @@ func TestDirectDownloadOfDirectory(t *testing.T) {
 	if last.Outcome != contract.OutcomeLinkIssued {
 		t.Fatalf("last event = %+v", last)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	deps := s.deps
-	deps.Registerer = prometheus.NewRegistry()
-	h, closeH, err := stager.NewDownloadHandler(ctx, s.cfg, deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeH()
+	h := s.downloadHandler(t, prometheus.NewRegistry())
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL + last.DownloadURL)
@@ -175,4 +138,30 @@ func TestDirectDownloadOfDirectory(t *testing.T) {
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("archive (-got +want):\n%s", diff)
 	}
+}
+
+// fetch makes a request with the given header names and values (a header
+// whose value is empty is left out) and returns the response, its body read
+// and closed.
+func fetch(t *testing.T, c *http.Client, method, url string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i+1] != "" {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
 }

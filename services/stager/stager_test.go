@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,6 +112,22 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(bytes.TrimRight(p, "\n")))
 	return len(p), nil
+}
+
+// downloadHandler serves the download links of s as a process that mounts
+// the handler on a listener of its own does (NewDownloadHandler), its
+// metrics on reg. It is closed when the test ends, after the servers the
+// test started meanwhile.
+func (s *system) downloadHandler(t *testing.T, reg prometheus.Registerer) http.Handler {
+	t.Helper()
+	deps := s.deps
+	deps.Registerer = reg
+	h, closeH, err := stager.NewDownloadHandler(t.Context(), s.cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeH() })
+	return h
 }
 
 func (s *system) write(t *testing.T, rel, content string) {
