@@ -64,6 +64,22 @@ func newFixture(t *testing.T, storageParent string) *fixture {
 	return f
 }
 
+// writers are the methods that write into the user area, by name.
+var writers = map[string]func(*stage.Stager, contract.Command) error{
+	"copy": func(s *stage.Stager, c contract.Command) error {
+		_, err := s.Copy(context.Background(), c, nil)
+		return err
+	},
+	"symlink": func(s *stage.Stager, c contract.Command) error {
+		_, err := s.Symlink(context.Background(), c)
+		return err
+	},
+	"hardlink": func(s *stage.Stager, c contract.Command) error {
+		_, err := s.Hardlink(context.Background(), c)
+		return err
+	},
+}
+
 func makeRemovable(t testing.TB, dir string) {
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
