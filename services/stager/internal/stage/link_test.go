@@ -8,16 +8,43 @@ import (
 	"testing"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/services/stager/internal/stage"
 )
 
+// linkCase is a link request from src to alice/d/l, made after prepare,
+// and what it must end with: an outcome, or an error code.
+type linkCase struct {
+	name     string
+	src      string
+	prepare  func(t *testing.T, f *fixture)
+	wantOut  contract.Outcome
+	wantCode contract.Code
+}
+
+// run prepares f, makes the link with link and checks its outcome or error
+// code; it reports whether the link was made or found, for the caller to
+// look at it.
+func (tt linkCase) run(t *testing.T, f *fixture, link func(*stage.Stager, context.Context, contract.Command) (stage.Result, error)) bool {
+	t.Helper()
+	if tt.prepare != nil {
+		tt.prepare(t, f)
+	}
+	got, err := link(f.s, t.Context(), cmd("req", tt.src, "d/l"))
+	if tt.wantCode != "" {
+		if code := contract.CodeOf(err); code != tt.wantCode {
+			t.Fatalf("error = %v, want code %s", err, tt.wantCode)
+		}
+		return false
+	}
+	must(t, err)
+	if got.Outcome != tt.wantOut {
+		t.Errorf("outcome = %s, want %s", got.Outcome, tt.wantOut)
+	}
+	return true
+}
+
 func TestSymlink(t *testing.T) {
-	tests := []struct {
-		name     string
-		src      string
-		prepare  func(t *testing.T, f *fixture)
-		wantOut  contract.Outcome
-		wantCode contract.Code
-	}{
+	tests := []linkCase{
 		{name: "file", src: "obs/x.fits", wantOut: contract.OutcomeStaged},
 		{name: "directory", src: "tree", wantOut: contract.OutcomeStaged},
 		{name: "same link there", src: "obs/x.fits", wantOut: contract.OutcomeAlreadyPresent, prepare: func(t *testing.T, f *fixture) {
@@ -37,21 +64,10 @@ func TestSymlink(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, "")
-			if tt.prepare != nil {
-				tt.prepare(t, f)
-			}
 			before, err := os.Stat(filepath.Join(f.storage, "obs/x.fits"))
 			must(t, err)
-			got, err := f.s.Symlink(context.Background(), cmd("req", tt.src, "d/l"))
-			if tt.wantCode != "" {
-				if code := contract.CodeOf(err); code != tt.wantCode {
-					t.Fatalf("Symlink error = %v, want code %s", err, tt.wantCode)
-				}
+			if !tt.run(t, f, (*stage.Stager).Symlink) {
 				return
-			}
-			must(t, err)
-			if got.Outcome != tt.wantOut {
-				t.Errorf("outcome = %s, want %s", got.Outcome, tt.wantOut)
 			}
 			dest, err := os.Readlink(filepath.Join(f.userArea, "alice/d/l"))
 			must(t, err)
@@ -68,13 +84,7 @@ func TestSymlink(t *testing.T) {
 }
 
 func TestHardlink(t *testing.T) {
-	tests := []struct {
-		name     string
-		src      string
-		prepare  func(t *testing.T, f *fixture)
-		wantOut  contract.Outcome
-		wantCode contract.Code
-	}{
+	tests := []linkCase{
 		{name: "file", src: "obs/x.fits", wantOut: contract.OutcomeStaged},
 		{name: "through a symlink inside", src: "tree/linked.fits", wantOut: contract.OutcomeStaged},
 		{name: "file there", src: "obs/x.fits", wantOut: contract.OutcomeAlreadyPresent, prepare: func(t *testing.T, f *fixture) {
@@ -87,21 +97,7 @@ func TestHardlink(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, "")
-			if tt.prepare != nil {
-				tt.prepare(t, f)
-			}
-			got, err := f.s.Hardlink(context.Background(), cmd("req", tt.src, "d/l"))
-			if tt.wantCode != "" {
-				if code := contract.CodeOf(err); code != tt.wantCode {
-					t.Fatalf("Hardlink error = %v, want code %s", err, tt.wantCode)
-				}
-				return
-			}
-			must(t, err)
-			if got.Outcome != tt.wantOut {
-				t.Errorf("outcome = %s, want %s", got.Outcome, tt.wantOut)
-			}
-			if tt.wantOut != contract.OutcomeStaged {
+			if !tt.run(t, f, (*stage.Stager).Hardlink) || tt.wantOut != contract.OutcomeStaged {
 				return
 			}
 			src, err := os.Stat(filepath.Join(f.storage, "obs/x.fits"))
