@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"reflect"
 	"strings"
 	"time"
@@ -46,8 +47,22 @@ type Base struct {
 // then lets command-line flags override it: each variable STAGING_FOO_BAR
 // has a flag -foo-bar. It returns flag.ErrHelp after printing the usage
 // when asked for it.
+//
+// A field tagged envDeprecated:"OLD" was once read as STAGING_OLD: for one
+// release that name still sets it where the new one is not set, and
+// LogConfig warns that it is used; its flag -old is an alias of the new
+// flag that warns on out when it is used.
 func Load(cfg any, name string, args []string, out io.Writer) error {
-	if err := env.ParseWithOptions(cfg, env.Options{Prefix: EnvPrefix}); err != nil {
+	environ := env.ToMap(os.Environ())
+	for _, r := range renames(reflect.TypeOf(cfg).Elem()) {
+		if _, set := environ[EnvPrefix+r.name]; set {
+			continue
+		}
+		if v, set := environ[EnvPrefix+r.old]; set {
+			environ[EnvPrefix+r.name] = v
+		}
+	}
+	if err := env.ParseWithOptions(cfg, env.Options{Prefix: EnvPrefix, Environment: environ}); err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -55,6 +70,9 @@ func Load(cfg any, name string, args []string, out io.Writer) error {
 	fields := map[string][]reflect.Value{}
 	if err := defineFlags(fs, reflect.ValueOf(cfg).Elem(), fields); err != nil {
 		return err
+	}
+	for _, r := range renames(reflect.TypeOf(cfg).Elem()) {
+		defineRenamedFlag(fs, r, out)
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage of %s (every flag can also be set as STAGING_<FLAG>, e.g. -nats-url as STAGING_NATS_URL):\n", name)
@@ -68,11 +86,75 @@ func Load(cfg any, name string, args []string, out io.Writer) error {
 	// is bound to the first field, so copy what it set to the others.
 	fs.Visit(func(f *flag.Flag) {
 		same := fields[f.Name]
+		if len(same) < 2 { // one field, or a deprecated alias
+			return
+		}
 		for _, other := range same[1:] {
 			other.Set(same[0])
 		}
 	})
 	return nil
+}
+
+// rename is a configuration variable read under a new name, and the
+// deprecated name it had before (both without EnvPrefix).
+type rename struct{ name, old string }
+
+// renames lists the renamed variables of a configuration struct type, in
+// the fields' order; nested structs are walked as Load walks them.
+func renames(t reflect.Type) []rename {
+	var out []rename
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := f.Tag.Get("env")
+		if name == "" && f.Type.Kind() == reflect.Struct {
+			out = append(out, renames(f.Type)...)
+			continue
+		}
+		if old := f.Tag.Get("envDeprecated"); old != "" && name != "" {
+			out = append(out, rename{name: name, old: old})
+		}
+	}
+	return out
+}
+
+// defineRenamedFlag defines the flag of r's old name as an alias of the
+// new one, which warns on out, as a log line, each time it is used.
+func defineRenamedFlag(fs *flag.FlagSet, r rename, out io.Writer) {
+	old, name := flagName(r.old), flagName(r.name)
+	target := fs.Lookup(name)
+	if target == nil || fs.Lookup(old) != nil {
+		return
+	}
+	usage := "deprecated: use -" + name
+	set := func(v string) error {
+		slog.New(slog.NewJSONHandler(out, nil)).Warn("deprecated_flag", "flag", "-"+old, "use", "-"+name)
+		return fs.Set(name, v)
+	}
+	if b, ok := target.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+		fs.BoolFunc(old, usage, set)
+		return
+	}
+	fs.Func(old, usage, set)
+}
+
+// flagName is the flag of variable STAGING_<name>: -foo-bar for FOO_BAR.
+func flagName(name string) string {
+	return strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+}
+
+// warnRenamed warns of every deprecated variable set in the environment,
+// and says when its new name, also set, overrides it.
+func warnRenamed(log *slog.Logger, t reflect.Type) {
+	seen := map[string]bool{}
+	for _, r := range renames(t) {
+		if _, set := os.LookupEnv(EnvPrefix + r.old); !set || seen[r.old] {
+			continue
+		}
+		seen[r.old] = true
+		_, ignored := os.LookupEnv(EnvPrefix + r.name)
+		log.Warn("deprecated_variable", "variable", EnvPrefix+r.old, "use", EnvPrefix+r.name, "ignored", ignored)
+	}
 }
 
 func defineFlags(fs *flag.FlagSet, v reflect.Value, fields map[string][]reflect.Value) error {
@@ -89,7 +171,7 @@ func defineFlags(fs *flag.FlagSet, v reflect.Value, fields map[string][]reflect.
 		if name == "" || !f.IsExported() {
 			continue
 		}
-		flagName := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+		flagName := flagName(name)
 		fields[flagName] = append(fields[flagName], fv)
 		if len(fields[flagName]) > 1 {
 			if fv.Type() != fields[flagName][0].Type() {
@@ -134,11 +216,14 @@ func splitList(s string) []string {
 }
 
 // LogConfig logs cfg once at start, with fields tagged `secret:"true"`
-// masked. A variable read by several services is logged once.
+// masked. A variable read by several services is logged once. A deprecated
+// variable name in use is warned of.
 func LogConfig(log *slog.Logger, cfg any) {
 	var attrs []any
-	collect(reflect.ValueOf(cfg), &attrs, map[string]bool{})
+	v := reflect.Indirect(reflect.ValueOf(cfg))
+	collect(v, &attrs, map[string]bool{})
 	log.Info("configuration", attrs...)
+	warnRenamed(log, v.Type())
 }
 
 func collect(v reflect.Value, attrs *[]any, seen map[string]bool) {

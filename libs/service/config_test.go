@@ -83,3 +83,67 @@ func TestLogConfigMasksSecrets(t *testing.T) {
 		}
 	}
 }
+
+type renamed struct {
+	Timeout time.Duration `env:"STAGER_STAGE_TIMEOUT" envDeprecated:"STAGE_TIMEOUT" envDefault:"6h"`
+	Workers int           `env:"STAGER_COPY_WORKERS" envDeprecated:"COPY_WORKERS" envDefault:"4"`
+}
+
+// A renamed variable's old name still sets it for one release, unless the
+// new name is set too; either way its use is warned of.
+func TestDeprecatedNames(t *testing.T) {
+	t.Setenv("STAGING_STAGE_TIMEOUT", "2h")
+	t.Setenv("STAGING_COPY_WORKERS", "8")
+	t.Setenv("STAGING_STAGER_COPY_WORKERS", "16")
+	var cfg struct{ S renamed }
+	if err := service.Load(&cfg, "test", nil, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(cfg.S, renamed{Timeout: 2 * time.Hour, Workers: 16}); diff != "" {
+		t.Errorf("Load (-got +want):\n%s", diff)
+	}
+
+	var buf strings.Builder
+	service.LogConfig(slog.New(slog.NewJSONHandler(&buf, nil)), cfg)
+	var warned []string
+	for line := range strings.Lines(buf.String()) {
+		if strings.Contains(line, `"msg":"deprecated_variable"`) {
+			warned = append(warned, line[strings.Index(line, `"variable"`):])
+		}
+	}
+	want := []string{
+		`"variable":"STAGING_STAGE_TIMEOUT","use":"STAGING_STAGER_STAGE_TIMEOUT","ignored":false}` + "\n",
+		`"variable":"STAGING_COPY_WORKERS","use":"STAGING_STAGER_COPY_WORKERS","ignored":true}` + "\n",
+	}
+	if diff := cmp.Diff(warned, want); diff != "" {
+		t.Errorf("warnings (-got +want):\n%s", diff)
+	}
+}
+
+// A renamed variable's old flag is an alias of the new one, and warns.
+func TestDeprecatedFlags(t *testing.T) {
+	type both struct {
+		Timeout time.Duration `env:"STAGER_STAGE_TIMEOUT" envDeprecated:"STAGE_TIMEOUT" envDefault:"6h"`
+		Sync    bool          `env:"STAGER_SYNC_COPIES" envDeprecated:"SYNC_COPIES" envDefault:"true"`
+	}
+	var cfg struct{ A, B both }
+	var out strings.Builder
+	if err := service.Load(&cfg, "test", []string{"-stage-timeout", "2h", "-sync-copies=false"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	want := both{Timeout: 2 * time.Hour, Sync: false}
+	if diff := cmp.Diff(cfg.A, want); diff != "" {
+		t.Errorf("Load, first service (-got +want):\n%s", diff)
+	}
+	if diff := cmp.Diff(cfg.B, want); diff != "" {
+		t.Errorf("Load, second service (-got +want):\n%s", diff)
+	}
+	for _, w := range []string{
+		`"msg":"deprecated_flag","flag":"-stage-timeout","use":"-stager-stage-timeout"`,
+		`"msg":"deprecated_flag","flag":"-sync-copies","use":"-stager-sync-copies"`,
+	} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("output %q lacks %s", out.String(), w)
+		}
+	}
+}

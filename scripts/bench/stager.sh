@@ -53,7 +53,7 @@ END {
 	printf "  1 GiB copy: stager / cp+fsync      %.2fx\n", m[c "stager MB/s"] / m[c "cp+fsync MB/s"]
 	printf "  tree 10k:   stager / cp -r         %.2fx (>= 1.3)\n", m[t "stager files/s"] / m[t "cp-r files/s"]
 	printf "  tree 10k:   stager / cp -r+syncfs  %.2fx\n", m[t "stager files/s"] / m[t "cp-r+syncfs files/s"]
-	printf "  without sync (STAGING_SYNC_COPIES=false):\n"
+	printf "  without sync (STAGING_STAGER_SYNC_COPIES=false):\n"
 	printf "  1 GiB copy: stager-nosync / cp     %.2fx (>= 0.95)\n", m[c "stager-nosync MB/s"] / m[c "cp MB/s"]
 	printf "  tree 10k:   stager-nosync / cp -r  %.2fx (>= 1.3)\n", m[t "stager-nosync files/s"] / m[t "cp-r files/s"]
 	ng = m[d "nginx-sendfile MB/s"]; if (m[d "nginx-buffers MB/s"] > ng) ng = m[d "nginx-buffers MB/s"]

@@ -137,7 +137,7 @@ func reportRSS(b *testing.B, p *process) {
 // BenchmarkLocalCopy1GiB: a local_copy command of a 1 GiB file, published
 // to the succeeded event, against cp of the same file, and cp followed by
 // an fsync of the copy (the stager fsyncs before it renames into place;
-// stager-nosync runs it with STAGING_SYNC_COPIES=false).
+// stager-nosync runs it with STAGING_STAGER_SYNC_COPIES=false).
 func BenchmarkLocalCopy1GiB(b *testing.B) {
 	e := newBenchEnv(b)
 	e.writeBig(b)
@@ -166,7 +166,7 @@ func BenchmarkLocalCopy1GiB(b *testing.B) {
 	}
 	for _, sync := range []bool{true, false} {
 		b.Run(map[bool]string{true: "stager", false: "stager-nosync"}[sync], func(b *testing.B) {
-			p := startProcess(b, e.bin, e.url, e.storage, e.userArea, fmt.Sprintf("STAGING_SYNC_COPIES=%t", sync))
+			p := startProcess(b, e.bin, e.url, e.storage, e.userArea, fmt.Sprintf("STAGING_STAGER_SYNC_COPIES=%t", sync))
 			timed(b, func(name string) { e.stage(b, contract.MethodLocalCopy, "big.bin", name) })
 			reportRSS(b, p)
 		})
@@ -217,7 +217,7 @@ func BenchmarkTree10k(b *testing.B) {
 	}
 	for _, sync := range []bool{true, false} {
 		b.Run(map[bool]string{true: "stager", false: "stager-nosync"}[sync], func(b *testing.B) {
-			p := startProcess(b, e.bin, e.url, e.storage, e.userArea, fmt.Sprintf("STAGING_SYNC_COPIES=%t", sync))
+			p := startProcess(b, e.bin, e.url, e.storage, e.userArea, fmt.Sprintf("STAGING_STAGER_SYNC_COPIES=%t", sync))
 			cpu := p.cpuTime(b)
 			timed(b, func(name string) { e.stage(b, contract.MethodLocalCopy, "tree", name) })
 			b.ReportMetric(float64(p.cpuTime(b)-cpu)/float64(time.Microsecond)/float64(treeFiles*b.N), "cpu-us/file")

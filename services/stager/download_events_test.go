@@ -95,14 +95,8 @@ func testDownloadEvents(t *testing.T, edit func(*stager.Config)) {
 	huge := bytes.Repeat([]byte("x"), 64<<20)
 	s.write(t, "obs/huge.ms", string(huge))
 
-	deps := s.deps
 	reg := prometheus.NewRegistry()
-	deps.Registerer = reg
-	h, closeH, err := stager.NewDownloadHandler(t.Context(), s.cfg, deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeH()
+	h := s.downloadHandler(t, reg)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 
@@ -118,22 +112,7 @@ func testDownloadEvents(t *testing.T, edit func(*stager.Config)) {
 	}
 	get := func(t *testing.T, method, url string, hdr ...string) []byte {
 		t.Helper()
-		req, err := http.NewRequest(method, url, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := 0; i+1 < len(hdr); i += 2 {
-			req.Header.Set(hdr[i], hdr[i+1])
-		}
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, body := fetch(t, srv.Client(), method, url, hdr...)
 		return body
 	}
 
@@ -223,13 +202,7 @@ func TestDownloadRangesBounded(t *testing.T) {
 	s.write(t, "obs/big.ms", string(content))
 	id := s.submit(t, contract.MethodDirectDownload, "obs/big.ms", "big.ms")
 	evs := s.events(t, contract.EventSubject(id))
-	deps := s.deps
-	deps.Registerer = prometheus.NewRegistry()
-	h, closeH, err := stager.NewDownloadHandler(t.Context(), s.cfg, deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeH()
+	h := s.downloadHandler(t, prometheus.NewRegistry())
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	url := srv.URL + evs[len(evs)-1].DownloadURL
@@ -256,20 +229,7 @@ func TestDownloadRangesBounded(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(http.MethodGet, url, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("Range", tt.rangeHdr)
-			resp, err := srv.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp, body := fetch(t, srv.Client(), http.MethodGet, url, "Range", tt.rangeHdr)
 			if resp.StatusCode != tt.status {
 				t.Fatalf("status = %d, want %d (%d bytes)", resp.StatusCode, tt.status, len(body))
 			}

@@ -13,6 +13,7 @@ require (
 	github.com/skao/skao-staging/libs v0.0.0-00010101000000-000000000000
 	go.opentelemetry.io/otel/sdk v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0
+	golang.org/x/sync v0.25.0
 	golang.org/x/sys v0.50.0
 )
 

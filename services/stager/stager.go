@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/service"
@@ -28,28 +30,31 @@ import (
 const DownloadPath = downloads.PathPrefix + "{token}"
 
 // Config is the stager's configuration (environment variables with the
-// STAGING_ prefix, or the matching flags).
+// STAGING_ prefix, or the matching flags). The settings of the stager's
+// consumer and copies start STAGER_, as the bridge's start JUPYTER_; the
+// names they had before stay deprecated aliases for one release
+// (envDeprecated, see service.Load).
 type Config struct {
 	SourceRoot     string        `env:"SOURCE_ROOT" help:"the storage mount requests stage from (required), e.g. /mnt/storage_a"`
 	UserAreaRoot   string        `env:"USER_AREA_ROOT" help:"the user area; items go to <USER_AREA_ROOT>/<username>/<relative_path> (required)"`
 	AllowedMethods []string      `env:"ALLOWED_METHODS" envDefault:"local_copy,local_symlink,local_hardlink,direct_download" envSeparator:"," help:"staging methods allowed at this site"`
 	Concurrency    int           `env:"STAGER_CONCURRENCY" envDefault:"32" help:"requests staged at once (small copies staged together share their disk flushes)"`
 	MaxAckPending  int           `env:"STAGER_MAX_ACK_PENDING" envDefault:"1000" help:"requests out at once to all stagers together (a site-wide limit on the shared consumer; each stager takes at most STAGER_CONCURRENCY); set the same on every stager"`
-	CopyWorkers    int           `env:"COPY_WORKERS" envDefault:"4" help:"files of one directory tree copied at once"`
+	CopyWorkers    int           `env:"STAGER_COPY_WORKERS" envDeprecated:"COPY_WORKERS" envDefault:"4" help:"files of one directory tree copied at once"`
 	AckWait        time.Duration `env:"STAGER_ACK_WAIT" envDefault:"30s" help:"how long a delivery may go unacknowledged before redelivery"`
 	MaxDeliver     int           `env:"STAGER_MAX_DELIVER" envDefault:"5" help:"deliveries of one request before it fails"`
-	StageTimeout   time.Duration `env:"STAGE_TIMEOUT" envDefault:"6h" help:"longest one delivery of a request may take"`
+	StageTimeout   time.Duration `env:"STAGER_STAGE_TIMEOUT" envDeprecated:"STAGE_TIMEOUT" envDefault:"6h" help:"longest one delivery of a request may take"`
 	// SyncCopies is on by default: a copy is on disk before it has its
 	// name, so not even a machine crash leaves a named copy with missing
-	// data. Off, copies go at the page cache's speed (docs/benchmarks.md).
-	SyncCopies   bool          `env:"SYNC_COPIES" envDefault:"true" help:"write each copy to disk (copies waiting at the same time share one syncfs; a copy alone, or a file over 16 MiB, is fsynced) before renaming it into place, and the rename before reporting it done; false leaves it to the kernel's writeback: faster, but a machine crash soon after a copy can leave it named with data missing"`
+	// data. Copies waiting at the same time share one syncfs; a copy alone,
+	// or a file over 16 MiB, is fsynced. Off, copies go at the page
+	// cache's speed.
+	SyncCopies   bool          `env:"STAGER_SYNC_COPIES" envDeprecated:"SYNC_COPIES" envDefault:"true" help:"write each copy, then its rename, to disk before reporting it done; false is faster, but a machine crash soon after can leave a copy named with data missing"`
 	DownloadAddr string        `env:"DOWNLOAD_ADDR" envDefault:":8081" help:"listen address for download links; empty for none"`
 	DownloadTTL  time.Duration `env:"DOWNLOAD_TTL" envDefault:"1h" help:"lifetime of a download link"`
 	// DownloadSendfile is on by default. Which path is faster depends on
-	// the VM's boot (docs/benchmarks.md): where sendfile is, it matched
-	// nginx's faster configuration (1.03x) and the buffered copy reached
-	// 0.53-0.60x of it; where the buffered copy is (1.06-1.11x), sendfile
-	// reached 0.74x.
+	// the machine (docs/benchmarks.md), so the buffered copy stays a
+	// setting.
 	DownloadSendfile bool          `env:"DOWNLOAD_SENDFILE" envDefault:"true" help:"serve downloaded files with sendfile(2); false copies them through a 2 MiB buffer"`
 	Ownership        string        `env:"OWNERSHIP" envDefault:"none" help:"who owns staged data: none (the stager), passwd (the user, looked up through os/user) or map (from OWNERSHIP_MAP_FILE)"`
 	OwnershipMap     string        `env:"OWNERSHIP_MAP_FILE" help:"file of \"username uid:gid\" lines, for OWNERSHIP=map"`
@@ -58,6 +63,11 @@ type Config struct {
 
 // Run stages requests until ctx is cancelled, then stops taking new ones,
 // finishes those in hand and returns nil. It fails when it cannot start.
+//
+// In order: the roots and settings are checked and opened, the copy engine
+// is built and clears what crashed copies left, then the worker (the
+// JetStream consumer) and the download listener run side by side until ctx
+// ends or either fails, which stops the other.
 func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	log := deps.Log.With("component", "stager")
 	allowed, err := contract.ParseMethodSet(cfg.AllowedMethods)
@@ -85,6 +95,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	if err != nil {
 		return err
 	}
+
 	tracer := deps.Tracer.Tracer("skao-staging/stager")
 	st := &stage.Stager{
 		Source: source, Users: users, Owners: owners, Workers: cfg.CopyWorkers, Tracer: tracer,
@@ -102,10 +113,8 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	} else if n > 0 {
 		log.InfoContext(ctx, "leftovers_removed", "removed", n)
 	}
-	work, err := newMethods(deps.Registerer, links, st)
-	if err != nil {
-		return err
-	}
+
+	work := newMethods(deps.Registerer, links, st)
 	w, err := worker.New(worker.Options{
 		Source:        "stager",
 		Methods:       contract.StagerMethods,
@@ -131,36 +140,19 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	}
 	deps.Health.Add("stager_storage", storageCheck(source, users))
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 1)
+	g, ctx := errgroup.WithContext(ctx)
 	if cfg.DownloadAddr != "" {
-		events, err := downloads.NewReporter(deps.JS, "stager", log, deps.Registerer)
-		if err != nil {
-			return fmt.Errorf("download events: %w", err)
-		}
-		h, err := downloads.NewHandler(links, source, events, log, deps.Registerer, cfg.DownloadSendfile)
-		if err != nil {
-			events.Close(0)
-			return fmt.Errorf("download handler: %w", err)
-		}
-		go func() {
+		h, events := newDownloadHandler(links, source, cfg, deps)
+		g.Go(func() error {
 			err := service.Serve(ctx, log, "downloads", cfg.DownloadAddr, h, cfg.ShutdownGrace, deps.HTTP)
-			if err != nil {
-				cancel()
-			}
 			// The downloads that ended meanwhile still reach the audit.
 			events.Close(cfg.ShutdownGrace)
-			errc <- err
-		}()
-	} else {
-		errc <- nil
+			return err
+		})
 	}
-
+	g.Go(func() error { return w.Run(ctx) })
 	log.InfoContext(ctx, "stager_started", "source_root", source.Dir(), "user_area_root", cfg.UserAreaRoot, "methods", fmt.Sprint(allowed))
-	cerr := w.Run(ctx)
-	cancel()
-	return errors.Join(cerr, <-errc)
+	return g.Wait()
 }
 
 // NewDownloadHandler returns the handler of download links, for a process
@@ -176,21 +168,20 @@ func NewDownloadHandler(ctx context.Context, cfg Config, deps service.Deps) (htt
 	if err != nil {
 		return nil, nil, errors.Join(err, source.Close())
 	}
-	log := deps.Log.With("component", "downloads")
-	events, err := downloads.NewReporter(deps.JS, "stager", log, deps.Registerer)
-	if err != nil {
-		return nil, nil, errors.Join(fmt.Errorf("download events: %w", err), source.Close())
-	}
-	h, err := downloads.NewHandler(links, source, events, log, deps.Registerer, cfg.DownloadSendfile)
-	if err != nil {
-		events.Close(0)
-		return nil, nil, errors.Join(fmt.Errorf("download handler: %w", err), source.Close())
-	}
+	h, events := newDownloadHandler(links, source, cfg, deps)
 	closeAll := func() error {
 		events.Close(max(cfg.ShutdownGrace, time.Second))
 		return source.Close()
 	}
 	return h, closeAll, nil
+}
+
+// newDownloadHandler builds the handler of download links and the reporter
+// of their events; close the reporter once the handler serves no more.
+func newDownloadHandler(links *downloads.Store, source *storage.Root, cfg Config, deps service.Deps) (*downloads.Handler, *downloads.Reporter) {
+	log := deps.Log.With("component", "downloads")
+	events := downloads.NewReporter(deps.JS, "stager", log, deps.Registerer)
+	return downloads.NewHandler(links, source, events, log, deps.Registerer, cfg.DownloadSendfile), events
 }
 
 // storageCheck reports the stager ready while both roots can be read.
@@ -214,30 +205,25 @@ type methods struct {
 	bytes, files prometheus.Counter
 }
 
-func newMethods(reg prometheus.Registerer, links *downloads.Store, s *stage.Stager) (*methods, error) {
-	m := &methods{
+func newMethods(reg prometheus.Registerer, links *downloads.Store, s *stage.Stager) *methods {
+	counters := promauto.With(reg)
+	return &methods{
 		stager: s,
 		links:  links,
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+		bytes: counters.NewCounter(prometheus.CounterOpts{
 			Name: "staging_stager_bytes_total",
 			Help: "Bytes copied or linked by the stager.",
 		}),
-		files: prometheus.NewCounter(prometheus.CounterOpts{
+		files: counters.NewCounter(prometheus.CounterOpts{
 			Name: "staging_stager_files_total",
 			Help: "Files copied or linked by the stager.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.bytes, m.files} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register stager metrics: %w", err)
-		}
-	}
-	return m, nil
 }
 
 // stage is the stager's worker.StageFunc.
 func (m *methods) stage(ctx context.Context, cmd contract.Command, report *worker.Reporter) (worker.Result, error) {
-	var r stage.Result
+	var r worker.Result
 	var err error
 	switch cmd.Method {
 	case contract.MethodLocalCopy:
@@ -258,7 +244,7 @@ func (m *methods) stage(ctx context.Context, cmd contract.Command, report *worke
 		m.bytes.Add(float64(r.Bytes))
 		m.files.Add(float64(r.Files))
 	}
-	return worker.Result{Outcome: r.Outcome, Bytes: r.Bytes, Files: r.Files, Adler32: r.Adler32, Message: r.Message}, nil
+	return r, nil
 }
 
 // issueLink carries out direct_download: it checks the source and issues a

@@ -1,14 +1,11 @@
 package stager_test
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,6 +112,22 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(bytes.TrimRight(p, "\n")))
 	return len(p), nil
+}
+
+// downloadHandler serves the download links of s as a process that mounts
+// the handler on a listener of its own does (NewDownloadHandler), its
+// metrics on reg. It is closed when the test ends, after the servers the
+// test started meanwhile.
+func (s *system) downloadHandler(t *testing.T, reg prometheus.Registerer) http.Handler {
+	t.Helper()
+	deps := s.deps
+	deps.Registerer = reg
+	h, closeH, err := stager.NewDownloadHandler(t.Context(), s.cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeH() })
+	return h
 }
 
 func (s *system) write(t *testing.T, rel, content string) {
@@ -319,112 +332,6 @@ func TestTargetFailures(t *testing.T) {
 	}
 }
 
-func TestDirectDownload(t *testing.T) {
-	forEachDownloadPath(t, testDirectDownload)
-}
-
-// forEachDownloadPath runs test once with files served through sendfile
-// (the default) and once through the buffered copy.
-func forEachDownloadPath(t *testing.T, test func(t *testing.T, edit func(*stager.Config))) {
-	for _, sendfile := range []bool{true, false} {
-		name := map[bool]string{true: "sendfile", false: "buffered"}[sendfile]
-		t.Run(name, func(t *testing.T) {
-			test(t, func(c *stager.Config) { c.DownloadSendfile = sendfile })
-		})
-	}
-}
-
-func testDirectDownload(t *testing.T, edit func(*stager.Config)) {
-	s := startStager(t, edit)
-	content := bytes.Repeat([]byte("0123456789"), 1000)
-	s.write(t, "obs/big.ms", string(content))
-	id := s.submit(t, contract.MethodDirectDownload, "obs/big.ms", "big.ms")
-	evs := s.events(t, contract.EventSubject(id))
-	last := evs[len(evs)-1]
-	if last.Type != contract.EventSucceeded || last.Outcome != contract.OutcomeLinkIssued || last.DownloadURL == "" {
-		t.Fatalf("last event = %+v, want succeeded with a download link", last)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cfg := s.cfg
-	deps := s.deps
-	deps.Registerer = prometheus.NewRegistry()
-	h, closeH, err := stager.NewDownloadHandler(ctx, cfg, deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeH()
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	fi, err := os.Stat(filepath.Join(s.storage, "obs/big.ms"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	modTime := fi.ModTime().UTC().Format(http.TimeFormat)
-
-	tests := []struct {
-		name       string
-		path       string
-		method     string
-		rangeHdr   string
-		ifRange    string
-		wantStatus int
-		wantBody   []byte
-	}{
-		{"whole file", last.DownloadURL, http.MethodGet, "", "", http.StatusOK, content},
-		{"range", last.DownloadURL, http.MethodGet, "bytes=100-109", "", http.StatusPartialContent, content[100:110]},
-		{"resume", last.DownloadURL, http.MethodGet, "bytes=9990-", "", http.StatusPartialContent, content[9990:]},
-		{"resume of a changed file", last.DownloadURL, http.MethodGet, "bytes=9990-", "Mon, 02 Jan 2006 15:04:05 GMT", http.StatusOK, content},
-		{"resume of the same file", last.DownloadURL, http.MethodGet, "bytes=9990-", modTime, http.StatusPartialContent, content[9990:]},
-		{"head", last.DownloadURL, http.MethodHead, "", "", http.StatusOK, nil},
-		{"unknown token", "/api/v1/downloads/" + string(bytes.Repeat([]byte("A"), 43)), http.MethodGet, "", "", http.StatusNotFound, nil},
-		{"malformed token", "/api/v1/downloads/x", http.MethodGet, "", "", http.StatusNotFound, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(tt.method, srv.URL+tt.path, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tt.rangeHdr != "" {
-				req.Header.Set("Range", tt.rangeHdr)
-			}
-			if tt.ifRange != "" {
-				req.Header.Set("If-Range", tt.ifRange)
-			}
-			resp, err := srv.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != tt.wantStatus {
-				t.Fatalf("status = %d, want %d (%s)", resp.StatusCode, tt.wantStatus, body)
-			}
-			if tt.wantStatus == http.StatusNotFound {
-				var e contract.Error
-				if err := json.Unmarshal(body, &e); err != nil || e.Code != contract.CodeNotFound {
-					t.Errorf("body = %s, want a not_found error", body)
-				}
-				return
-			}
-			if !bytes.Equal(body, tt.wantBody) {
-				t.Errorf("body has %d bytes, want %d", len(body), len(tt.wantBody))
-			}
-			if got, want := resp.Header.Get("Content-Disposition"), `attachment; filename=big.ms`; got != want {
-				t.Errorf("Content-Disposition = %q, want %q", got, want)
-			}
-			if tt.method == http.MethodHead && resp.ContentLength != int64(len(content)) {
-				t.Errorf("HEAD Content-Length = %d, want %d", resp.ContentLength, len(content))
-			}
-		})
-	}
-}
-
 func TestTreeCopyAndLinks(t *testing.T) {
 	s := startStager(t, nil)
 	s.write(t, "run/a.txt", "a")
@@ -475,56 +382,5 @@ func TestTransientFailureExhaustsRetries(t *testing.T) {
 	want := []summary{{Type: contract.EventStarted}, {Type: contract.EventStarted}, {Type: contract.EventFailed, Code: contract.CodeRetriesExhausted}}
 	if diff := cmp.Diff(summarize(evs), want); diff != "" {
 		t.Errorf("events (-got +want):\n%s", diff)
-	}
-}
-
-func TestDirectDownloadOfDirectory(t *testing.T) {
-	s := startStager(t, nil)
-	s.write(t, "run/a.txt", "a")
-	s.write(t, "run/sub/b.txt", "bb")
-	id := s.submit(t, contract.MethodDirectDownload, "run", "run")
-	evs := s.events(t, contract.EventSubject(id))
-	last := evs[len(evs)-1]
-	if last.Outcome != contract.OutcomeLinkIssued {
-		t.Fatalf("last event = %+v", last)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	deps := s.deps
-	deps.Registerer = prometheus.NewRegistry()
-	h, closeH, err := stager.NewDownloadHandler(ctx, s.cfg, deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeH()
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	resp, err := srv.Client().Get(srv.URL + last.DownloadURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/x-tar" {
-		t.Fatalf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	var got []string
-	tr := tar.NewReader(resp.Body)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, hdr.Name+" "+string(b))
-	}
-	want := []string{"run/ ", "run/a.txt a", "run/sub/ ", "run/sub/b.txt bb"}
-	if diff := cmp.Diff(got, want); diff != "" {
-		t.Errorf("archive (-got +want):\n%s", diff)
 	}
 }

@@ -2,7 +2,6 @@ package stager_test
 
 import (
 	"bytes"
-	"context"
 	"testing"
 	"time"
 
@@ -28,15 +27,7 @@ func TestSlowDownloadOutlastsWriteTimeout(t *testing.T) {
 		if link == "" {
 			t.Fatalf("no download link: %+v", evs[len(evs)-1])
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		deps := s.deps
-		deps.Registerer = prometheus.NewRegistry()
-		h, closeH, err := stager.NewDownloadHandler(ctx, s.cfg, deps)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer closeH()
+		h := s.downloadHandler(t, prometheus.NewRegistry())
 		url := testenv.ServeHTTP(t, h, service.HTTPTimeouts{Write: 600 * time.Millisecond})
 		resp, err := testenv.SlowClient().Get(url + link)
 		if err != nil {

@@ -29,7 +29,7 @@ func TestStreamsDeleteTheirConsumers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 5*time.Second, "no consumer on STAGING_EVENTS after the streams ended", func() bool {
+	testenv.Eventually(t, 5*time.Second, "no consumers on STAGING_EVENTS after the streams ended", func() bool {
 		info, err := stream.Info(t.Context())
 		if err != nil {
 			t.Fatal(err)

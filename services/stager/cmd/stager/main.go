@@ -6,6 +6,9 @@ package main
 import (
 	"context"
 	"io"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/services/stager"
@@ -13,6 +16,38 @@ import (
 
 func main() { service.Main("stager", run) }
 
+// opsGrace is how long in-flight ops requests (probes, scrapes) may take at
+// shutdown: they answer at once.
+const opsGrace = 5 * time.Second
+
+// run is the stager's life, in order. Start: configuration, the runtime
+// (logger, tracing, NATS and the streams), the configuration logged, then
+// the ops endpoints and the stager side by side. Stop, when ctx ends
+// (SIGINT, SIGTERM) or either of the two fails: the stager stops taking
+// requests and finishes those in hand, the ops server closes, and the
+// runtime closes last (traces flushed, NATS drained).
 func run(ctx context.Context, args []string, stdout io.Writer) error {
-	return service.RunStandalone(ctx, "stager", args, stdout, stager.Run)
+	var cfg struct {
+		service.Standalone
+		Stager stager.Config
+	}
+	if err := service.Load(&cfg, "stager", args, stdout); err != nil {
+		return err
+	}
+	rt, err := service.Start(ctx, "stager", cfg.Base, stdout)
+	if err != nil {
+		return err
+	}
+	defer rt.Close(ctx)
+	service.LogConfig(rt.Log, cfg)
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return service.Serve(ctx, rt.Log, "ops", cfg.OpsAddr, rt.OpsHandler(), opsGrace, cfg.HTTP)
+	})
+	g.Go(func() error {
+		// Asked to stop while still starting is no failure.
+		return service.StoppedEarly(ctx, stager.Run(ctx, cfg.Stager, rt.Deps))
+	})
+	return g.Wait()
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
@@ -46,24 +47,21 @@ const (
 
 // NewReporter starts a reporter publishing on js as source, its metric
 // registered on reg. Close it when the handler serves no more.
-func NewReporter(js jetstream.JetStream, source string, log *slog.Logger, reg prometheus.Registerer) (*Reporter, error) {
+func NewReporter(js jetstream.JetStream, source string, log *slog.Logger, reg prometheus.Registerer) *Reporter {
 	r := &Reporter{
 		js: js, log: log, source: source,
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+		events: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 			Name: "staging_stager_download_events_total",
 			Help: "Download events, by result: published, failed (the publish failed) or dropped (the queue was full or closed).",
 		}, []string{"result"}),
 		queue: make(chan queued, queueSize),
 		done:  make(chan struct{}),
 	}
-	if err := reg.Register(r.events); err != nil {
-		return nil, err
-	}
 	for _, result := range []string{"published", "failed", "dropped"} {
 		r.events.WithLabelValues(result)
 	}
 	go r.run()
-	return r, nil
+	return r
 }
 
 // Report queues an event about link, filling in its id, time, source and

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/service"
@@ -43,9 +44,9 @@ type Handler struct {
 
 // BufferSize is the buffer a file's body is copied through when sendfile
 // is off: large writes are what make the buffered path beat sendfile on
-// the VMs where it does (docs/benchmarks.md), as nginx's output_buffers do.
-// Against nginx with 1 MiB output buffers, 1 MiB gave 0.90x, 2 MiB 1.00x
-// and 4 MiB 1.08x; each download being served holds one.
+// the VMs where it does, as nginx's output_buffers do; 2 MiB matched nginx's
+// own 1 MiB buffers where a smaller one did not (docs/benchmarks.md). Each
+// download being served holds one.
 const BufferSize = 2 << 20
 
 var buffers = sync.Pool{New: func() any { b := make([]byte, BufferSize); return &b }}
@@ -53,24 +54,21 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, BufferSize); return 
 // NewHandler returns the handler, with its metric registered on reg. With
 // sendfile, file bodies go through sendfile(2); without, through a buffer
 // of BufferSize. Each download's start and end go to events.
-func NewHandler(store *Store, source *storage.Root, events *Reporter, log *slog.Logger, reg prometheus.Registerer, sendfile bool) (*Handler, error) {
+func NewHandler(store *Store, source *storage.Root, events *Reporter, log *slog.Logger, reg prometheus.Registerer, sendfile bool) *Handler {
 	h := &Handler{
 		store:    store,
 		source:   source,
 		events:   events,
 		log:      log,
 		sendfile: sendfile,
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+		bytes: promauto.With(reg).NewCounter(prometheus.CounterOpts{
 			Name: "staging_stager_download_bytes_total",
 			Help: "Bytes sent by the stager's download links.",
 		}),
 		mux: http.NewServeMux(),
 	}
-	if err := reg.Register(h.bytes); err != nil {
-		return nil, err
-	}
 	h.mux.HandleFunc(Pattern, h.serve)
-	return h, nil
+	return h
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }

@@ -1,7 +1,6 @@
 package stage_test
 
 import (
-	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -79,22 +78,8 @@ func TestNameTooLong(t *testing.T) {
 		{name: "target directory", src: "obs/x.fits", rel: long + "/x"},
 		{name: "source", src: "obs/" + long, rel: "d/x"},
 	}
-	methods := map[string]func(*stage.Stager, contract.Command) error{
-		"copy": func(s *stage.Stager, c contract.Command) error {
-			_, err := s.Copy(context.Background(), c, nil)
-			return err
-		},
-		"symlink": func(s *stage.Stager, c contract.Command) error {
-			_, err := s.Symlink(context.Background(), c)
-			return err
-		},
-		"hardlink": func(s *stage.Stager, c contract.Command) error {
-			_, err := s.Hardlink(context.Background(), c)
-			return err
-		},
-	}
 	for _, tt := range tests {
-		for method, run := range methods {
+		for method, run := range writers {
 			t.Run(tt.name+"/"+method, func(t *testing.T) {
 				f := newFixture(t, "")
 				err := run(f.s, cmd("req", tt.src, tt.rel))
@@ -110,21 +95,7 @@ func TestNameTooLong(t *testing.T) {
 // (victor -> bob, placed by someone with a shell) is refused for every
 // method, and nothing lands in the area it points at.
 func TestUserAreaSymlink(t *testing.T) {
-	methods := map[string]func(*stage.Stager, contract.Command) error{
-		"copy": func(s *stage.Stager, c contract.Command) error {
-			_, err := s.Copy(context.Background(), c, nil)
-			return err
-		},
-		"symlink": func(s *stage.Stager, c contract.Command) error {
-			_, err := s.Symlink(context.Background(), c)
-			return err
-		},
-		"hardlink": func(s *stage.Stager, c contract.Command) error {
-			_, err := s.Hardlink(context.Background(), c)
-			return err
-		},
-	}
-	for method, run := range methods {
+	for method, run := range writers {
 		t.Run(method, func(t *testing.T) {
 			f := newFixture(t, "")
 			must(t, os.Mkdir(filepath.Join(f.userArea, "bob"), 0o755))

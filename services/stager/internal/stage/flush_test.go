@@ -2,11 +2,14 @@ package stage
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skao/skao-staging/libs/testenv"
 )
 
 // TestFlusherCoversEveryWaiter: many concurrent waiters share few flushes,
@@ -28,7 +31,6 @@ func TestFlusherCoversEveryWaiter(t *testing.T) {
 		if n == 1 {
 			<-release // hold the first flush so the others pile up
 		}
-		time.Sleep(time.Millisecond)
 		return nil
 	}
 	const waiters = 64
@@ -47,18 +49,17 @@ func TestFlusherCoversEveryWaiter(t *testing.T) {
 			lastBefore[i] = int(flushes.Load())
 		})
 		if i == 0 {
-			for flushes.Load() == 0 {
-				time.Sleep(100 * time.Microsecond)
-			}
+			testenv.Eventually(t, 10*time.Second, "the first flush", func() bool { return flushes.Load() > 0 })
 		}
 	}
-	time.Sleep(10 * time.Millisecond)
+	waitForWaiters(t, &f, waiters-1)
 	close(release)
 	wg.Wait()
 
 	n := int(flushes.Load())
-	if n < 2 || n > waiters/4 {
-		t.Errorf("%d waiters took %d flushes, want a few", waiters, n)
+	// The first flush, then one for all the waiters that piled up behind it.
+	if n != 2 {
+		t.Errorf("%d waiters took %d flushes, want 2", waiters, n)
 	}
 	for i := range waiters {
 		covered := false
@@ -170,22 +171,11 @@ func TestFlusherOneSyncfsPerFilesystem(t *testing.T) {
 // waitForWaiters waits until n waiters wait for f's next flush.
 func waitForWaiters(t *testing.T, f *flusher, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.Eventually(t, 10*time.Second, fmt.Sprintf("%d waiters in the next flush", n), func() bool {
 		f.mu.Lock()
-		got := 0
-		if f.next != nil {
-			got = f.next.waiters
-		}
-		f.mu.Unlock()
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d waiters joined the next flush, want %d", got, n)
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
+		defer f.mu.Unlock()
+		return f.next != nil && f.next.waiters == n
+	})
 }
 
 // TestFlusherReportsOwnFsync: join reports an fsync of the waiter's own

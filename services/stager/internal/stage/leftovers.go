@@ -19,14 +19,14 @@ import (
 // request id only); the markers find what no redelivery will come back for
 // (a request given up, a message deleted) without walking the user area,
 // which holds every staged tree: the cost is one marker per tree or large
-// file in flight (see trackAbove). A user's directory cannot clash with it: usernames never start
-// with a dot.
+// file in flight (see trackAbove). A user's directory cannot clash with
+// it: usernames never start with a dot.
 const inflightDir = ".staging-inflight"
 
 // trackAbove is the size above which a single-file copy is tracked by a
 // marker; a tree is always tracked. The marker costs a small request about
-// as much as the copy itself (a mkdir, a file written and removed: 17% of
-// the stager's CPU at 4 KiB), and it only matters for a request that
+// as much as the copy itself (a mkdir, a file written and removed; the
+// profile is in docs/benchmarks.md), and it only matters for a request that
 // crashes and is never delivered again: a redelivery removes its own
 // leftover, its temporary name depending on the request id only. An
 // untracked copy holds its temporary file for milliseconds, so such a
