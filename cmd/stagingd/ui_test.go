@@ -13,9 +13,12 @@ import (
 )
 
 // TestUIInBrowser drives the web UI in a real browser (Debian's chromium
-// through playwright-core, scripts/ui-test) against the all-in-one in demo
-// mode: stage a file and see it succeed live, in the history and in the
-// logs. It needs node, chromium and scripts/ui-test/node_modules
+// through playwright-core, scripts/ui-test/ui.test.mjs, which lists what it
+// checks) against the all-in-one in demo mode: the storage browser, live
+// progress, download links, errors, history filters and paging, deep links,
+// jobs, cancel, the log filters, a narrow window. It keeps its screenshots
+// in $STAGING_UI_SCREENSHOTS (CI: out/ui-screenshots) or else in a
+// temporary folder. It needs node, chromium and scripts/ui-test/node_modules
 // (scripts/ui-test/install.sh); without them it skips, or fails under
 // STAGING_REQUIRE_INTEGRATION=1.
 func TestUIInBrowser(t *testing.T) {
@@ -61,17 +64,23 @@ func TestUIInBrowser(t *testing.T) {
 		}
 	})
 
-	shot := os.Getenv("STAGING_UI_SCREENSHOT")
-	if shot == "" {
-		shot = filepath.Join(t.TempDir(), "ui.png")
+	// A link out of the storage, which the storage browser must show and
+	// not follow.
+	if err := os.Symlink(t.TempDir(), filepath.Join(sys.cfg.Stager.SourceRoot, "outside-link")); err != nil {
+		t.Fatal(err)
+	}
+	shots := os.Getenv("STAGING_UI_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
 	}
 	run, cancelRun := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancelRun()
 	cmd := exec.CommandContext(run, node, filepath.Join(dir, "ui.test.mjs"))
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "STAGING_UI_URL="+sys.httpURL, "STAGING_UI_SCREENSHOT="+shot, "CHROMIUM="+chromium)
+	cmd.Env = append(os.Environ(), "STAGING_UI_URL="+sys.httpURL, "STAGING_UI_SCREENSHOTS="+shots, "CHROMIUM="+chromium)
 	out, err := cmd.CombinedOutput()
 	t.Logf("ui.test.mjs:\n%s", out)
+	t.Logf("screenshots in %s", shots)
 	if err != nil {
 		t.Fatalf("the UI test failed: %v", err)
 	}
