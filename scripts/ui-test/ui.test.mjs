@@ -53,6 +53,7 @@ try {
   };
 
   step("open " + base + "; every control is labelled; the docs link is /docs");
+  const openapiRead = page.waitForResponse((r) => r.url().endsWith("/openapi.json"));
   await page.goto(base + "/");
   await page.getByRole("heading", { name: "SKAO data staging" }).waitFor();
   const unlabelled = await page.$$eval("input, select, textarea", (els) =>
@@ -106,6 +107,28 @@ try {
   await treeCard.and(page.locator("[data-status=succeeded]")).waitFor();
   check(/2 of 2 files/.test(await treeCard.locator(".progress-text").textContent()), "tree progress: " + await treeCard.locator(".progress-text").textContent());
 
+  step("lifetime: hidden while the server's OpenAPI document lacks it, then offered and sent");
+  await openapiRead;
+  const lifetime = page.getByLabel("Keep the staged data for");
+  const listed = await (await page.request.get(base + "/openapi.json")).json();
+  if (!listed.components.schemas.SubmitRequest.properties.lifetime) {
+    check(await lifetime.isHidden(), "the lifetime field is shown though the server has no lifetimes");
+  }
+  await page.route("**/openapi.json", async (route) => {
+    const doc = await (await route.fetch()).json();
+    doc.components.schemas.SubmitRequest.properties.lifetime = { type: "integer", minimum: 1 };
+    await route.fulfill({ json: doc });
+  });
+  await page.goto(base + "/");
+  await lifetime.waitFor();
+  await lifetime.selectOption({ label: "1 day" });
+  const [sent] = await Promise.all([
+    page.waitForRequest((r) => r.method() === "POST" && r.url().endsWith("/api/v1/stagings")),
+    stage("local_copy", "sample/hello.txt", `ui-${suffix}/kept.txt`),
+  ]);
+  check(sent.postDataJSON().lifetime === 86400, "lifetime sent: " + sent.postData());
+  await page.unroute("**/openapi.json");
+
   step("errors where they happen: the username rule; a refused path clears nothing of other requests into it");
   await page.getByLabel("Username", { exact: true }).first().fill("Alice!");
   await page.getByRole("button", { name: "Stage" }).click();
@@ -141,17 +164,20 @@ try {
   }
 
   step("new statuses are shown: cancelled and expired end the card");
+  // The expired one is a download link whose expiry has passed: no link.
   for (const status of ["cancelled", "expired"]) {
     const id = "fake-" + status;
+    const end = { request_id: id, message: "stopped", download_url: "/api/v1/downloads/gone", expires_at: "2026-01-02T11:00:00Z" };
     await page.route(`**/api/v1/stagings/${id}/events`, (route) => route.fulfill({
       status: 200, contentType: "text/event-stream",
-      body: "retry: 600000\n\n" + sse("queued", 0, { request_id: id }) + sse(status, 2, { request_id: id, message: "stopped" }),
+      body: "retry: 600000\n\n" + sse("queued", 0, { request_id: id }) + sse(status, 2, end),
     }));
     await page.goto(base + "/?id=" + id);
     const card = page.locator(`.card[data-id=${id}]`);
     await card.and(page.locator(`[data-status=${status}]`)).waitFor();
     check(await card.locator(".status-" + status).count() === 1, status + " has no badge");
     check(await card.getByRole("button", { name: "Cancel" }).count() === 0, "a " + status + " request can still be cancelled");
+    check(await card.getByRole("link", { name: "Download" }).count() === 0 && (await card.textContent()).includes("The link expired"), "an expired link is offered");
   }
 
   step("deep link ?id= replays a finished request");

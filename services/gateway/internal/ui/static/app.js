@@ -251,8 +251,11 @@ function follow(id) {
       bar.hidden = false;
       bar.value = 100;
     }
-    if (ev.download_url) {
-      $(".card-link", card).replaceChildren(linkBox(ev.download_url, "issued " + when(ev.time || ev.updated_at) + "; valid for this site's link lifetime"));
+    const exp = expiry(ev);
+    if (ev.download_url && !exp.expired) {
+      $(".card-link", card).replaceChildren(linkBox(ev.download_url, "issued " + when(ev.time || ev.updated_at) + "; " + (exp.note || "valid for this site's link lifetime")));
+    } else if (exp.note) {
+      $(".card-link", card).replaceChildren(el("small", (ev.download_url ? "The link " : "The staged data ") + exp.note));
     }
     list.append(el("li", (t ? t.toLocaleTimeString() + " " : "") + msg.type + (text ? " — " + text : "")));
     $("summary", card).textContent = "Events (" + list.children.length + ")";
@@ -334,6 +337,7 @@ async function submitStaging(e) {
     local_path_on_storage: String(f.get("local_path_on_storage") || "").trim(),
     relative_path: String(f.get("relative_path") || "").trim(),
   };
+  if (!$("#lifetime-field").hidden && f.get("lifetime")) body.lifetime = Number(f.get("lifetime"));
   if (!checkUsername($("#username"))) {
     setStatus("error", "username “" + body.username + "” is not valid: it must have " + USERNAME_RULE + ".");
     $("#username").focus();
@@ -374,6 +378,26 @@ async function loadMethods() {
   sel.replaceChildren(...methods.map((m) => Object.assign(el("option", m), { value: m })));
   const hsel = $("#history-method");
   for (const m of methods) hsel.append(Object.assign(el("option", m), { value: m }));
+}
+
+// loadFeatures shows the fields of API features this server has, as its
+// OpenAPI document lists them (request lifetimes).
+async function loadFeatures() {
+  try {
+    const doc = await api("/openapi.json");
+    const submit = doc.components && doc.components.schemas && doc.components.schemas.SubmitRequest;
+    $("#lifetime-field").hidden = !(submit && submit.properties && submit.properties.lifetime);
+  } catch (_) {
+    $("#lifetime-field").hidden = true;
+  }
+}
+
+// expiry says until when a link or a staged copy lasts, when the server
+// reports it; expired is true once that time has passed.
+function expiry(st) {
+  const t = parseTime(st.expires_at);
+  if (!t) return { note: "", expired: false };
+  return { note: (t < new Date() ? "expired " : "valid until ") + t.toLocaleString(), expired: t < new Date() };
 }
 
 // ---- storage browser -------------------------------------------------------
@@ -571,7 +595,9 @@ function historyRow(r) {
 async function showLink(cell, id) {
   try {
     const st = await api("/api/v1/stagings/" + encodeURIComponent(id));
-    if (st.download_url) cell.replaceChildren(linkBox(st.download_url));
+    const exp = expiry(st);
+    if (st.download_url && !exp.expired) cell.replaceChildren(linkBox(st.download_url, exp.note));
+    else if (exp.expired) cell.replaceChildren(el("small", exp.note));
   } catch (_) { /* aged out or not visible: no link */ }
 }
 
@@ -711,6 +737,7 @@ function start() {
   if (params.get("id")) follow(params.get("id"));
 
   loadMethods();
+  loadFeatures();
   loadConfig();
   probeBrowser();
   loadHistory();
