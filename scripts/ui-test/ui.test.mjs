@@ -11,29 +11,13 @@
 // and 400 pixels). Exits non-zero, saying why, when the UI does not behave.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { base, check, run, step } from "./lib.mjs";
 
-const base = process.env.STAGING_UI_URL;
 const shots = process.env.STAGING_UI_SCREENSHOTS || "/tmp/ui-screenshots";
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-if (!base) {
-  console.error("STAGING_UI_URL is not set");
-  process.exit(2);
-}
 mkdirSync(shots, { recursive: true });
-
-const step = (what) => console.log("ui-test: " + what);
 const suffix = Math.random().toString(36).slice(2, 8);
-const check = (ok, what) => { if (!ok) throw new Error(what); };
 
-const browser = await chromium.launch({
-  executablePath,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run"],
-});
-let failed = false;
-try {
-  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+await run(async (context) => {
   await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
   const page = await context.newPage();
   page.setDefaultTimeout(20000);
@@ -211,12 +195,13 @@ try {
   await page.goto(base + "/?username=alice&limit=100");
   await page.getByLabel("Method", { exact: true }).nth(1).selectOption("direct_download");
   await page.getByRole("button", { name: "Show history" }).click();
-  await page.locator("#history-message", { hasText: /Page 1: \d+/ }).waitFor();
+  await page.locator("#history-message", { hasText: /Page 1: \d+ request\(s\) of alice \(method direct_download\)/ }).waitFor();
   const methods = await page.locator("#history tbody tr td:nth-child(2)").allTextContents();
   check(methods.length > 0 && methods.every((m) => m === "direct_download"), "method filter: " + methods.join(","));
   await page.getByLabel("Method", { exact: true }).nth(1).selectOption("");
   await page.getByLabel("Status", { exact: true }).selectOption("rejected");
   await page.getByRole("button", { name: "Show history" }).click();
+  await page.locator("#history-message", { hasText: "(status rejected)" }).waitFor();
   await page.locator("#history tbody tr", { hasText: `ui-${suffix}/bad` }).waitFor();
   const statuses = await page.locator("#history tbody .status").allTextContents();
   check(statuses.every((s) => s === "rejected"), "status filter: " + statuses.join(","));
@@ -224,11 +209,11 @@ try {
   const yesterday = new Date(Date.now() - 86400000).toLocaleDateString("en-CA");
   await page.getByLabel("To", { exact: true }).fill(yesterday);
   await page.getByRole("button", { name: "Show history" }).click();
-  await page.locator("#history-message", { hasText: "No request(s)" }).waitFor();
+  await page.locator("#history-message", { hasText: "No request(s) of alice (to " + yesterday + ")" }).waitFor();
   await page.getByLabel("To", { exact: true }).fill("");
   await page.getByLabel("From", { exact: true }).fill(new Date().toLocaleDateString("en-CA"));
   await page.getByRole("button", { name: "Show history" }).click();
-  await page.locator("#history-message", { hasText: /Page 1: \d+/ }).waitFor();
+  await page.locator("#history-message", { hasText: /Page 1: \d+ request\(s\) of alice \(from / }).waitFor();
   const cell = await page.locator("#history tbody tr", { hasText: `ui-${suffix}/hello.txt` }).locator("td").first().textContent();
   check(!/\.\d{4,}/.test(cell) && cell.length > 8, "time shown as: " + cell);
 
@@ -276,11 +261,4 @@ try {
   check(overflow <= 0, "the page is " + overflow + " px wider than a 400 px window");
   await page.screenshot({ path: join(shots, "ui-narrow.png"), fullPage: true });
   step("screenshots in " + shots);
-  step("PASS");
-} catch (err) {
-  failed = true;
-  console.error("ui-test: FAIL: " + (err && err.stack ? err.stack : err));
-} finally {
-  await browser.close();
-}
-process.exit(failed ? 1 : 0);
+});

@@ -7,7 +7,6 @@ const $ = (sel, root = document) => root.querySelector(sel);
 // with request cancellation and lifetimes; a status this list does not know
 // is shown as it is and followed until the stream ends.
 const TERMINAL = new Set(["succeeded", "failed", "rejected", "cancelled", "expired"]);
-const EVENT_TYPES = ["queued", "started", "progress", "succeeded", "failed", "rejected", "cancelled", "expired", "state"];
 const USERNAME_RULE = "lower-case letters, digits, _ and -, starting with a letter or _, at most 32 characters";
 const USERNAME_RE = /^[a-z_][a-z0-9_-]{0,31}$/;
 
@@ -27,10 +26,53 @@ function button(text, onClick, cls) {
   return b;
 }
 
+// ---- signing in --------------------------------------------------------------
+
+// The access token (STAGING_AUTH_MODE tokens or oidc) lives in this tab's
+// session storage only, and goes out as a bearer token to this origin.
+const TOKEN_KEY = "skao-staging-token";
+
+function authHeaders(headers) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers["Authorization"] = "Bearer " + token;
+  return headers;
+}
+
+// showSignIn reveals the token form: the server asked for credentials, or
+// a token is in use.
+function showSignIn(why) {
+  $("#signin").hidden = false;
+  const signedIn = !!sessionStorage.getItem(TOKEN_KEY);
+  $("#signout").hidden = !signedIn;
+  $("#signin-message").textContent = why || (signedIn ? "Signed in with a token." : "");
+}
+
+function signIn(e) {
+  e.preventDefault();
+  const token = $("#token").value.trim();
+  if (!token) { showSignIn("Enter your access token."); return; }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("#token").value = "";
+  showSignIn("Signed in with a token.");
+  loadHistory();
+  loadLogs();
+  probeBrowser();
+}
+
+function signOut() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  showSignIn("Signed out.");
+  $("#history tbody").replaceChildren();
+  loadHistory();
+}
+
 async function api(path, options) {
-  const resp = await fetch(path, Object.assign({ headers: { "Accept": "application/json" } }, options));
+  options = Object.assign({}, options);
+  options.headers = authHeaders(Object.assign({ "Accept": "application/json" }, options.headers));
+  const resp = await fetch(path, options);
   let body = null;
   try { body = await resp.json(); } catch (_) { /* not JSON */ }
+  if (resp.status === 401) showSignIn("This server needs an access token: " + (body && body.detail ? body.detail : "sign in"));
   if (!resp.ok) {
     const detail = body && body.detail ? body.detail : resp.statusText;
     const err = new Error((body && body.code ? body.code + ": " : "") + detail);
@@ -147,6 +189,76 @@ function cancelButton(path, card) {
 
 function note(card, text) { $(".note", card).textContent = text; }
 
+// ---- Server-Sent Events ------------------------------------------------------
+
+// openStream reads Server-Sent Events through fetch rather than
+// EventSource, which cannot send the Authorization header. Like
+// EventSource it reconnects with Last-Event-ID (after the server's retry:
+// time) until closed; a refusal (4xx) ends it.
+function openStream(url, onEvent, onState) {
+  const abort = new AbortController();
+  let closed = false, lastID = "", retry = 3000;
+  const run = async () => {
+    while (!closed) {
+      try {
+        const headers = authHeaders({ "Accept": "text/event-stream" });
+        if (lastID) headers["Last-Event-ID"] = lastID;
+        const resp = await fetch(url, { headers, signal: abort.signal });
+        if (!resp.ok) {
+          let body = null;
+          try { body = await resp.json(); } catch (_) { /* not JSON */ }
+          if (resp.status === 401) showSignIn("This server needs an access token.");
+          onState("refused", body && body.code ? body.code + ": " + body.detail : resp.statusText);
+          if (resp.status < 500) return;
+        } else {
+          onState("open");
+          await readEvents(resp.body, (type, data, id) => {
+            if (id) lastID = id;
+            onEvent({ type, data });
+          }, (ms) => { retry = ms; });
+        }
+      } catch (_) {
+        if (closed) return;
+      }
+      if (closed) return;
+      onState("reconnecting");
+      await new Promise((resolve) => setTimeout(resolve, retry));
+    }
+  };
+  run();
+  return { close() { closed = true; abort.abort(); } };
+}
+
+// readEvents parses an event stream (the text/event-stream format) and
+// calls dispatch for each event.
+async function readEvents(body, dispatch, setRetry) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "", type = "", data = [], id = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value;
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, nl).replace(/\r$/, "");
+      buf = buf.slice(nl + 1);
+      if (line === "") {
+        if (data.length) dispatch(type || "message", data.join("\n"), id);
+        type = ""; data = []; id = "";
+        continue;
+      }
+      if (line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const val = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (field === "event") type = val;
+      else if (field === "data") data.push(val);
+      else if (field === "id") id = val;
+      else if (field === "retry" && /^\d+$/.test(val)) setRetry(Number(val));
+    }
+  }
+}
+
 // ---- followed requests and jobs ------------------------------------------
 
 const followed = new Map(); // card key -> {card, stop}
@@ -223,11 +335,12 @@ function follow(id) {
   const list = $(".events", card);
   let started = null; // {time, bytes} at the start, for the rate
   let describe = true;
-  const source = new EventSource("/api/v1/stagings/" + encodeURIComponent(id) + "/events");
-  followed.get("req-" + id).stop = () => source.close();
+  // Set below: onEvent closes it once the request has finished.
+  let source = null;
   const onEvent = (msg) => {
     let ev;
     try { ev = JSON.parse(msg.data); } catch (_) { return; }
+    if (msg.type === "message") return; // not an event of the contract
     if (describe && ev.method) {
       $("h3", card).textContent = ev.method + ": " + (ev.local_path_on_storage || "") + " → " + (ev.relative_path || "");
       $("h3", card).append(el("small", " " + id, "id"));
@@ -265,12 +378,12 @@ function follow(id) {
       historyUntil(id, status);
     }
   };
-  for (const t of EVENT_TYPES) source.addEventListener(t, onEvent);
-  source.onerror = () => {
-    if (source.readyState === EventSource.CONNECTING) note(card, "Connection lost; reconnecting…");
-    else if (source.readyState === EventSource.CLOSED) note(card, "The live stream ended.");
-  };
-  source.onopen = () => note(card, "");
+  source = openStream("/api/v1/stagings/" + encodeURIComponent(id) + "/events", onEvent, (state, why) => {
+    if (state === "open") note(card, "");
+    else if (state === "reconnecting") note(card, "Connection lost; reconnecting…");
+    else cardStatus(card, "error", why);
+  });
+  followed.get("req-" + id).stop = () => source.close();
 }
 
 function statusOf(type) {
@@ -546,10 +659,16 @@ async function loadHistory(e, move) {
     $("#history-older").disabled = !hist.next;
     $("#history-newer").disabled = hist.page === 0;
     const n = (res.items || []).length;
-    msg.textContent = (n ? "Page " + (hist.page + 1) + ": " + n : "No") + " request(s)" + (user ? " of " + user : "") + ".";
+    const filters = [["status", "status"], ["method", "method"], ["since", "from"], ["until", "to"]]
+      .filter(([id]) => $("#history-" + id).value).map(([id, word]) => word + " " + $("#history-" + id).value);
+    msg.textContent = (n ? "Page " + (hist.page + 1) + ": " + n : "No") + " request(s)" + (user ? " of " + user : "") +
+      (filters.length ? " (" + filters.join(", ") + ")" : "") + ".";
     if (e && user) setURL({ username: user });
     return res.items;
   } catch (err) {
+    // Rows of another query must not stand under this refusal.
+    $("#history tbody").replaceChildren();
+    $("#history-older").disabled = $("#history-newer").disabled = true;
     msg.textContent = "History unavailable: " + err.message;
     return null;
   }
@@ -727,6 +846,9 @@ function start() {
     logsFollow = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
   });
   $("#demo-form").addEventListener("submit", createFile);
+  $("#signin").addEventListener("submit", signIn);
+  $("#signout").addEventListener("click", signOut);
+  if (sessionStorage.getItem(TOKEN_KEY)) showSignIn();
 
   // Deep links: ?username= opens that user's history, ?id= one request
   // with its live events, ?job= one job.
