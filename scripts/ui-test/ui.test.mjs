@@ -45,6 +45,7 @@ await run(async (context) => {
   check(!unlabelled.length, "controls without a label: " + unlabelled.join(", "));
   check(await page.getByRole("link", { name: "API documentation" }).getAttribute("href") === "/docs", "the header does not link /docs");
   await page.locator("#method option[value=local_copy]").waitFor({ state: "attached" });
+  check(await page.getByLabel("Access token").isHidden(), "the sign-in form shows though this server needs no token");
 
   step("storage browser (keyboard): walk into sample/, pick hello.txt; a link out of the storage is shown, not followed");
   await page.getByRole("button", { name: "Browse the storage" }).focus();
@@ -90,6 +91,7 @@ await run(async (context) => {
   const treeCard = page.locator(".card", { hasText: `ui-${suffix}/tree` });
   await treeCard.and(page.locator("[data-status=succeeded]")).waitFor();
   check(/2 of 2 files/.test(await treeCard.locator(".progress-text").textContent()), "tree progress: " + await treeCard.locator(".progress-text").textContent());
+  check(await page.locator(".card").count() === 3, "the three requests are not followed side by side");
 
   step("lifetime: hidden while the server's OpenAPI document lacks it, then offered and sent");
   await openapiRead;
@@ -254,6 +256,9 @@ await run(async (context) => {
   await stage("direct_download", "sample/tree", `ui-${suffix}/tree-link`);
   await page.locator(".card[data-status=succeeded]").waitFor();
   await page.locator("#history tbody tr").first().waitFor();
+  await page.getByRole("button", { name: "Browse the storage" }).click();
+  await page.getByRole("button", { name: "sample/", exact: true }).click();
+  await page.locator("#browser-table tr", { hasText: "hello.txt" }).waitFor();
   await page.screenshot({ path: join(shots, "ui-main.png") });
   await page.screenshot({ path: join(shots, "ui-wide.png"), fullPage: true });
   await page.setViewportSize({ width: 400, height: 900 });
