@@ -37,7 +37,7 @@ RELEASE_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 STAGECTL_LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: help run test lint fmt-check vet staticcheck build release bench tools clean deploy-check
+.PHONY: help run test lint fmt-check vet staticcheck build release bench tools clean deploy-check screenshot
 
 help: ## List targets
 	@echo "usage: make <target>"
@@ -105,6 +105,11 @@ bench: ## Run benchmarks in libs and services
 tools: ## Install staticcheck and the pinned nats-server into .tools/bin
 	scripts/ensure-go-tool.sh staticcheck $(STATICCHECK_PKG) $(STATICCHECK_VERSION)
 	scripts/nats-test-server.sh install
+
+screenshot: ## Regenerate docs/img/ui.png, the README's picture of the web UI (real-browser test; scripts/ui-test/install.sh first)
+	shots=$$(mktemp -d) && trap 'rm -rf "$$shots"' EXIT && \
+	STAGING_REQUIRE_INTEGRATION=1 STAGING_UI_SCREENSHOTS="$$shots" $(GO) test -count=1 -run '^TestUIInBrowser$$' ./cmd/stagingd && \
+	mkdir -p docs/img && cp "$$shots/ui-main.png" docs/img/ui.png && echo "docs/img/ui.png updated"
 
 deploy-check: ## Helm lint/template of deploy/helm (installs helm into .tools/bin), compose and dashboard checks
 	scripts/deploy-check.sh

@@ -47,6 +47,11 @@ type Config struct {
 	SourceRoot   string `env:"SOURCE_ROOT" help:"source storage root (shown by /config/; demo file creation)"`
 	UserAreaRoot string `env:"USER_AREA_ROOT" help:"root of the user areas (shown by /config/)"`
 	Demo         bool   `env:"DEMO" envDefault:"false" help:"enable POST /create-file/ (demo only)"`
+
+	// StorageBrowserDisabled is a negative so that its default, on, is the
+	// zero value: WithDefaults would turn a false "on" back to true.
+	StorageBrowserDisabled bool `env:"STORAGE_BROWSER_DISABLED" envDefault:"false" help:"turn off GET /api/v1/storage, the read-only listing of the source storage"`
+
 	// PublicURL, when set, makes status URLs absolute (https://staging.example.org).
 	PublicURL string `env:"PUBLIC_URL" help:"public base URL of the gateway, for absolute status URLs"`
 	// StagerDownloadURL is the stager's download listener, to which
@@ -230,6 +235,8 @@ func NewHandler(cfg Config, deps service.Deps, opts ...Option) (*Handler, error)
 		Events:             events,
 		Logs:               logs,
 		UI:                 ui,
+
+		StorageBrowserDisabled: cfg.StorageBrowserDisabled,
 	})
 	if err != nil {
 		return nil, errors.Join(err, h.Close())

@@ -44,6 +44,8 @@ type Config struct {
 	UserAreaRoot     string
 	// Demo enables POST /create-file/.
 	Demo bool
+	// StorageBrowserDisabled turns GET /api/v1/storage off.
+	StorageBrowserDisabled bool
 	// PublicURL, when set, makes status URLs absolute.
 	PublicURL string
 	// Downloads serves GET /api/v1/downloads/{token} (full path); nil
@@ -122,6 +124,7 @@ func (s *Server) routes() *mux.Router {
 	r.HandleFunc("/api/v1/methods", s.methods).Methods(http.MethodGet)
 	r.HandleFunc("/api/v1/jobs", s.submitJob).Methods(http.MethodPost)
 	r.HandleFunc("/api/v1/jobs/{job_id}", s.getJob).Methods(http.MethodGet)
+	r.HandleFunc("/api/v1/storage", s.browseStorage).Methods(http.MethodGet)
 	if s.cfg.Downloads != nil {
 		r.Handle(DownloadsPrefix+"{token}", s.downloadsFor(s.cfg.Downloads)).Methods(http.MethodGet, http.MethodHead)
 	}

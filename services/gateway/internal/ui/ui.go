@@ -1,8 +1,9 @@
-// Package ui is the gateway's small web UI: a staging form that follows
-// the request live (Server-Sent Events), the user's history, the system
+// Package ui is the gateway's small web UI: a staging form with a storage
+// browser, live cards for requests and jobs (Server-Sent Events: progress,
+// download links, cancel), the history with filters and paging, the system
 // log viewer and, in demo mode, a file-creation tool. It is plain HTML,
-// CSS and JavaScript embedded in the binary: no build step, no CDN, and
-// every call it makes is a documented API call.
+// CSS and one JavaScript module embedded in the binary: no build step, no
+// CDN, and every call it makes is a documented API call.
 package ui
 
 import (
