@@ -28,6 +28,9 @@
 {{- end -}}
 
 {{- define "gateway.volumes" -}}
+{{- if ne .Values.storage.source.type "none" }}
+{{ include "skao-staging-lib.volume" (dict "name" "source" "storage" .Values.storage.source "readOnly" true) }}
+{{- end }}
 {{- if include "gateway.tokensMounted" . }}
 - name: auth-tokens
   secret:
@@ -37,6 +40,9 @@
 {{- end -}}
 
 {{- define "gateway.volumeMounts" -}}
+{{- if ne .Values.storage.source.type "none" }}
+{{ include "skao-staging-lib.volumeMount" (dict "name" "source" "storage" .Values.storage.source "readOnly" true "mountPath" .Values.config.sourceRoot) }}
+{{- end }}
 {{- if include "gateway.tokensMounted" . }}
 - name: auth-tokens
   mountPath: /etc/skao-staging/auth
