@@ -105,6 +105,7 @@ refuse gateway --set config.demo=true
 refuse gateway --set config.authMode=oidc
 refuse gateway --set config.unknownKey=1
 refuse stager --set storage.source.type=s3
+refuse gateway --set storage.source.type=hostPath
 refuse stager --set storage.userArea.type=nfs
 refuse stager --set config.ownership=map
 refuse stager --set config.sourceRoot=relative
