@@ -24,8 +24,8 @@ func WithSpanName(ctx context.Context, name string) context.Context {
 }
 
 // TraceTransport returns base (http.DefaultTransport when nil) with a
-// client span of tp around each request, from its start to the close of
-// its response body, the trace sent on in the traceparent header. The span
+// client span of tp around each request made within a trace, from its
+// start to the close of its response body, the trace sent on in the traceparent header. The span
 // is named by WithSpanName, else "HTTP <method>". It records the method,
 // the server's address and the status, never the path or query: they may
 // carry user names, file names or tokens. With tp nil it returns base.
@@ -47,6 +47,11 @@ type traceTransport struct {
 }
 
 func (t *traceTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// A call made outside any trace (a readiness probe) would start a
+	// trace of its own for every probe: it is not traced.
+	if !trace.SpanContextFromContext(req.Context()).IsValid() {
+		return t.base.RoundTrip(req)
+	}
 	name, _ := req.Context().Value(spanNameKey{}).(string)
 	if name == "" {
 		name = "HTTP " + req.Method

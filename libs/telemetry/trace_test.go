@@ -39,16 +39,18 @@ func attrs(s tracetest.SpanStub) map[attribute.Key]attribute.Value {
 	return m
 }
 
-// A call through TraceTransport is a client span, child of the caller's,
+// A call through TraceTransport is a client span, child of the caller's
+// (and no span at all outside a trace),
 // named as the caller asked, with the method, server and status but not
 // the path or query; the server receives the trace; the span lasts until
 // the body is closed.
 func TestTraceTransport(t *testing.T) {
 	tp, spans := newTracer(t)
 	telemetry.NewTracerProvider(t.Context(), "test") // installs the W3C propagator
-	var gotParent string
+	// The traceparent the server got, by path.
+	gotParent := map[string]string{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotParent = r.Header.Get("traceparent")
+		gotParent[r.URL.Path] = r.Header.Get("traceparent")
 		if r.URL.Path == "/fail" {
 			w.WriteHeader(http.StatusBadGateway)
 		}
@@ -71,6 +73,12 @@ func TestTraceTransport(t *testing.T) {
 	req, _ = http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/fail", strings.NewReader("x"))
 	resp, err = client.Do(req)
 	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// Outside any trace: no span.
+	req, _ = http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/probe", nil)
+	if resp, err = client.Do(req); err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
@@ -99,8 +107,8 @@ func TestTraceTransport(t *testing.T) {
 	if failed.Status.Code.String() != "Error" {
 		t.Errorf("a 502 answer has status %v, want Error", failed.Status)
 	}
-	if want := failed.SpanContext.TraceID().String(); !strings.Contains(gotParent, want) || !strings.Contains(gotParent, failed.SpanContext.SpanID().String()) {
-		t.Errorf("server got traceparent %q, want the call's span of trace %s", gotParent, want)
+	if got, want := gotParent["/fail"], failed.SpanContext.TraceID().String(); !strings.Contains(got, want) || !strings.Contains(got, failed.SpanContext.SpanID().String()) {
+		t.Errorf("server got traceparent %q, want the call's span of trace %s", got, want)
 	}
 }
 

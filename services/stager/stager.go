@@ -139,7 +139,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		if err != nil {
 			return fmt.Errorf("download events: %w", err)
 		}
-		h, err := downloads.NewHandler(links, source, events, log, deps.Registerer, cfg.DownloadSendfile)
+		h, err := downloads.NewHandler(links, source, events, log, deps.Tracer.Tracer("skao-staging/stager"), deps.Registerer, cfg.DownloadSendfile)
 		if err != nil {
 			events.Close(0)
 			return fmt.Errorf("download handler: %w", err)
@@ -181,7 +181,7 @@ func NewDownloadHandler(ctx context.Context, cfg Config, deps service.Deps) (htt
 	if err != nil {
 		return nil, nil, errors.Join(fmt.Errorf("download events: %w", err), source.Close())
 	}
-	h, err := downloads.NewHandler(links, source, events, log, deps.Registerer, cfg.DownloadSendfile)
+	h, err := downloads.NewHandler(links, source, events, log, deps.Tracer.Tracer("skao-staging/stager"), deps.Registerer, cfg.DownloadSendfile)
 	if err != nil {
 		events.Close(0)
 		return nil, nil, errors.Join(fmt.Errorf("download handler: %w", err), source.Close())
