@@ -26,6 +26,8 @@ ARG GO_VERSION=1.26
 FROM golang:${GO_VERSION} AS build
 ARG SERVICE=gateway
 ARG FILE_CAPS=
+# VERSION becomes service.version on the traces (--build-arg VERSION=$(git describe)).
+ARG VERSION=dev
 WORKDIR /src
 
 # Module downloads first, so source edits do not invalidate them.
@@ -47,7 +49,7 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
       stagingd) pkg=./cmd/stagingd ;; \
       *) echo "SERVICE must be gateway, stager, jupyter-bridge, audit or stagingd, not '$SERVICE'" >&2; exit 1 ;; \
     esac; \
-    CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/skao-staging "$pkg"; \
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/skao/skao-staging/libs/telemetry.version=$VERSION" -o /out/skao-staging "$pkg"; \
     if [ -n "$FILE_CAPS" ]; then \
       apt-get update && apt-get install -y --no-install-recommends libcap2-bin && \
       setcap "$FILE_CAPS" /out/skao-staging && getcap /out/skao-staging; \

@@ -36,6 +36,8 @@ SERVICES := gateway stager jupyter-bridge audit
 RELEASE_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 STAGECTL_LDFLAGS := -s -w -X main.version=$(VERSION)
+# The services' version on their traces (service.version).
+SERVICE_LDFLAGS := -X github.com/skao/skao-staging/libs/telemetry.version=$(VERSION)
 
 .PHONY: help run test lint fmt-check vet staticcheck build release bench tools clean deploy-check screenshot
 
@@ -80,9 +82,9 @@ staticcheck: ## staticcheck $(STATICCHECK_VERSION) over every workspace module
 build: ## Static binaries in bin/: the services, stagingd and the stagectl client
 	@mkdir -p bin
 	@set -x; for s in $(SERVICES); do \
-		CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -o bin/$$s ./services/$$s/cmd/$$s; \
+		CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -ldflags '$(SERVICE_LDFLAGS)' -o bin/$$s ./services/$$s/cmd/$$s; \
 	done; \
-	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -o bin/stagingd ./cmd/stagingd; \
+	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -ldflags '$(SERVICE_LDFLAGS)' -o bin/stagingd ./cmd/stagingd; \
 	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -ldflags '$(STAGECTL_LDFLAGS)' -o bin/stagectl ./cmd/stagectl
 
 release: ## Cross-compiled static stagectl for $(RELEASE_PLATFORMS) in dist/, with SHA256SUMS

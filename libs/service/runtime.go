@@ -62,6 +62,7 @@ func Start(ctx context.Context, name string, base Base, logOut io.Writer, natsOp
 	}
 	closer = telemetry.JoinClosers(logPub, closer)
 	log = log.With("service", name)
+	telemetry.LogOTelErrors(log)
 	tp, err := telemetry.NewTracerProvider(ctx, name)
 	if err != nil {
 		closer.Close()

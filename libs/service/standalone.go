@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -71,17 +71,27 @@ func RunStandalone[C any](ctx context.Context, name string, args []string, out i
 
 // Main is the whole of a service binary's main: it calls run with the
 // command-line arguments and standard output, and a context that ends on
-// SIGINT or SIGTERM; then it exits 1, with the error on standard error, if
-// run failed other than with flag.ErrHelp (-h). One place for this keeps
-// every binary's exit status and signal handling alike.
+// SIGINT or SIGTERM; then it exits 1, with the error logged on standard
+// error (see Exit), if run failed other than with flag.ErrHelp (-h). One
+// place for this keeps every binary's exit status and signal handling
+// alike.
 func Main(name string, run func(ctx context.Context, args []string, stdout io.Writer) error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout)
 	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(1)
+	os.Exit(Exit(os.Stderr, name, err))
+}
+
+// Exit returns the exit status of a run of the binary name that ended with
+// err, and logs err on w as a JSON record (msg "fatal") when it is a
+// failure: a configuration or start-up error is parsed by the log
+// collector like every other line, though run's own logger is gone.
+func Exit(w io.Writer, name string, err error) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
+	slog.New(slog.NewJSONHandler(w, nil)).Error("fatal", "service", name, "error", err.Error())
+	return 1
 }
 
 // StoppedEarly reports err as nil when it only says that ctx was cancelled:

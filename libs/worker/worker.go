@@ -25,6 +25,7 @@ import (
 
 	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/telemetry"
 )
 
 // StageFunc does the work of one validated command whose method the worker
@@ -190,7 +191,7 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 		span.SetStatus(codes.Error, invalid.Error())
 		return w.reject(ctx, cmd, attempt, invalid)
 	}
-	span.SetAttributes(attribute.String("staging.request_id", cmd.ID), attribute.String("staging.method", string(cmd.Method)), attribute.Int("staging.attempt", attempt))
+	span.SetAttributes(telemetry.AttrRequestID.String(cmd.ID), attribute.String("staging.method", string(cmd.Method)), attribute.Int("staging.attempt", attempt))
 
 	if err := bus.PublishEvent(ctx, w.o.JS, w.event(ctx, cmd, contract.EventStarted, attempt), startOpts...); err != nil {
 		if bus.IsWrongLastSequence(err) {
@@ -214,6 +215,7 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 		}
 		return w.fail(ctx, cmd, attempt, err)
 	}
+	span.SetAttributes(telemetry.AttrBytes.Int64(res.Bytes), telemetry.AttrFiles.Int64(res.Files), attribute.String("staging.outcome", string(res.Outcome)))
 	ev := w.event(ctx, cmd, contract.EventSucceeded, attempt)
 	ev.Outcome, ev.Bytes, ev.Files, ev.Adler32, ev.Message, ev.DownloadURL = res.Outcome, res.Bytes, res.Files, res.Adler32, res.Message, res.DownloadURL
 	if err := bus.PublishEvent(ctx, w.o.JS, ev); err != nil {

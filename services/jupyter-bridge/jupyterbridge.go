@@ -87,6 +87,8 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		Token:     cfg.HubToken,
 		ChunkSize: cfg.ChunkSize,
 		Observer:  metrics.observeHubCall,
+		// Each call to the hub is a span of the request's trace.
+		TracerProvider: deps.Tracer,
 	})
 	if err != nil {
 		return fmt.Errorf("jupyterhub (JUPYTERHUB_URL, JUPYTERHUB_API_TOKEN): %w", err)

@@ -181,7 +181,7 @@ func NewDownloadHandler(ctx context.Context, cfg Config, deps service.Deps) (htt
 func newDownloadHandler(links *downloads.Store, source *storage.Root, cfg Config, deps service.Deps) (*downloads.Handler, *downloads.Reporter) {
 	log := deps.Log.With("component", "downloads")
 	events := downloads.NewReporter(deps.JS, "stager", log, deps.Registerer)
-	return downloads.NewHandler(links, source, events, log, deps.Registerer, cfg.DownloadSendfile), events
+	return downloads.NewHandler(links, source, events, log, deps.Tracer.Tracer("skao-staging/stager"), deps.Registerer, cfg.DownloadSendfile), events
 }
 
 // storageCheck reports the stager ready while both roots can be read.

@@ -20,7 +20,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/telemetry"
 )
 
 // Short names for the contract's jupyter_copy error codes.
@@ -63,6 +66,9 @@ type Options struct {
 	// callers' contexts bound them). Redirects are never followed.
 	HTTPClient *http.Client
 	Observer   Observer
+	// TracerProvider, when set, makes a client span of each call
+	// (telemetry.TraceTransport) on the default HTTP client.
+	TracerProvider trace.TracerProvider
 }
 
 // Client is a JupyterHub client. It is safe for concurrent use.
@@ -96,7 +102,7 @@ func New(o Options) (*Client, error) {
 	// upload body.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.WriteBufferSize, tr.ReadBufferSize = bodyBuffer, 64<<10
-	hc := &http.Client{Transport: tr}
+	hc := &http.Client{Transport: telemetry.TraceTransport(tr, o.TracerProvider)}
 	if o.HTTPClient != nil {
 		c := *o.HTTPClient
 		hc = &c
@@ -145,6 +151,7 @@ func (c *Client) contentsURL(user, p string) string {
 // failure comes back as an unavailable error.
 func (c *Client) do(req *http.Request, endpoint string) (*http.Response, error) {
 	req.Header.Set("Authorization", "token "+c.token)
+	req = req.WithContext(telemetry.WithSpanName(req.Context(), "hub "+endpoint))
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -34,7 +34,10 @@ type Link struct {
 	// the link's download events are published under it.
 	RequestID string `json:"request_id"`
 	// TraceID is that request's trace, copied onto the download events.
-	TraceID string    `json:"trace_id,omitempty"`
+	TraceID string `json:"trace_id,omitempty"`
+	// SpanID is the span that issued the link: each download's span is
+	// its child, so the downloads join the request's trace.
+	SpanID  string    `json:"span_id,omitempty"`
 	Expires time.Time `json:"expires"`
 }
 
@@ -73,8 +76,7 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (
 }
 
 // Issue stores a new link to path for username and returns its URL path.
-// The link remembers requestID and the trace of ctx for its download
-// events.
+// The link remembers requestID and the span of ctx for its downloads.
 func (s *Store) Issue(ctx context.Context, username, path, requestID string) (string, error) {
 	// 32 random bytes: 256 bits, beyond guessing.
 	b := make([]byte, 32)
@@ -85,6 +87,9 @@ func (s *Store) Issue(ctx context.Context, username, path, requestID string) (st
 	l := Link{Path: path, Username: username, RequestID: requestID, Expires: time.Now().UTC().Add(s.ttl)}
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 		l.TraceID = sc.TraceID().String()
+		if sc.HasSpanID() {
+			l.SpanID = sc.SpanID().String()
+		}
 	}
 	data, err := json.Marshal(l)
 	if err != nil {

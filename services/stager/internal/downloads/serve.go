@@ -18,10 +18,14 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/libs/storage"
+	"github.com/skao/skao-staging/libs/telemetry"
 )
 
 // Pattern is the route of a download link, for http.ServeMux.
@@ -35,6 +39,7 @@ type Handler struct {
 	source *storage.Root
 	events *Reporter
 	log    *slog.Logger
+	tracer trace.Tracer
 	bytes  prometheus.Counter
 	mux    *http.ServeMux
 	// sendfile keeps a file's body on the kernel's sendfile path; without
@@ -53,13 +58,15 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, BufferSize); return 
 
 // NewHandler returns the handler, with its metric registered on reg. With
 // sendfile, file bodies go through sendfile(2); without, through a buffer
-// of BufferSize. Each download's start and end go to events.
-func NewHandler(store *Store, source *storage.Root, events *Reporter, log *slog.Logger, reg prometheus.Registerer, sendfile bool) *Handler {
+// of BufferSize. Each download's start and end go to events, and each
+// download is a span of tracer.
+func NewHandler(store *Store, source *storage.Root, events *Reporter, log *slog.Logger, tracer trace.Tracer, reg prometheus.Registerer, sendfile bool) *Handler {
 	h := &Handler{
 		store:    store,
 		source:   source,
 		events:   events,
 		log:      log,
+		tracer:   tracer,
 		sendfile: sendfile,
 		bytes: promauto.With(reg).NewCounter(prometheus.CounterOpts{
 			Name: "staging_stager_download_bytes_total",
@@ -85,6 +92,24 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, contract.Errorf(contract.CodeUnavailable, "download links cannot be looked up now"))
 		return
 	}
+	// A download is part of the request that issued its link, however
+	// much later: its span joins that request's trace, and links to the
+	// trace of the HTTP request that asked for it (the gateway's). Its
+	// download events travel in it, and so do their audit spans.
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(telemetry.AttrRequestID.String(link.RequestID))}
+	if caller := trace.SpanContextFromContext(ctx); caller.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: caller}))
+	}
+	ctx, span := h.tracer.Start(telemetry.ContinueTrace(ctx, link.TraceID, link.SpanID), "stager.download", opts...)
+	var cw *countingWriter
+	files := 0
+	defer func() {
+		if cw != nil {
+			span.SetAttributes(telemetry.AttrBytes.Int64(cw.n), telemetry.AttrFiles.Int(files))
+		}
+		span.End()
+	}()
 	log := h.log.With("request_id", link.RequestID, "username", link.Username, "path", link.Path)
 	// Opened through the storage's os.Root: the path was checked when the
 	// link was issued, and is checked again now, in case it changed.
@@ -104,9 +129,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	// A download may outlast the server's write timeout: each write gets
 	// one of its own, so only a client that stops reading is cut off.
-	cw := &countingWriter{ResponseWriter: service.StreamWriter(w, r), sendfile: h.sendfile}
+	cw = &countingWriter{ResponseWriter: service.StreamWriter(w, r), sendfile: h.sendfile}
 	defer func() { h.bytes.Add(float64(cw.n)) }()
 	dl := &download{h: h, link: link, id: uuid.NewString()}
+	span.SetAttributes(attribute.String("staging.download_id", dl.id))
 	name := path.Base(link.Path)
 	switch {
 	case fi.Mode().IsRegular():
@@ -136,6 +162,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		http.ServeContent(cw, r, name, fi.ModTime(), f)
+		if dl.started {
+			files = 1
+		}
 		dl.end(ctx, cw, nil)
 	case fi.IsDir():
 		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name + ".tar"}))
@@ -145,10 +174,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		log.InfoContext(ctx, "download_started", "archive", "tar")
 		dl.start(ctx, w.Header(), http.StatusOK, "")
-		if err := h.writeTar(cw, link.Path, name); err != nil {
+		var err error
+		if files, err = h.writeTar(cw, link.Path, name); err != nil {
 			// The status is sent; all that can be done is to cut the
 			// stream short, so the client sees a truncated archive.
 			log.WarnContext(ctx, "download_archive_failed", "error", err)
+			span.SetStatus(codes.Error, "archive cut short")
 			dl.end(ctx, cw, err)
 			panic(http.ErrAbortHandler)
 		}
@@ -211,16 +242,20 @@ func (d *download) end(ctx context.Context, cw *countingWriter, failure error) {
 	case short:
 		ev.Type, ev.Error = contract.DownloadFailed, contract.Errorf(contract.CodeIOError, "sent %d of %d bytes: the source could not be read to the end", cw.n, d.size)
 	}
+	if ev.Type == contract.DownloadFailed {
+		trace.SpanFromContext(ctx).SetStatus(codes.Error, string(ev.Error.Code))
+	}
 	d.h.events.Report(ctx, d.link, ev)
 }
 
 // writeTar streams the tree at dir as a tar archive whose entries start
-// with top. A symbolic link is followed when it stays on the storage and
-// names a file; any other link is left out.
-func (h *Handler) writeTar(w io.Writer, dir, top string) error {
+// with top, and returns how many files it sent whole. A symbolic link is
+// followed when it stays on the storage and names a file; any other link
+// is left out.
+func (h *Handler) writeTar(w io.Writer, dir, top string) (files int, err error) {
 	tw := tar.NewWriter(w)
 	root := h.source.OS()
-	err := fs.WalkDir(root.FS(), dir, func(name string, d fs.DirEntry, err error) error {
+	err = fs.WalkDir(root.FS(), dir, func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -257,13 +292,16 @@ func (h *Handler) writeTar(w io.Writer, dir, top string) error {
 			return err
 		}
 		defer f.Close()
-		_, err = io.CopyN(tw, f, fi.Size())
-		return err
+		if _, err := io.CopyN(tw, f, fi.Size()); err != nil {
+			return err
+		}
+		files++
+		return nil
 	})
 	if err != nil {
-		return err
+		return files, err
 	}
-	return tw.Close()
+	return files, tw.Close()
 }
 
 // countingWriter counts what is sent. With sendfile, ReadFrom hands files
