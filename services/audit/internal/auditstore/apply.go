@@ -100,13 +100,8 @@ func (b Batch) entries() []entry {
 	return out
 }
 
-// Apply stores a batch of request events; see ApplyBatch.
-func (s *Store) Apply(ctx context.Context, events []contract.Event) (Stats, error) {
-	return s.ApplyBatch(ctx, Batch{Events: events})
-}
-
-// ApplyBatch stores a batch in one transaction: the events not stored
-// before are added to the history and merged into their requests' rows (see
+// Apply stores a batch in one transaction: the events not stored before
+// are added to the history and merged into their requests' rows (see
 // merge); the others change nothing. Either the whole batch is stored or,
 // on error, none of it. A download event changes no status: a completed one
 // counts in its request's downloads, once.
@@ -114,71 +109,45 @@ func (s *Store) Apply(ctx context.Context, events []contract.Event) (Stats, erro
 // A batch is first tried on the assumption that none of its events is
 // stored yet, as is the rule (a backlog, live traffic): the events are
 // inserted without looking them up first. If one is already there (a
-// redelivery, a replay) or another replica inserted a request row this
-// batch found absent, the transaction is rolled back and the batch is
-// applied again, looking the stored events up and re-reading the rows, so
-// the result is the same and nothing is written twice.
-func (s *Store) ApplyBatch(ctx context.Context, b Batch) (Stats, error) {
-	staged, err := s.StageBatch(ctx, b)
-	if err != nil {
-		return Stats{}, err
-	}
-	return staged.Commit(ctx)
-}
-
-// StageBatch is the first half of ApplyBatch: it begins the batch's
-// transaction and inserts its events, which touches no request row. The
-// caller then calls Commit or Rollback, with ctx still live. A writer can
-// so stage a batch while the one before it merges into the request rows
-// and commits, on another connection: the larger part of the database's
-// work on a batch no longer waits for the batch before. (On SQLite, whose
-// one writer connection the batch before holds until it is over, staging
-// waits for that.)
-func (s *Store) StageBatch(ctx context.Context, b Batch) (*Staged, error) {
+// redelivery, a replay), the transaction is rolled back and the batch is
+// inserted again, looking the stored events up first. If another replica
+// inserted a request row this batch found absent, only the merge into the
+// rows is done again (see finish). The result is the same either way, and
+// nothing is written twice.
+func (s *Store) Apply(ctx context.Context, b Batch) (Stats, error) {
 	for _, ev := range b.Events {
 		if err := ValidateEvent(ev); err != nil {
-			return nil, err
+			return Stats{}, err
 		}
 	}
 	for _, dl := range b.Downloads {
 		if err := ValidateDownload(dl); err != nil {
-			return nil, err
+			return Stats{}, err
 		}
 	}
-	p := &Staged{s: s, entries: b.entries(), invalid: b.Invalid}
+	p := &applying{s: s, entries: b.entries(), invalid: b.Invalid}
 	err := p.begin(ctx, false)
 	for errors.Is(err, errConflict) && p.attempt < conflictRetries {
 		p.attempt++
 		err = p.begin(ctx, true)
 	}
 	if err != nil {
-		return nil, err
+		return Stats{}, err
 	}
-	return p, nil
+	return p.finish(ctx)
 }
 
-// Staged is a batch whose events are inserted in a transaction still
-// open.
-type Staged struct {
+// applying is a batch on its way into the store: its transaction, and
+// what it inserted so far.
+type applying struct {
 	s       *Store
 	entries []entry
 	attempt int      // re-applications so far
-	tx      *batchTx // open when staged
+	tx      *batchTx // open between begin and finish
 	fresh   []entry  // the entries inserted
 	invalid []Invalid
 	// invalidNew holds the indexes of the invalid messages inserted.
 	invalidNew []int
-}
-
-// Commit merges the staged events into their requests' rows, commits, and
-// says what was stored. Another batch that holds a request row still
-// uncommitted delays it until that batch is over.
-func (p *Staged) Commit(ctx context.Context) (Stats, error) { return p.finish(ctx) }
-
-// Rollback gives the staged batch up: nothing of it is stored.
-func (p *Staged) Rollback(ctx context.Context) {
-	_ = p.tx.Rollback() // fails only when the transaction is over already
-	p.tx.prepareRest(ctx)
 }
 
 // conflictRetries bounds the re-applications of a batch that keeps meeting
@@ -191,7 +160,7 @@ var errConflict = errors.New("audit batch met rows stored meanwhile")
 // begin opens the batch's transaction and inserts its events not stored
 // yet: all of them, or with lookup those not found stored. On error the
 // transaction is rolled back.
-func (p *Staged) begin(ctx context.Context, lookup bool) (err error) {
+func (p *applying) begin(ctx context.Context, lookup bool) (err error) {
 	s := p.s
 	sqlTx, err := s.write.BeginTx(ctx, s.txOptions())
 	if err != nil {
@@ -200,7 +169,8 @@ func (p *Staged) begin(ctx context.Context, lookup bool) (err error) {
 	p.tx = &batchTx{Tx: sqlTx, stmts: s.stmts}
 	defer func() {
 		if err != nil {
-			p.Rollback(ctx)
+			_ = p.tx.Rollback() // the error that brought us here says more
+			p.tx.prepareRest(ctx)
 		}
 	}()
 	p.fresh = unique(p.entries)
@@ -219,10 +189,9 @@ func (p *Staged) begin(ctx context.Context, lookup bool) (err error) {
 // finish merges the inserted events into their requests' rows and commits.
 // The transaction is over when it returns. A merge that meets a row
 // stored after all (see mergeRecords) is undone back to a savepoint and
-// done again reading every row, in the same transaction: beginning a new
-// one would wait for a connection, which on SQLite the batch staged
-// behind this one may hold, and would insert the events again.
-func (p *Staged) finish(ctx context.Context) (st Stats, err error) {
+// done again reading every row, in the same transaction: a new one would
+// insert the events again.
+func (p *applying) finish(ctx context.Context) (st Stats, err error) {
 	tx, fresh := p.tx, p.fresh
 	// Deferred calls run last first: the transaction is over (after
 	// Commit, Rollback does nothing and reports sql.ErrTxDone) before
@@ -259,7 +228,7 @@ func (p *Staged) finish(ctx context.Context) (st Stats, err error) {
 
 // mergeRecords merges the fresh events into their requests' rows and
 // writes them, returning how many rows it wrote.
-func (p *Staged) mergeRecords(ctx context.Context) (int, error) {
+func (p *applying) mergeRecords(ctx context.Context) (int, error) {
 	s, tx, fresh := p.s, p.tx, p.fresh
 	var ids, read []string
 	seen := make(map[string]bool)

@@ -91,7 +91,7 @@ func event(c contract.Command, typ contract.EventType, seq int, when time.Time) 
 
 func apply(t *testing.T, s *auditstore.Store, events ...contract.Event) auditstore.Stats {
 	t.Helper()
-	st, err := s.Apply(t.Context(), events)
+	st, err := s.Apply(t.Context(), auditstore.Batch{Events: events})
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -363,7 +363,7 @@ func TestBatchesOfEverySize(t *testing.T) {
 				for i := range n {
 					batch = append(batch, lifecycle(cmd(fmt.Sprintf("req-%03d-%03d", n, i)))[0])
 				}
-				_, err := s.Apply(t.Context(), batch)
+				_, err := s.Apply(t.Context(), auditstore.Batch{Events: batch})
 				errs <- err
 			}()
 		}
@@ -592,7 +592,7 @@ func TestApplyRejectsUnstorableEvents(t *testing.T) {
 				if err := auditstore.ValidateEvent(bad); !errors.Is(err, auditstore.ErrInvalidEvent) {
 					t.Errorf("ValidateEvent = %v, want ErrInvalidEvent", err)
 				}
-				_, err := s.Apply(t.Context(), []contract.Event{good, bad})
+				_, err := s.Apply(t.Context(), auditstore.Batch{Events: []contract.Event{good, bad}})
 				if !errors.Is(err, auditstore.ErrInvalidEvent) {
 					t.Errorf("Apply = %v, want ErrInvalidEvent", err)
 				}
@@ -775,7 +775,7 @@ func TestReceivedMessageIsStored(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.ApplyBatch(t.Context(), auditstore.Batch{Events: []contract.Event{ev}, Received: map[string][]byte{ev.ID: data}}); err != nil {
+		if _, err := s.Apply(t.Context(), auditstore.Batch{Events: []contract.Event{ev}, Received: map[string][]byte{ev.ID: data}}); err != nil {
 			t.Fatal(err)
 		}
 		_, events, err := s.Get(t.Context(), "req-1", true)
@@ -788,14 +788,12 @@ func TestReceivedMessageIsStored(t *testing.T) {
 	})
 }
 
-// The recorder stages a batch while the one before it commits, and the two
-// may hold events of the same requests (a backlog splits a request's
-// events at every batch boundary). The second merges after the first;
-// when the first is rolled back instead and comes again later, the rows
-// end the same.
-func TestBatchStagedWhileTheOneBeforeCommits(t *testing.T) {
-	for _, firstFails := range []bool{false, true} {
-		t.Run(fmt.Sprintf("first fails=%v", firstFails), func(t *testing.T) {
+// A backlog splits a request's events at every batch boundary, and a
+// batch the store refused comes again after the batches behind it. The
+// rows end the same whichever of two such batches is stored first.
+func TestBatchesOfTheSameRequestsInEitherOrder(t *testing.T) {
+	for _, firstLate := range []bool{false, true} {
+		t.Run(fmt.Sprintf("first late=%v", firstLate), func(t *testing.T) {
 			forEachBackend(t, func(t *testing.T, s *auditstore.Store) {
 				var first, second []contract.Event
 				var want []contract.Record
@@ -805,38 +803,13 @@ func TestBatchStagedWhileTheOneBeforeCommits(t *testing.T) {
 					first, second = append(first, evs[:2]...), append(second, evs[2:]...)
 					want = append(want, succeededRecord(c))
 				}
-				a, err := s.StageBatch(t.Context(), auditstore.Batch{Events: first})
-				if err != nil {
-					t.Fatalf("StageBatch(first): %v", err)
+				order := [][]contract.Event{first, second}
+				if firstLate {
+					order = [][]contract.Event{second, first}
 				}
-				type staged struct {
-					b   *auditstore.Staged
-					err error
-				}
-				next := make(chan staged, 1)
-				go func() {
-					b, err := s.StageBatch(t.Context(), auditstore.Batch{Events: second})
-					next <- staged{b, err}
-				}()
-				if firstFails {
-					a.Rollback(t.Context())
-				} else if _, err := a.Commit(t.Context()); err != nil {
-					t.Fatalf("Commit(first): %v", err)
-				}
-				b := <-next
-				if b.err != nil {
-					t.Fatalf("StageBatch(second): %v", b.err)
-				}
-				st, err := b.b.Commit(t.Context())
-				if err != nil {
-					t.Fatalf("Commit(second): %v", err)
-				}
-				if st.Events != len(second) {
-					t.Errorf("second batch stored %d events, want %d", st.Events, len(second))
-				}
-				if firstFails {
-					if st := apply(t, s, first...); st.Events != len(first) {
-						t.Errorf("first batch, again: stored %d events, want %d", st.Events, len(first))
+				for _, batch := range order {
+					if st := apply(t, s, batch...); st.Events != len(batch) {
+						t.Errorf("batch stored %d events, want %d", st.Events, len(batch))
 					}
 				}
 				for _, w := range want {

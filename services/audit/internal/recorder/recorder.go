@@ -22,7 +22,6 @@ package recorder
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"regexp"
 	"sync"
@@ -31,21 +30,21 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/segmentio/encoding/json"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/skao/skao-staging/libs/backoff"
 	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/services/audit/internal/auditstore"
 )
 
-// Store takes batches of events, each in two steps: StageBatch inserts
-// its events in a transaction, which the recorder then commits (merging
-// the events into their requests' rows) or rolls back.
+// Store stores a batch of events in one transaction.
 type Store interface {
-	StageBatch(ctx context.Context, b auditstore.Batch) (*auditstore.Staged, error)
+	Apply(ctx context.Context, b auditstore.Batch) (auditstore.Stats, error)
 }
 
 // Stream reads STAGING_EVENTS (a jetstream.Stream): the earlier events of
@@ -97,7 +96,7 @@ func (o Options) withDefaults() Options {
 type Recorder struct {
 	cons   jetstream.Consumer
 	stream Stream
-	store  Store
+	db     Store
 	opts   Options
 	// started holds requests whose started event the recorder has seen
 	// lately, so that their progress and succeeded events need no look-up
@@ -124,56 +123,52 @@ type metrics struct {
 
 // New returns a recorder of cons, a consumer of stream, into store, its
 // metrics registered on reg.
-func New(cons jetstream.Consumer, stream Stream, store Store, opts Options, log *slog.Logger, tp trace.TracerProvider, reg prometheus.Registerer) (*Recorder, error) {
+func New(cons jetstream.Consumer, stream Stream, store Store, opts Options, log *slog.Logger, tp trace.TracerProvider, reg prometheus.Registerer) *Recorder {
+	f := promauto.With(reg)
 	m := metrics{
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+		events: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "staging_audit_events_total",
 			Help: "Messages consumed by the audit, by result: stored, duplicate (already stored, changed nothing) or invalid (broke the event rules, stored apart).",
 		}, []string{"result"}),
-		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
+		invalid: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "staging_audit_events_invalid_total",
 			Help: "Messages the audit refused to record as events, by reason (an error code); each is stored once among the invalid events.",
 		}, []string{"reason"}),
-		rows: prometheus.NewCounter(prometheus.CounterOpts{
+		rows: f.NewCounter(prometheus.CounterOpts{
 			Name: "staging_audit_rows_written_total",
 			Help: "Request rows inserted or updated by the audit.",
 		}),
-		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+		batchSize: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "staging_audit_batch_size",
 			Help:    "Events per batch the audit fetched.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
-		batchTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+		batchTime: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "staging_audit_batch_seconds",
 			Help:    "Time to store and acknowledge one batch.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
 		}),
-		dbErrors: prometheus.NewCounter(prometheus.CounterOpts{
+		dbErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "staging_audit_db_errors_total",
 			Help: "Batches the audit database failed to commit; their events are delivered again.",
 		}),
-		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+		pending: f.NewGauge(prometheus.GaugeOpts{
 			Name: "staging_audit_consumer_pending",
 			Help: "Events on STAGING_EVENTS not yet delivered to the audit (sampled).",
 		}),
-		ackFailures: prometheus.NewCounter(prometheus.CounterOpts{
+		ackFailures: f.NewCounter(prometheus.CounterOpts{
 			Name: "staging_audit_ack_failures_total",
 			Help: "Acknowledgements that could not be sent; the events come again and change nothing.",
 		}),
-	}
-	for _, c := range []prometheus.Collector{m.events, m.invalid, m.rows, m.batchSize, m.batchTime, m.dbErrors, m.pending, m.ackFailures} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register audit metrics: %w", err)
-		}
 	}
 	for _, result := range []string{"stored", "duplicate", "invalid"} {
 		m.events.WithLabelValues(result)
 	}
 	return &Recorder{
-		cons: cons, stream: stream, store: store, opts: opts.withDefaults(), log: log,
+		cons: cons, stream: stream, db: store, opts: opts.withDefaults(), log: log,
 		started: newRecentSet(recentStarted),
 		tracer:  tp.Tracer("skao-staging/audit"), metrics: m,
-	}, nil
+	}
 }
 
 // Err is the error of the last batch the store refused, nil once a batch
@@ -190,16 +185,13 @@ func (r *Recorder) setErr(err error) {
 	r.mu.Unlock()
 }
 
-// Run records events until ctx is cancelled, then finishes the batches in
-// hand (stores and acknowledges them) and returns nil.
+// Run records events until ctx is cancelled, then finishes the batch in
+// hand (stores and acknowledges it) and returns nil.
 //
-// Three stages run side by side so that the database is never idle
-// waiting for NATS or for the batch before: one fetches and decodes the
-// batch after next; one inserts the next batch's events; one merges the
-// current batch into its requests' rows, commits it, then acknowledges its
-// messages. Batches go through in the order fetched. After a batch is not
-// stored the recorder waits before it stages another, and a batch staged
-// before that failure is rolled back and given back too.
+// A batch is fetched, stored in one transaction, then acknowledged. When
+// the store refuses it, its messages are given back and nothing more is
+// fetched until the back-off has passed: the delay doubles with each
+// failed batch in a row, from RetryMin up to RetryMax.
 func (r *Recorder) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -208,71 +200,23 @@ func (r *Recorder) Run(ctx context.Context) error {
 	// Work outlives ctx so that a batch fetched is finished, not dropped
 	// half-acknowledged.
 	work := context.WithoutCancel(ctx)
-	batches := make(chan batch, 1)
-	wg.Go(func() {
-		defer close(batches)
-		for ctx.Err() == nil {
-			if b, ok := r.fetch(ctx, work); ok {
-				batches <- b
-			}
+	retry := backoff.Exponential{Base: r.opts.RetryMin, Max: r.opts.RetryMax}
+	failures := 0
+	for ctx.Err() == nil {
+		b, ok := r.fetch(ctx, work)
+		if !ok {
+			continue
 		}
-	})
-	// The stager takes a go-ahead, the number of failures seen so far,
-	// before each batch, so that nothing is staged during a back-off and a
-	// batch staged before a failure can be told.
-	goAhead := make(chan int, 1)
-	staged := make(chan stagedBatch)
-	wg.Go(func() {
-		defer close(staged)
-		for b := range batches {
-			sb := stagedBatch{batch: b, gen: <-goAhead, start: time.Now()}
-			sb.ctx, sb.cancel = context.WithTimeout(work, r.opts.ApplyTimeout)
-			sb.staged, sb.err = r.store.StageBatch(sb.ctx, b.store)
-			staged <- sb
-		}
-	})
-	failures, gen := 0, 0
-	goAhead <- gen
-	for sb := range staged {
-		switch {
-		case sb.err != nil:
-			sb.cancel()
+		if err := r.store(work, b); err != nil {
 			failures++
-			gen++
-			r.giveBack(work, sb.batch, sb.err, failures)
-			sleep(ctx, r.delay(failures))
-			goAhead <- gen
-		case sb.gen != gen:
-			sb.staged.Rollback(sb.ctx)
-			sb.cancel()
-			r.giveBack(work, sb.batch, errors.New("staged before the batch before failed"), failures)
-			goAhead <- gen
-		default:
-			goAhead <- gen // the next batch is staged while this one commits
-			if err := r.commit(work, sb, failures); err != nil {
-				failures++
-				gen++
-				sleep(ctx, r.delay(failures))
-				continue
-			}
-			failures = 0
+			d := retry.Delay(failures)
+			r.giveBack(work, b, err, failures, d)
+			_ = backoff.Wait(ctx, d) // ends early only when Run does
+			continue
 		}
+		failures = 0
 	}
 	return nil
-}
-
-// stagedBatch is a batch through StageBatch: its transaction, or the
-// error, and the number of failures seen when it was staged.
-type stagedBatch struct {
-	batch
-	gen    int
-	start  time.Time
-	staged *auditstore.Staged
-	err    error
-	// ctx bounds the batch's transaction from staging to commit (the
-	// ApplyTimeout); cancel ends it.
-	ctx    context.Context
-	cancel context.CancelFunc
 }
 
 // batch is one fetch: the events to store and the messages they came in.
@@ -289,7 +233,7 @@ func (r *Recorder) fetch(ctx, work context.Context) (batch, bool) {
 	if err != nil {
 		// NATS is away; the client reconnects by itself.
 		r.log.WarnContext(ctx, "fetch_failed", "error", err)
-		sleep(ctx, r.opts.RetryMin)
+		_ = backoff.Wait(ctx, r.opts.RetryMin)
 		return batch{}, false
 	}
 	var msgs []jetstream.Msg
@@ -418,13 +362,14 @@ func (b *batch) keep(id string, data []byte, filled bool) {
 	b.store.Received[id] = data
 }
 
-// commit commits a staged batch and settles its messages. failures counts
-// the failed batches in a row before it.
-func (r *Recorder) commit(ctx context.Context, sb stagedBatch, failures int) error {
-	stats, err := sb.staged.Commit(sb.ctx)
-	sb.cancel()
+// store stores batch b in one transaction, then acknowledges its
+// messages. It returns the store's error, b's messages not yet settled.
+func (r *Recorder) store(ctx context.Context, b batch) error {
+	start := time.Now()
+	applyCtx, cancel := context.WithTimeout(ctx, r.opts.ApplyTimeout)
+	stats, err := r.db.Apply(applyCtx, b.store)
+	cancel()
 	if err != nil {
-		r.giveBack(ctx, sb.batch, err, failures+1)
 		return err
 	}
 	if r.Err() != nil {
@@ -438,29 +383,28 @@ func (r *Recorder) commit(ctx context.Context, sb stagedBatch, failures int) err
 	r.metrics.events.WithLabelValues("invalid").Add(float64(len(stats.Invalid)))
 	r.metrics.rows.Add(float64(stats.Rows))
 	for _, i := range stats.Invalid {
-		inv := sb.store.Invalid[i]
+		inv := b.store.Invalid[i]
 		r.metrics.invalid.WithLabelValues(string(inv.Code)).Inc()
 		r.log.WarnContext(ctx, "event_invalid", "subject", inv.Subject, "stream_seq", inv.StreamSeq, "code", inv.Code, "reason", inv.Reason)
 	}
-	for i, msg := range sb.msgs {
+	for i, msg := range b.msgs {
 		if err := msg.Ack(); err != nil {
 			r.metrics.ackFailures.Inc()
 			r.log.WarnContext(ctx, "ack_failed", "subject", msg.Subject(), "error", err)
 		}
-		sb.spans[i].End()
+		b.spans[i].End()
 	}
-	r.metrics.batchTime.Observe(time.Since(sb.start).Seconds())
+	r.metrics.batchTime.Observe(time.Since(start).Seconds())
 	return nil
 }
 
-// giveBack settles the messages of a batch not stored: they come again
-// after the delay of the attempt-th failed batch in a row, and the
-// readiness check reports err until a batch is stored.
-func (r *Recorder) giveBack(ctx context.Context, b batch, err error, attempt int) {
+// giveBack settles the messages of a batch not stored, the failures-th
+// in a row: they come again after d, and the readiness check reports err
+// until a batch is stored.
+func (r *Recorder) giveBack(ctx context.Context, b batch, err error, failures int, d time.Duration) {
 	r.metrics.dbErrors.Inc()
 	r.setErr(err)
-	d := r.delay(attempt)
-	r.log.ErrorContext(ctx, "batch_not_stored", "error", err, "events", len(b.msgs), "retry_in", d.String(), "failures_in_a_row", attempt)
+	r.log.ErrorContext(ctx, "batch_not_stored", "error", err, "events", len(b.msgs), "retry_in", d.String(), "failures_in_a_row", failures)
 	for i, msg := range b.msgs {
 		if err := msg.NakWithDelay(d); err != nil {
 			// Not lost either way: unacknowledged, it comes again
@@ -479,16 +423,6 @@ func (r *Recorder) giveBack(ctx context.Context, b batch, err error, attempt int
 // the database beside it on the same cores then lacks.
 func unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
 
-// delay is the wait after the n-th failed batch in a row: RetryMin doubled
-// per failure, capped at RetryMax.
-func (r *Recorder) delay(n int) time.Duration {
-	d := r.opts.RetryMin
-	for i := 1; i < n && d < r.opts.RetryMax; i++ {
-		d *= 2
-	}
-	return min(d, r.opts.RetryMax)
-}
-
 func (r *Recorder) samplePending(ctx context.Context) {
 	t := time.NewTicker(r.opts.PendingEvery)
 	defer t.Stop()
@@ -504,14 +438,5 @@ func (r *Recorder) samplePending(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }
