@@ -215,8 +215,8 @@ func TestJupyterCopyEndToEnd(t *testing.T) {
 				t.Errorf("first event = %s, want started", events[0].Type)
 			}
 			last := events[len(events)-1]
-			if diff := cmp.Diff(tt.want, outcomeOf(last)); diff != "" {
-				t.Errorf("outcome (-want +got):\n%s\nlast event: %+v", diff, last)
+			if diff := cmp.Diff(outcomeOf(last), tt.want); diff != "" {
+				t.Errorf("outcome (-got +want):\n%s\nlast event: %+v", diff, last)
 			}
 			for p, want := range tt.onDisk {
 				data, err := os.ReadFile(hub.UserPath(tt.user, p))
@@ -270,8 +270,8 @@ func TestJupyterCopyHubDownThenBack(t *testing.T) {
 
 	last := events[len(events)-1]
 	want := outcome{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged, Bytes: 16, Files: 1}
-	if diff := cmp.Diff(want, outcomeOf(last)); diff != "" {
-		t.Fatalf("outcome (-want +got):\n%s\nevents: %+v", diff, events)
+	if diff := cmp.Diff(outcomeOf(last), want); diff != "" {
+		t.Fatalf("outcome (-got +want):\n%s\nevents: %+v", diff, events)
 	}
 	if last.Attempt < 2 || len(started) != last.Attempt {
 		t.Errorf("succeeded on attempt %d after %d started events, want a retry, one started event per delivery", last.Attempt, len(started))
@@ -306,8 +306,8 @@ func TestJupyterCopySpawnFailed(t *testing.T) {
 
 	events := b.stage(t, command(user, "f.txt", "f.txt", ""), hub.Token)
 	last := events[len(events)-1]
-	if diff := cmp.Diff(outcome{Type: contract.EventFailed, Code: hubclient.CodeSpawnFailed}, outcomeOf(last)); diff != "" {
-		t.Errorf("outcome (-want +got):\n%s\nlast event: %+v", diff, last)
+	if diff := cmp.Diff(outcomeOf(last), outcome{Type: contract.EventFailed, Code: hubclient.CodeSpawnFailed}); diff != "" {
+		t.Errorf("outcome (-got +want):\n%s\nlast event: %+v", diff, last)
 	}
 	if last.Attempt != 1 {
 		t.Errorf("failed on attempt %d, want 1: a failed spawn is not retried", last.Attempt)
@@ -350,8 +350,8 @@ func TestRefusedWithoutHubCalls(t *testing.T) {
 			cmd.ExpectedAdler32 = tt.checksum
 			events := b.stage(t, cmd)
 			last := events[len(events)-1]
-			if diff := cmp.Diff(tt.want, outcomeOf(last)); diff != "" {
-				t.Errorf("outcome (-want +got):\n%s\nevents: %+v", diff, events)
+			if diff := cmp.Diff(outcomeOf(last), tt.want); diff != "" {
+				t.Errorf("outcome (-got +want):\n%s\nevents: %+v", diff, events)
 			}
 			if last.Attempt != 1 {
 				t.Errorf("ended on attempt %d, want 1: the refusal is final", last.Attempt)
@@ -362,16 +362,10 @@ func TestRefusedWithoutHubCalls(t *testing.T) {
 
 func waitForConsumer(t *testing.T, b bridge) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, err := b.js.Consumer(t.Context(), contract.StreamRequests, contract.ConsumerJupyterBridge); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the bridge's consumer did not appear")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, 15*time.Second, "the bridge's consumer", func() bool {
+		_, err := b.js.Consumer(t.Context(), contract.StreamRequests, contract.ConsumerJupyterBridge)
+		return err == nil
+	})
 }
 
 // Without a hub the service still takes every jupyter_copy command and
@@ -431,8 +425,8 @@ func TestApplyHubEnv(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got := tt.in
 			jupyterbridge.ApplyHubEnv(&got)
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("ApplyHubEnv (-want +got):\n%s", diff)
+			if diff := cmp.Diff(got, tt.want); diff != "" {
+				t.Errorf("ApplyHubEnv (-got +want):\n%s", diff)
 			}
 		})
 	}
