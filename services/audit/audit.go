@@ -54,6 +54,9 @@ func (c Config) check() error {
 	if c.BatchWait <= 0 {
 		errs = append(errs, fmt.Errorf("AUDIT_BATCH_WAIT %s: want a positive duration", c.BatchWait))
 	}
+	if c.RetryMin <= 0 || c.RetryMax < c.RetryMin {
+		errs = append(errs, fmt.Errorf("AUDIT_RETRY_MIN %s, AUDIT_RETRY_MAX %s: want a positive minimum, the maximum no less", c.RetryMin, c.RetryMax))
+	}
 	if c.Retention < 0 {
 		errs = append(errs, fmt.Errorf("AUDIT_RETENTION %s: want 0 or a positive duration", c.Retention))
 	}

@@ -530,6 +530,8 @@ func TestConfigIsChecked(t *testing.T) {
 		{"zero batch", func(c *audit.Config) { c.BatchSize = 0 }},
 		{"zero wait", func(c *audit.Config) { c.BatchWait = 0 }},
 		{"negative retention", func(c *audit.Config) { c.Retention = -time.Hour }},
+		{"zero retry delay", func(c *audit.Config) { c.RetryMin = 0 }},
+		{"retry maximum below its minimum", func(c *audit.Config) { c.RetryMax = c.RetryMin / 2 }},
 		{"short ack wait", func(c *audit.Config) { c.AckWait = time.Second }},
 		{"unreachable mysql", func(c *audit.Config) { c.MySQLDSN = "u:p@tcp(127.0.0.1:1)/x?timeout=1s" }},
 		{"sqlite in a missing directory", func(c *audit.Config) { c.SQLitePath = filepath.Join(t.TempDir(), "no", "such", "audit.db") }},

@@ -50,44 +50,23 @@ type Stream interface {
 	GetMsg(ctx context.Context, seq uint64, opts ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error)
 }
 
-// Options tune the recorder. Zero values take the defaults.
+// Options tune the recorder; each must be set (audit.Config holds the
+// defaults).
 type Options struct {
-	// BatchSize is the most events fetched and committed at once (2000).
+	// BatchSize is the most events fetched and committed at once.
 	BatchSize int
-	// BatchWait is how long a fetch waits for a full batch (200ms).
+	// BatchWait is how long a fetch waits for a full batch.
 	BatchWait time.Duration
 	// RetryMin and RetryMax bound the delay after a failed batch before
-	// its events come again (1s, 30s); it doubles with each failure in a
-	// row.
+	// its events come again; it doubles with each failure in a row.
 	RetryMin, RetryMax time.Duration
-	// ApplyTimeout bounds one commit; keep it well inside the consumer's
-	// AckWait (30s).
+	// ApplyTimeout bounds one batch's transaction; keep it well inside
+	// the consumer's AckWait.
 	ApplyTimeout time.Duration
-	// PendingEvery is how often the consumer's backlog is sampled (5s).
-	PendingEvery time.Duration
 }
 
-func (o Options) withDefaults() Options {
-	if o.BatchSize <= 0 {
-		o.BatchSize = 2000
-	}
-	if o.BatchWait <= 0 {
-		o.BatchWait = 200 * time.Millisecond
-	}
-	if o.RetryMin <= 0 {
-		o.RetryMin = time.Second
-	}
-	if o.RetryMax < o.RetryMin {
-		o.RetryMax = max(o.RetryMin, 30*time.Second)
-	}
-	if o.ApplyTimeout <= 0 {
-		o.ApplyTimeout = 30 * time.Second
-	}
-	if o.PendingEvery <= 0 {
-		o.PendingEvery = 5 * time.Second
-	}
-	return o
-}
+// pendingEvery is how often the consumer's backlog is sampled.
+const pendingEvery = 5 * time.Second
 
 // Recorder consumes events into the store.
 type Recorder struct {
@@ -162,7 +141,7 @@ func New(cons jetstream.Consumer, stream Stream, store Store, opts Options, log 
 		m.events.WithLabelValues(result)
 	}
 	return &Recorder{
-		cons: cons, stream: stream, db: store, opts: opts.withDefaults(), log: log,
+		cons: cons, stream: stream, db: store, opts: opts, log: log,
 		started: newRecentSet(recentStarted),
 		tracer:  tp.Tracer("skao-staging/audit"), metrics: m,
 	}
@@ -328,7 +307,7 @@ func (r *Recorder) giveBack(ctx context.Context, b batch, err error, failures in
 }
 
 func (r *Recorder) samplePending(ctx context.Context) {
-	t := time.NewTicker(r.opts.PendingEvery)
+	t := time.NewTicker(pendingEvery)
 	defer t.Stop()
 	for {
 		info, err := r.cons.Info(ctx)
