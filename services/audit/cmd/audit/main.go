@@ -29,7 +29,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
-	// 2. Logger, tracing, NATS with its streams; closed last, in reverse.
+	// 2. Logger, tracing, NATS with its streams; closed last.
 	rt, err := service.Start(ctx, "audit", cfg.Base, stdout)
 	if err != nil {
 		return err
@@ -37,22 +37,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	defer rt.Close(ctx)
 	service.LogConfig(rt.Log, cfg)
 
-	// 3. The ops server and the audit side by side. When either stops,
-	// the other is told to stop too, so the process never runs half up;
-	// the audit finishes its batch in hand and its queries before it
-	// returns.
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
+	// 3. The ops server and the audit side by side, until a signal ends
+	// ctx or either fails, which stops the other. On the way out the
+	// audit finishes its batch in hand and the queries received; then
+	// rt.Close flushes traces and drains NATS.
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		defer stop()
 		return service.Serve(ctx, rt.Log, "ops", cfg.OpsAddr, rt.OpsHandler(), opsGrace, cfg.HTTP)
 	})
 	g.Go(func() error {
-		defer stop()
+		// Asked to stop while still starting is no failure.
 		return service.StoppedEarly(ctx, audit.Run(ctx, cfg.Audit, rt.Deps))
 	})
-	// 4. Wait for a signal (ctx) or a failure, then stop: the database
-	// is closed by audit.Run, NATS drained by rt.Close.
 	return g.Wait()
 }

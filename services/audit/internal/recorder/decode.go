@@ -29,38 +29,48 @@ func (r *Recorder) add(ctx context.Context, b *batch, msg jetstream.Msg) (reques
 		return "", "", contract.Errorf(contract.CodeBodyTooLarge, "message of %d bytes; events have at most %d", len(msg.Data()), contract.MaxEventSize)
 	}
 	if contract.IsDownloadSubject(msg.Subject()) {
-		var dl contract.DownloadEvent
-		if err := unmarshal(msg.Data(), &dl); err != nil {
-			return "", "", contract.Errorf(contract.CodeMalformed, "not a download event: %v", err)
-		}
-		if err := errors.Join(dl.Validate(), dl.CheckSubject(msg.Subject())); err != nil {
+		dl, err := decode[contract.DownloadEvent](msg, "a download event")
+		if err != nil {
 			return "", "", err
 		}
-		filled := false
-		if dl.TraceID == "" && traceID != "" {
-			dl.TraceID, filled = traceID, true
-		}
+		filled := fillTrace(&dl.TraceID, traceID)
 		b.store.Downloads = append(b.store.Downloads, dl)
 		b.keep(dl.ID, msg.Data(), filled)
 		return dl.RequestID, string(dl.Type), nil
 	}
-	var ev contract.Event
-	if err := unmarshal(msg.Data(), &ev); err != nil {
-		return "", "", contract.Errorf(contract.CodeMalformed, "not an event: %v", err)
-	}
-	if err := errors.Join(ev.Validate(), ev.CheckSubject(msg.Subject())); err != nil {
+	ev, err := decode[contract.Event](msg, "an event")
+	if err != nil {
 		return "", "", err
 	}
 	if err := r.checkStarted(ctx, ev, msg); err != nil {
 		return "", "", err
 	}
-	filled := false
-	if ev.TraceID == "" && traceID != "" {
-		ev.TraceID, filled = traceID, true
-	}
+	filled := fillTrace(&ev.TraceID, traceID)
 	b.store.Events = append(b.store.Events, ev)
 	b.keep(ev.ID, msg.Data(), filled)
 	return ev.RequestID, string(ev.Type), nil
+}
+
+// decode decodes msg as an E (what names it for the error) and checks it
+// against its rules and its subject.
+func decode[E interface {
+	Validate() error
+	CheckSubject(subject string) error
+}](msg jetstream.Msg, what string) (E, error) {
+	var e E
+	if err := unmarshal(msg.Data(), &e); err != nil {
+		return e, contract.Errorf(contract.CodeMalformed, "not %s: %v", what, err)
+	}
+	return e, errors.Join(e.Validate(), e.CheckSubject(msg.Subject()))
+}
+
+// fillTrace sets an empty trace id to traceID and reports whether it did.
+func fillTrace(field *string, traceID string) bool {
+	if *field != "" || traceID == "" {
+		return false
+	}
+	*field = traceID
+	return true
 }
 
 // invalidOf is msg, which broke the event rules with err, as the store

@@ -41,20 +41,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	defer rt.Close(ctx)
 	service.LogConfig(rt.Log, cfg)
 
-	// 3. The ops server and the bridge side by side; when either stops,
-	// the other is told to stop too, so the process never runs half up.
-	// The bridge stops taking commands and finishes those in hand.
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
+	// 3. The ops server and the bridge side by side, until a signal ends
+	// ctx or either fails, which stops the other. On the way out the
+	// bridge stops taking commands and finishes those in hand; then
+	// rt.Close flushes traces and drains NATS.
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		defer stop()
 		return service.Serve(ctx, rt.Log, "ops", cfg.OpsAddr, rt.OpsHandler(), opsGrace, cfg.HTTP)
 	})
 	g.Go(func() error {
-		defer stop()
+		// Asked to stop while still starting is no failure.
 		return service.StoppedEarly(ctx, jupyterbridge.Run(ctx, cfg.Bridge, rt.Deps))
 	})
-	// 4. Wait for a signal or a failure; rt.Close then drains NATS.
 	return g.Wait()
 }
