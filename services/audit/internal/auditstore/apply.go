@@ -77,11 +77,26 @@ func (b Batch) entries() []entry {
 	return out
 }
 
-// Apply stores a batch in one transaction: the events not stored before
-// are added to the history and merged into their requests' rows (see
-// merge); the others change nothing. Either the whole batch is stored or,
-// on error, none of it. A download event changes no status: a completed one
-// counts in its request's downloads, once.
+// Apply stores a batch in one transaction: Stage, then Commit.
+func (s *Store) Apply(ctx context.Context, b Batch) (Stats, error) {
+	staged, err := s.Stage(ctx, b)
+	if err != nil {
+		return Stats{}, err
+	}
+	return staged.Commit(ctx)
+}
+
+// Stage begins storing a batch: it opens the batch's transaction and
+// inserts its events, which touches no request row. The caller then calls
+// Commit or Rollback. A writer may so stage a batch while the batch before
+// it commits on another connection (on SQLite, which has one writer
+// connection, staging waits for that commit).
+//
+// The events not stored before are added to the history and, at Commit,
+// merged into their requests' rows (see merge); the others change nothing.
+// Either the whole batch is stored or, on error, none of it. A download
+// event changes no status: a completed one counts in its request's
+// downloads, once.
 //
 // A batch is first tried on the assumption that none of its events is
 // stored yet, as is the rule (a backlog, live traffic): the events are
@@ -89,42 +104,48 @@ func (b Batch) entries() []entry {
 // redelivery, a replay), the transaction is rolled back and the batch is
 // inserted again, looking the stored events up first. If another replica
 // inserted a request row this batch found absent, only the merge into the
-// rows is done again (see finish). The result is the same either way, and
+// rows is done again (see Commit). The result is the same either way, and
 // nothing is written twice.
-func (s *Store) Apply(ctx context.Context, b Batch) (Stats, error) {
+func (s *Store) Stage(ctx context.Context, b Batch) (*Staged, error) {
 	for _, ev := range b.Events {
 		if err := ValidateEvent(ev); err != nil {
-			return Stats{}, err
+			return nil, err
 		}
 	}
 	for _, dl := range b.Downloads {
 		if err := ValidateDownload(dl); err != nil {
-			return Stats{}, err
+			return nil, err
 		}
 	}
-	p := &applying{s: s, entries: b.entries(), invalid: b.Invalid}
+	p := &Staged{s: s, entries: b.entries(), invalid: b.Invalid}
 	err := p.begin(ctx, false)
 	for errors.Is(err, errConflict) && p.attempt < conflictRetries {
 		p.attempt++
 		err = p.begin(ctx, true)
 	}
 	if err != nil {
-		return Stats{}, err
+		return nil, err
 	}
-	return p.finish(ctx)
+	return p, nil
 }
 
-// applying is a batch on its way into the store: its transaction, and
-// what it inserted so far.
-type applying struct {
+// Staged is a batch whose events are inserted in a transaction still
+// open, until Commit or Rollback.
+type Staged struct {
 	s       *Store
 	entries []entry
 	attempt int      // re-applications so far
-	tx      *batchTx // open between begin and finish
+	tx      *batchTx // open between begin and Commit or Rollback
 	fresh   []entry  // the entries inserted
 	invalid []Invalid
 	// invalidNew holds the indexes of the invalid messages inserted.
 	invalidNew []int
+}
+
+// Rollback gives the staged batch up: nothing of it is stored.
+func (p *Staged) Rollback(ctx context.Context) {
+	_ = p.tx.Rollback() // fails only when the transaction is over already
+	p.tx.prepareRest(ctx)
 }
 
 // conflictRetries bounds the re-applications of a batch that keeps meeting
@@ -137,7 +158,7 @@ var errConflict = errors.New("audit batch met rows stored meanwhile")
 // begin opens the batch's transaction and inserts its events not stored
 // yet: all of them, or with lookup those not found stored. On error the
 // transaction is rolled back.
-func (p *applying) begin(ctx context.Context, lookup bool) (err error) {
+func (p *Staged) begin(ctx context.Context, lookup bool) (err error) {
 	s := p.s
 	sqlTx, err := s.write.BeginTx(ctx, s.txOptions())
 	if err != nil {
@@ -146,8 +167,7 @@ func (p *applying) begin(ctx context.Context, lookup bool) (err error) {
 	p.tx = &batchTx{Tx: sqlTx, stmts: s.stmts}
 	defer func() {
 		if err != nil {
-			_ = p.tx.Rollback() // the error that brought us here says more
-			p.tx.prepareRest(ctx)
+			p.Rollback(ctx)
 		}
 	}()
 	p.fresh = unique(p.entries)
@@ -163,12 +183,15 @@ func (p *applying) begin(ctx context.Context, lookup bool) (err error) {
 	return err
 }
 
-// finish merges the inserted events into their requests' rows and commits.
-// The transaction is over when it returns. A merge that meets a row
-// stored after all (see mergeRecords) is undone back to a savepoint and
-// done again reading every row, in the same transaction: a new one would
-// insert the events again.
-func (p *applying) finish(ctx context.Context) (st Stats, err error) {
+// Commit merges the staged events into their requests' rows, commits, and
+// says what was stored. The transaction is over when it returns. Another
+// batch that holds a request row still uncommitted delays it until that
+// batch is over. A merge that meets a row stored after all (see
+// mergeRecords) is undone back to a savepoint and done again reading
+// every row, in the same transaction: beginning a new one would wait for
+// a connection, which on SQLite the batch staged behind this one may
+// hold, and would insert the events again.
+func (p *Staged) Commit(ctx context.Context) (st Stats, err error) {
 	tx, fresh := p.tx, p.fresh
 	// Deferred calls run last first: the transaction is over (after
 	// Commit, Rollback does nothing and reports sql.ErrTxDone) before
@@ -205,7 +228,7 @@ func (p *applying) finish(ctx context.Context) (st Stats, err error) {
 
 // mergeRecords merges the fresh events into their requests' rows and
 // writes them, returning how many rows it wrote.
-func (p *applying) mergeRecords(ctx context.Context) (int, error) {
+func (p *Staged) mergeRecords(ctx context.Context) (int, error) {
 	s, tx, fresh := p.s, p.tx, p.fresh
 	var ids, read []string
 	seen := make(map[string]bool)

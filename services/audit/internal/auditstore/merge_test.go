@@ -164,3 +164,64 @@ func TestBatchesOfTheSameRequestsInEitherOrder(t *testing.T) {
 		})
 	}
 }
+
+// The recorder stages a batch while the one before it commits, and the two
+// may hold events of the same requests (a backlog splits a request's
+// events at every batch boundary). The second merges after the first;
+// when the first is rolled back instead and comes again later, the rows
+// end the same.
+func TestBatchStagedWhileTheOneBeforeCommits(t *testing.T) {
+	for _, firstFails := range []bool{false, true} {
+		t.Run(fmt.Sprintf("first fails=%v", firstFails), func(t *testing.T) {
+			forEachBackend(t, func(t *testing.T, s *auditstore.Store) {
+				var first, second []contract.Event
+				var want []contract.Record
+				for i := range 50 {
+					c := cmd(fmt.Sprintf("req-%02d", i))
+					evs := lifecycle(c)
+					first, second = append(first, evs[:2]...), append(second, evs[2:]...)
+					want = append(want, succeededRecord(c))
+				}
+				a, err := s.Stage(t.Context(), auditstore.Batch{Events: first})
+				if err != nil {
+					t.Fatalf("Stage(first): %v", err)
+				}
+				type staged struct {
+					b   *auditstore.Staged
+					err error
+				}
+				next := make(chan staged, 1)
+				go func() {
+					b, err := s.Stage(t.Context(), auditstore.Batch{Events: second})
+					next <- staged{b, err}
+				}()
+				if firstFails {
+					a.Rollback(t.Context())
+				} else if _, err := a.Commit(t.Context()); err != nil {
+					t.Fatalf("Commit(first): %v", err)
+				}
+				b := <-next
+				if b.err != nil {
+					t.Fatalf("Stage(second): %v", b.err)
+				}
+				st, err := b.b.Commit(t.Context())
+				if err != nil {
+					t.Fatalf("Commit(second): %v", err)
+				}
+				if st.Events != len(second) {
+					t.Errorf("second batch stored %d events, want %d", st.Events, len(second))
+				}
+				if firstFails {
+					if st := apply(t, s, first...); st.Events != len(first) {
+						t.Errorf("first batch, again: stored %d events, want %d", st.Events, len(first))
+					}
+				}
+				for _, w := range want {
+					if diff := cmp.Diff(get(t, s, w.ID), w); diff != "" {
+						t.Errorf("%s (-got +want):\n%s", w.ID, diff)
+					}
+				}
+			})
+		})
+	}
+}

@@ -39,9 +39,11 @@ import (
 	"github.com/skao/skao-staging/services/audit/internal/auditstore"
 )
 
-// Store stores a batch of events in one transaction.
+// Store stores batches of events, each in one transaction in two steps:
+// Stage inserts its events, then the recorder commits it (merging the
+// events into their requests' rows) or rolls it back.
 type Store interface {
-	Apply(ctx context.Context, b auditstore.Batch) (auditstore.Stats, error)
+	Stage(ctx context.Context, b auditstore.Batch) (*auditstore.Staged, error)
 }
 
 // Stream reads STAGING_EVENTS (a jetstream.Stream): the earlier events of
@@ -164,10 +166,15 @@ func (r *Recorder) setErr(err error) {
 // Run records events until ctx is cancelled, then finishes the batch in
 // hand (stores and acknowledges it) and returns nil.
 //
-// A batch is fetched, stored in one transaction, then acknowledged. When
-// the store refuses it, its messages are given back and nothing more is
-// fetched until the back-off has passed: the delay doubles with each
-// failed batch in a row, from RetryMin up to RetryMax.
+// Each batch is fetched and staged (its events inserted in a transaction),
+// then committed and acknowledged. The next batch is fetched and staged
+// while the one before commits, so the database need not wait for NATS
+// or for that commit; this pays on a backlog (docs/benchmarks.md, Audit:
+// "a batch's events inserted while the batch before commits"). When a
+// batch is not stored, its messages are given back, with those of the
+// batch staged behind it, and nothing more is staged until the back-off
+// has passed: the delay doubles with each failed batch in a row, from
+// RetryMin up to RetryMax.
 func (r *Recorder) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -178,21 +185,70 @@ func (r *Recorder) Run(ctx context.Context) error {
 	work := context.WithoutCancel(ctx)
 	retry := backoff.Exponential{Base: r.opts.RetryMin, Max: r.opts.RetryMax}
 	failures := 0
-	for ctx.Err() == nil {
-		b, ok := r.fetch(ctx, work)
-		if !ok {
+	next := r.stageNext(ctx, work)
+	for {
+		b := <-next
+		next = nil
+		if len(b.msgs) == 0 {
+			if ctx.Err() != nil {
+				return nil
+			}
+			next = r.stageNext(ctx, work)
 			continue
 		}
-		if err := r.store(work, b); err != nil {
-			failures++
-			d := retry.Delay(failures)
-			r.giveBack(work, b, err, failures, d)
-			_ = backoff.Wait(ctx, d) // ends early only when Run does
-			continue
+		if b.err == nil {
+			next = r.stageNext(ctx, work) // while b commits
+			if b.err = r.commit(work, b); b.err == nil {
+				failures = 0
+				continue
+			}
 		}
-		failures = 0
+		failures++
+		d := retry.Delay(failures)
+		r.giveBack(work, b, failures, d)
+		if next != nil {
+			behind := <-next
+			if behind.staged != nil {
+				behind.staged.Rollback(behind.ctx)
+				behind.err = errors.New("staged behind a batch that was not stored")
+			}
+			r.giveBack(work, behind, failures, d)
+		}
+		_ = backoff.Wait(ctx, d) // ends early only when Run does
+		next = r.stageNext(ctx, work)
 	}
-	return nil
+}
+
+// stageNext fetches the next batch and stages it, in the background. The
+// channel gives the staged batch, or one without messages when there was
+// nothing to fetch or ctx has ended.
+func (r *Recorder) stageNext(ctx, work context.Context) <-chan stagedBatch {
+	out := make(chan stagedBatch, 1)
+	go func() {
+		var sb stagedBatch
+		if ctx.Err() == nil {
+			if b, ok := r.fetch(ctx, work); ok {
+				sb = stagedBatch{batch: b, start: time.Now()}
+				sb.ctx, sb.cancel = context.WithTimeout(work, r.opts.ApplyTimeout)
+				sb.staged, sb.err = r.db.Stage(sb.ctx, b.store)
+			}
+		}
+		out <- sb
+	}()
+	return out
+}
+
+// stagedBatch is a batch through Stage: its open transaction, or the
+// error.
+type stagedBatch struct {
+	batch
+	start  time.Time
+	staged *auditstore.Staged
+	err    error
+	// ctx bounds the batch's transaction from staging to commit (the
+	// ApplyTimeout); cancel ends it.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // batch is one fetch: the events to store and the messages they came in.
@@ -252,13 +308,11 @@ func (r *Recorder) fetch(ctx, work context.Context) (batch, bool) {
 	return b, len(b.msgs) > 0
 }
 
-// store stores batch b in one transaction, then acknowledges its
-// messages. It returns the store's error, b's messages not yet settled.
-func (r *Recorder) store(ctx context.Context, b batch) error {
-	start := time.Now()
-	applyCtx, cancel := context.WithTimeout(ctx, r.opts.ApplyTimeout)
-	stats, err := r.db.Apply(applyCtx, b.store)
-	cancel()
+// commit commits a staged batch, then acknowledges its messages. It
+// returns the store's error, the messages not yet settled.
+func (r *Recorder) commit(ctx context.Context, b stagedBatch) error {
+	stats, err := b.staged.Commit(b.ctx)
+	b.cancel()
 	if err != nil {
 		return err
 	}
@@ -284,17 +338,23 @@ func (r *Recorder) store(ctx context.Context, b batch) error {
 		}
 		b.spans[i].End()
 	}
-	r.metrics.batchTime.Observe(time.Since(start).Seconds())
+	r.metrics.batchTime.Observe(time.Since(b.start).Seconds())
 	return nil
 }
 
 // giveBack settles the messages of a batch not stored, the failures-th
-// in a row: they come again after d, and the readiness check reports err
-// until a batch is stored.
-func (r *Recorder) giveBack(ctx context.Context, b batch, err error, failures int, d time.Duration) {
+// in a row: they come again after d, and the readiness check reports the
+// batch's error until a batch is stored.
+func (r *Recorder) giveBack(ctx context.Context, b stagedBatch, failures int, d time.Duration) {
+	if b.cancel != nil {
+		b.cancel()
+	}
+	if len(b.msgs) == 0 {
+		return
+	}
 	r.metrics.dbErrors.Inc()
-	r.setErr(err)
-	r.log.ErrorContext(ctx, "batch_not_stored", "error", err, "events", len(b.msgs), "retry_in", d.String(), "failures_in_a_row", failures)
+	r.setErr(b.err)
+	r.log.ErrorContext(ctx, "batch_not_stored", "error", b.err, "events", len(b.msgs), "retry_in", d.String(), "failures_in_a_row", failures)
 	for i, msg := range b.msgs {
 		if err := msg.NakWithDelay(d); err != nil {
 			// Not lost either way: unacknowledged, it comes again
