@@ -224,10 +224,10 @@ var errSpawnTimeout = errors.New("spawn timeout")
 func (c *Client) ensureRunning(ctx context.Context, name string, report func(Progress), started *bool) error {
 	// The pauses between looks at the user: short at first (a server
 	// starts in seconds), never over 2 s.
-	pauses, retry := 0, backoff.Exponential{Base: 100 * time.Millisecond, Max: 2 * time.Second}
+	pauses, delays := 0, backoff.Exponential{Base: 100 * time.Millisecond, Max: 2 * time.Second}
 	pause := func() error {
 		pauses++
-		return backoff.Wait(ctx, retry.Delay(pauses))
+		return backoff.Wait(ctx, delays.Delay(pauses))
 	}
 	for {
 		u, err := c.GetUser(ctx, name)

@@ -227,7 +227,7 @@ func (c *Copier) retry(ctx context.Context, hub *hubclient.Client, user string, 
 		delay = time.Second
 	}
 	// Attempts bound the pauses; the cap only keeps a wrong setting sane.
-	pauses, retry := 0, backoff.Exponential{Base: delay, Max: time.Hour}
+	pauses, delays := 0, backoff.Exponential{Base: delay, Max: time.Hour}
 	for attempt := 1; ; attempt++ {
 		v, err := op()
 		if err == nil || !hubclient.Retryable(err) || attempt >= attempts || ctx.Err() != nil {
@@ -242,7 +242,7 @@ func (c *Copier) retry(ctx context.Context, hub *hubclient.Client, user string, 
 			continue
 		}
 		pauses++
-		if backoff.Wait(ctx, retry.Delay(pauses)) != nil {
+		if backoff.Wait(ctx, delays.Delay(pauses)) != nil {
 			return v, err
 		}
 	}
