@@ -163,18 +163,20 @@ func (r *Recorder) setErr(err error) {
 	r.mu.Unlock()
 }
 
-// Run records events until ctx is cancelled, then finishes the batch in
-// hand (stores and acknowledges it) and returns nil.
+// Run records events until ctx is cancelled, then finishes the batches in
+// hand (stores and acknowledges them) and returns nil.
 //
-// Each batch is fetched and staged (its events inserted in a transaction),
-// then committed and acknowledged. The next batch is fetched and staged
-// while the one before commits, so the database need not wait for NATS
-// or for that commit; this pays on a backlog (docs/benchmarks.md, Audit:
-// "a batch's events inserted while the batch before commits"). When a
-// batch is not stored, its messages are given back, with those of the
-// batch staged behind it, and nothing more is staged until the back-off
-// has passed: the delay doubles with each failed batch in a row, from
-// RetryMin up to RetryMax.
+// Batches go through three steps: fetched (and decoded), staged (their
+// events inserted in a transaction), then committed and acknowledged.
+// The steps of consecutive batches overlap, so the database need not wait
+// for NATS or for the commit before; this pays on a backlog
+// (docs/benchmarks.md, Audit: "a batch's events inserted while the batch
+// before commits"). When a batch is not stored, its messages are given
+// back and nothing more is staged until the back-off has passed: the
+// delay doubles with each failed batch in a row, from RetryMin up to
+// RetryMax. A batch already staged behind it commits after the back-off
+// (or fails in turn): a batch's rows end the same whichever of two
+// batches commits first.
 func (r *Recorder) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -183,56 +185,55 @@ func (r *Recorder) Run(ctx context.Context) error {
 	// Work outlives ctx so that a batch fetched is finished, not dropped
 	// half-acknowledged.
 	work := context.WithoutCancel(ctx)
+	fetched := make(chan batch, 1)
+	wg.Go(func() {
+		defer close(fetched)
+		for ctx.Err() == nil {
+			if b, ok := r.fetch(ctx, work); ok {
+				fetched <- b
+			}
+		}
+	})
 	retry := backoff.Exponential{Base: r.opts.RetryMin, Max: r.opts.RetryMax}
 	failures := 0
-	next := r.stageNext(ctx, work)
+	next := r.stageNext(fetched, work)
 	for {
-		b := <-next
+		b, ok := <-next
+		if !ok {
+			return nil // nothing more fetched
+		}
 		next = nil
-		if len(b.msgs) == 0 {
-			if ctx.Err() != nil {
-				return nil
-			}
-			next = r.stageNext(ctx, work)
-			continue
+		if b.err == nil {
+			next = r.stageNext(fetched, work) // while b commits
+			b.err = r.commit(work, b)
 		}
 		if b.err == nil {
-			next = r.stageNext(ctx, work) // while b commits
-			if b.err = r.commit(work, b); b.err == nil {
-				failures = 0
-				continue
-			}
+			failures = 0
+			continue
 		}
 		failures++
 		d := retry.Delay(failures)
 		r.giveBack(work, b, failures, d)
-		if next != nil {
-			behind := <-next
-			if behind.staged != nil {
-				behind.staged.Rollback(behind.ctx)
-				behind.err = errors.New("staged behind a batch that was not stored")
-			}
-			r.giveBack(work, behind, failures, d)
-		}
 		_ = backoff.Wait(ctx, d) // ends early only when Run does
-		next = r.stageNext(ctx, work)
+		if next == nil {
+			next = r.stageNext(fetched, work)
+		}
 	}
 }
 
-// stageNext fetches the next batch and stages it, in the background. The
-// channel gives the staged batch, or one without messages when there was
-// nothing to fetch or ctx has ended.
-func (r *Recorder) stageNext(ctx, work context.Context) <-chan stagedBatch {
+// stageNext stages the next batch fetched, in the background. The channel
+// gives the staged batch, or is closed when nothing more is fetched.
+func (r *Recorder) stageNext(fetched <-chan batch, work context.Context) <-chan stagedBatch {
 	out := make(chan stagedBatch, 1)
 	go func() {
-		var sb stagedBatch
-		if ctx.Err() == nil {
-			if b, ok := r.fetch(ctx, work); ok {
-				sb = stagedBatch{batch: b, start: time.Now()}
-				sb.ctx, sb.cancel = context.WithTimeout(work, r.opts.ApplyTimeout)
-				sb.staged, sb.err = r.db.Stage(sb.ctx, b.store)
-			}
+		defer close(out)
+		b, ok := <-fetched
+		if !ok {
+			return
 		}
+		sb := stagedBatch{batch: b, start: time.Now()}
+		sb.ctx, sb.cancel = context.WithTimeout(work, r.opts.ApplyTimeout)
+		sb.staged, sb.err = r.db.Stage(sb.ctx, b.store)
 		out <- sb
 	}()
 	return out
@@ -346,12 +347,7 @@ func (r *Recorder) commit(ctx context.Context, b stagedBatch) error {
 // in a row: they come again after d, and the readiness check reports the
 // batch's error until a batch is stored.
 func (r *Recorder) giveBack(ctx context.Context, b stagedBatch, failures int, d time.Duration) {
-	if b.cancel != nil {
-		b.cancel()
-	}
-	if len(b.msgs) == 0 {
-		return
-	}
+	b.cancel()
 	r.metrics.dbErrors.Inc()
 	r.setErr(b.err)
 	r.log.ErrorContext(ctx, "batch_not_stored", "error", b.err, "events", len(b.msgs), "retry_in", d.String(), "failures_in_a_row", failures)
