@@ -131,45 +131,12 @@ func TestFirstTerminalEventStands(t *testing.T) {
 	})
 }
 
-// A backlog splits a request's events at every batch boundary, and a
-// batch the store refused comes again after the batches behind it. The
-// rows end the same whichever of two such batches is stored first.
-func TestBatchesOfTheSameRequestsInEitherOrder(t *testing.T) {
-	for _, firstLate := range []bool{false, true} {
-		t.Run(fmt.Sprintf("first late=%v", firstLate), func(t *testing.T) {
-			forEachBackend(t, func(t *testing.T, s *auditstore.Store) {
-				var first, second []contract.Event
-				var want []contract.Record
-				for i := range 50 {
-					c := cmd(fmt.Sprintf("req-%02d", i))
-					evs := lifecycle(c)
-					first, second = append(first, evs[:2]...), append(second, evs[2:]...)
-					want = append(want, succeededRecord(c))
-				}
-				order := [][]contract.Event{first, second}
-				if firstLate {
-					order = [][]contract.Event{second, first}
-				}
-				for _, batch := range order {
-					if st := apply(t, s, batch...); st.Events != len(batch) {
-						t.Errorf("batch stored %d events, want %d", st.Events, len(batch))
-					}
-				}
-				for _, w := range want {
-					if diff := cmp.Diff(get(t, s, w.ID), w); diff != "" {
-						t.Errorf("%s (-got +want):\n%s", w.ID, diff)
-					}
-				}
-			})
-		})
-	}
-}
-
 // The recorder stages a batch while the one before it commits, and the two
 // may hold events of the same requests (a backlog splits a request's
 // events at every batch boundary). The second merges after the first;
 // when the first is rolled back instead and comes again later, the rows
-// end the same.
+// end the same. (The recorder relies on it: a batch staged behind one that
+// failed commits first.)
 func TestBatchStagedWhileTheOneBeforeCommits(t *testing.T) {
 	for _, firstFails := range []bool{false, true} {
 		t.Run(fmt.Sprintf("first fails=%v", firstFails), func(t *testing.T) {
