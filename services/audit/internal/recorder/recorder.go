@@ -41,7 +41,7 @@ import (
 
 // Store stores batches of events, each in one transaction in two steps:
 // Stage inserts its events, then the recorder commits it (merging the
-// events into their requests' rows) or rolls it back.
+// events into their requests' rows).
 type Store interface {
 	Stage(ctx context.Context, b auditstore.Batch) (*auditstore.Staged, error)
 }
