@@ -1,6 +1,8 @@
 package backoff_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -24,5 +26,20 @@ func TestDelay(t *testing.T) {
 	}
 	if got := e.Delay(1 << 30); got != 10*time.Second {
 		t.Errorf("a huge attempt: got %v, want Max", got)
+	}
+}
+
+func TestWait(t *testing.T) {
+	if err := backoff.Wait(t.Context(), time.Millisecond); err != nil {
+		t.Errorf("a wait that ran out: %v, want nil", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	start := time.Now()
+	if err := backoff.Wait(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Errorf("a wait whose context ended: %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > time.Minute {
+		t.Errorf("a wait whose context ended took %s", d)
 	}
 }

@@ -10,8 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
@@ -27,9 +28,9 @@ type Config struct {
 	SQLitePath string `env:"SQLITE_PATH" envDefault:"audit.db" help:"SQLite database file, used when MYSQL_DSN is empty"`
 	// BatchSize and BatchWait shape the writes: up to BatchSize events are
 	// committed in one transaction, after waiting at most BatchWait for
-	// them. A backlog goes about 1.15x faster into MariaDB in batches of
-	// 2000 than of 500 (docs/benchmarks.md); a batch that fails is
-	// delivered again whole, whatever its size.
+	// them. Larger batches go faster into MariaDB (docs/benchmarks.md,
+	// Audit); a batch that fails is delivered again whole, whatever its
+	// size.
 	BatchSize int           `env:"AUDIT_BATCH_SIZE" envDefault:"2000" help:"most events written in one transaction"`
 	BatchWait time.Duration `env:"AUDIT_BATCH_WAIT" envDefault:"200ms" help:"longest wait for a full batch of events"`
 	// Retention of 0 keeps every request forever.
@@ -52,6 +53,9 @@ func (c Config) check() error {
 	}
 	if c.BatchWait <= 0 {
 		errs = append(errs, fmt.Errorf("AUDIT_BATCH_WAIT %s: want a positive duration", c.BatchWait))
+	}
+	if c.RetryMin <= 0 || c.RetryMax < c.RetryMin {
+		errs = append(errs, fmt.Errorf("AUDIT_RETRY_MIN %s, AUDIT_RETRY_MAX %s: want a positive minimum, the maximum no less", c.RetryMin, c.RetryMax))
 	}
 	if c.Retention < 0 {
 		errs = append(errs, fmt.Errorf("AUDIT_RETENTION %s: want 0 or a positive duration", c.Retention))
@@ -91,8 +95,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		// the audit takes them all, in stream order. A filter naming both
 		// subjects would make the server match every message against
 		// several filters, which costs it most of the audit's throughput
-		// once there are many requests (measured: 5x fewer events a
-		// second, docs/benchmarks.md).
+		// once there are many requests (docs/benchmarks.md, Audit).
 		AckWait: cfg.AckWait,
 		// Unbounded: the audit never gives up on an event; a database
 		// outage only delays it.
@@ -106,23 +109,17 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", contract.StreamEvents, err)
 	}
-	rec, err := recorder.New(cons, stream, store, recorder.Options{
+	rec := recorder.New(cons, stream, store, recorder.Options{
 		BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait,
 		RetryMin: cfg.RetryMin, RetryMax: cfg.RetryMax,
 		ApplyTimeout: cfg.AckWait / 2,
 	}, deps.Log.With("component", "audit_recorder"), deps.Tracer, deps.Registerer)
-	if err != nil {
-		return err
-	}
 	// The audit, an observer of the whole system already, is the one
 	// service that reports the work queue and the event stream.
 	if err := bus.RegisterQueueMetrics(deps.Registerer, deps.JS, log, 0); err != nil {
 		return err
 	}
-	queries, err := history.New(store, deps.Log.With("component", "audit_history"), deps.Tracer, deps.Registerer)
-	if err != nil {
-		return err
-	}
+	queries := history.New(store, deps.Log.With("component", "audit_history"), deps.Tracer, deps.Registerer)
 	deps.Health.Add("database", func(ctx context.Context) error {
 		if err := store.Ping(ctx); err != nil {
 			return err
@@ -134,35 +131,19 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	})
 
 	// The parts run side by side; the first to fail stops the others.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	run := func(f func(context.Context) error) {
-		wg.Go(func() {
-			if err := f(ctx); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-				cancel()
-			}
-		})
-	}
-	run(rec.Run)
-	run(func(ctx context.Context) error { return queries.Serve(ctx, deps.NC) })
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return rec.Run(ctx) })
+	g.Go(func() error { return queries.Serve(ctx, deps.NC) })
 	if cfg.Retention > 0 {
-		run(func(ctx context.Context) error {
+		g.Go(func() error {
 			purge(ctx, store, cfg.Retention, log)
 			return nil
 		})
 	}
 	log.InfoContext(ctx, "audit_started", "database", describe(cfg), "batch_size", cfg.BatchSize, "retention", cfg.Retention.String())
-	wg.Wait()
+	err = g.Wait()
 	log.InfoContext(ctx, "audit_stopped")
-	return errors.Join(errs...)
+	return err
 }
 
 func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*auditstore.Store, error) {

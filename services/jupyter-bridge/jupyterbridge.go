@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
@@ -78,10 +79,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	if cfg.HubURL == "" {
 		return refuse(ctx, cfg, allowed, deps, log)
 	}
-	metrics, err := newMetrics(deps.Registerer)
-	if err != nil {
-		return err
-	}
+	metrics := newMetrics(deps.Registerer)
 	hub, err := hubclient.New(hubclient.Options{
 		URL:       cfg.HubURL,
 		Token:     cfg.HubToken,
@@ -249,41 +247,36 @@ type metrics struct {
 	files         prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
-		hubCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	return &metrics{
+		hubCalls: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "staging_jupyter_hub_calls_total",
 			Help: "HTTP calls to JupyterHub and users' servers, by endpoint and status code (error: no response).",
 		}, []string{"endpoint", "status"}),
-		hubDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		hubDuration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "staging_jupyter_hub_call_duration_seconds",
 			Help:    "Duration of HTTP calls to JupyterHub and users' servers, by endpoint.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 4, 9),
 		}, []string{"endpoint"}),
-		serverStarts: prometheus.NewCounter(prometheus.CounterOpts{
+		serverStarts: f.NewCounter(prometheus.CounterOpts{
 			Name: "staging_jupyter_server_starts_total",
 			Help: "Users' Jupyter servers the bridge had to start.",
 		}),
-		startDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+		startDuration: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "staging_jupyter_server_start_duration_seconds",
 			Help:    "Time from asking for a user's server until it was ready.",
 			Buckets: prometheus.ExponentialBuckets(0.25, 2, 10),
 		}),
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+		bytes: f.NewCounter(prometheus.CounterOpts{
 			Name: "staging_jupyter_uploaded_bytes_total",
 			Help: "Bytes of staged items uploaded into users' Jupyter servers.",
 		}),
-		files: prometheus.NewCounter(prometheus.CounterOpts{
+		files: f.NewCounter(prometheus.CounterOpts{
 			Name: "staging_jupyter_uploaded_files_total",
 			Help: "Files uploaded into users' Jupyter servers.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.hubCalls, m.hubDuration, m.serverStarts, m.startDuration, m.bytes, m.files} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register jupyter-bridge metrics: %w", err)
-		}
-	}
-	return m, nil
 }
 
 // observeHubCall is a hubclient.Observer.

@@ -44,8 +44,8 @@ func TestRedact(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, viewOf(redact(tt.err, tt.token))); diff != "" {
-				t.Errorf("redact (-want +got):\n%s", diff)
+			if diff := cmp.Diff(viewOf(redact(tt.err, tt.token)), tt.want); diff != "" {
+				t.Errorf("redact (-got +want):\n%s", diff)
 			}
 		})
 	}

@@ -2,16 +2,9 @@ package auditstore
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
-
-	"github.com/go-sql-driver/mysql"
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/skao/skao-staging/libs/contract"
 )
@@ -31,22 +24,6 @@ type Stats struct {
 	Invalid []int
 }
 
-// chunk bounds the rows of one statement, well inside the placeholder
-// limits of MySQL (65,535) and SQLite (32,766).
-const chunk = 500
-
-var recordColumns = []string{
-	"id", "job_id", "method", "username", "local_path_on_storage", "relative_path",
-	"status", "outcome", "error_code", "error_reason", "bytes", "files", "adler32",
-	"origin", "trace_id", "created_at", "started_at", "finished_at", "updated_at",
-	"downloads",
-}
-
-// eventColumns: the event's own fields (its time, its source) are in the
-// payload and read from there; copies of them in columns of their own
-// cost the server a sixth of its parameters on a backlog.
-var eventColumns = []string{"event_id", "request_id", "type", "payload"}
-
 // Batch is what one Apply stores: request events and download events, as
 // they came off the stream.
 type Batch struct {
@@ -54,8 +31,8 @@ type Batch struct {
 	Downloads []contract.DownloadEvent
 	// Received holds, by event id, the message an event or download event
 	// was decoded from, when decoding added nothing to it: it is stored as
-	// received rather than encoded again (a tenth of the audit's CPU on a
-	// backlog). Each must be valid UTF-8 and decode to its event.
+	// received rather than encoded again, which spares CPU on a backlog.
+	// Each must be valid UTF-8 and decode to its event.
 	Received map[string][]byte
 	// Invalid are the messages that break the event rules, kept apart.
 	Invalid []Invalid
@@ -100,41 +77,36 @@ func (b Batch) entries() []entry {
 	return out
 }
 
-// Apply stores a batch of request events; see ApplyBatch.
-func (s *Store) Apply(ctx context.Context, events []contract.Event) (Stats, error) {
-	return s.ApplyBatch(ctx, Batch{Events: events})
-}
-
-// ApplyBatch stores a batch in one transaction: the events not stored
-// before are added to the history and merged into their requests' rows (see
-// merge); the others change nothing. Either the whole batch is stored or,
-// on error, none of it. A download event changes no status: a completed one
-// counts in its request's downloads, once.
-//
-// A batch is first tried on the assumption that none of its events is
-// stored yet, as is the rule (a backlog, live traffic): the events are
-// inserted without looking them up first. If one is already there (a
-// redelivery, a replay) or another replica inserted a request row this
-// batch found absent, the transaction is rolled back and the batch is
-// applied again, looking the stored events up and re-reading the rows, so
-// the result is the same and nothing is written twice.
-func (s *Store) ApplyBatch(ctx context.Context, b Batch) (Stats, error) {
-	staged, err := s.StageBatch(ctx, b)
+// Apply stores a batch in one transaction: Stage, then Commit.
+func (s *Store) Apply(ctx context.Context, b Batch) (Stats, error) {
+	staged, err := s.Stage(ctx, b)
 	if err != nil {
 		return Stats{}, err
 	}
 	return staged.Commit(ctx)
 }
 
-// StageBatch is the first half of ApplyBatch: it begins the batch's
-// transaction and inserts its events, which touches no request row. The
-// caller then calls Commit or Rollback, with ctx still live. A writer can
-// so stage a batch while the one before it merges into the request rows
-// and commits, on another connection: the larger part of the database's
-// work on a batch no longer waits for the batch before. (On SQLite, whose
-// one writer connection the batch before holds until it is over, staging
-// waits for that.)
-func (s *Store) StageBatch(ctx context.Context, b Batch) (*Staged, error) {
+// Stage begins storing a batch: it opens the batch's transaction and
+// inserts its events, which touches no request row. The caller then calls
+// Commit or Rollback. A writer may so stage a batch while the batch before
+// it commits on another connection (on SQLite, which has one writer
+// connection, staging waits for that commit).
+//
+// The events not stored before are added to the history and, at Commit,
+// merged into their requests' rows (see merge); the others change nothing.
+// Either the whole batch is stored or, on error, none of it. A download
+// event changes no status: a completed one counts in its request's
+// downloads, once.
+//
+// A batch is first tried on the assumption that none of its events is
+// stored yet, as is the rule (a backlog, live traffic): the events are
+// inserted without looking them up first. If one is already there (a
+// redelivery, a replay), the transaction is rolled back and the batch is
+// inserted again, looking the stored events up first. If another replica
+// inserted a request row this batch found absent, only the merge into the
+// rows is done again (see Commit). The result is the same either way, and
+// nothing is written twice.
+func (s *Store) Stage(ctx context.Context, b Batch) (*Staged, error) {
 	for _, ev := range b.Events {
 		if err := ValidateEvent(ev); err != nil {
 			return nil, err
@@ -158,22 +130,17 @@ func (s *Store) StageBatch(ctx context.Context, b Batch) (*Staged, error) {
 }
 
 // Staged is a batch whose events are inserted in a transaction still
-// open.
+// open, until Commit or Rollback.
 type Staged struct {
 	s       *Store
 	entries []entry
 	attempt int      // re-applications so far
-	tx      *batchTx // open when staged
+	tx      *batchTx // open between begin and Commit or Rollback
 	fresh   []entry  // the entries inserted
 	invalid []Invalid
 	// invalidNew holds the indexes of the invalid messages inserted.
 	invalidNew []int
 }
-
-// Commit merges the staged events into their requests' rows, commits, and
-// says what was stored. Another batch that holds a request row still
-// uncommitted delays it until that batch is over.
-func (p *Staged) Commit(ctx context.Context) (Stats, error) { return p.finish(ctx) }
 
 // Rollback gives the staged batch up: nothing of it is stored.
 func (p *Staged) Rollback(ctx context.Context) {
@@ -216,13 +183,15 @@ func (p *Staged) begin(ctx context.Context, lookup bool) (err error) {
 	return err
 }
 
-// finish merges the inserted events into their requests' rows and commits.
-// The transaction is over when it returns. A merge that meets a row
-// stored after all (see mergeRecords) is undone back to a savepoint and
-// done again reading every row, in the same transaction: beginning a new
-// one would wait for a connection, which on SQLite the batch staged
-// behind this one may hold, and would insert the events again.
-func (p *Staged) finish(ctx context.Context) (st Stats, err error) {
+// Commit merges the staged events into their requests' rows, commits, and
+// says what was stored. The transaction is over when it returns. Another
+// batch that holds a request row still uncommitted delays it until that
+// batch is over. A merge that meets a row stored after all (see
+// mergeRecords) is undone back to a savepoint and done again reading
+// every row, in the same transaction: beginning a new one would wait for
+// a connection, which on SQLite the batch staged behind this one may
+// hold, and would insert the events again.
+func (p *Staged) Commit(ctx context.Context) (st Stats, err error) {
 	tx, fresh := p.tx, p.fresh
 	// Deferred calls run last first: the transaction is over (after
 	// Commit, Rollback does nothing and reports sql.ErrTxDone) before
@@ -270,9 +239,9 @@ func (p *Staged) mergeRecords(ctx context.Context) (int, error) {
 		}
 	}
 	// A request whose first event (queued, or rejected instead) is in the
-	// batch has, as a rule, no row yet: it is not read (on a backlog,
-	// reading rows that are not there was a twentieth of the server's
-	// work). Reading would not protect it anyway: an absent row takes no
+	// batch has, as a rule, no row yet: it is not read, which spares the
+	// server work on a backlog (docs/benchmarks.md, Audit). Reading
+	// would not protect it anyway: an absent row takes no
 	// lock, so it is inserted, and if it is there after all (its first
 	// event came late, or twice under another id, or another replica
 	// inserted it), the insert fails and the merge is done again reading
@@ -343,199 +312,6 @@ func unique(entries []entry) []entry {
 			seen[e.id] = true
 			out = append(out, e)
 		}
-	}
-	return out
-}
-
-// duplicateKey reports whether err is a primary-key violation.
-func duplicateKey(err error) bool {
-	var me *mysql.MySQLError
-	if errors.As(err, &me) {
-		return me.Number == 1062 // ER_DUP_ENTRY
-	}
-	var se *sqlite.Error
-	if errors.As(err, &se) {
-		return se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
-	}
-	return false
-}
-
-// txOptions: on MySQL, READ COMMITTED spares the gap locks that REPEATABLE
-// READ takes on the absent rows a batch is about to insert, which would
-// make two audit replicas deadlock. SQLite has a single writer.
-func (s *Store) txOptions() *sql.TxOptions {
-	if s.dialect == dialectMySQL {
-		return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
-	}
-	return nil
-}
-
-// freshEvents returns the entries (each id once) whose id is not yet
-// stored, in batch order.
-func (s *Store) freshEvents(ctx context.Context, tx *batchTx, entries []entry) ([]entry, error) {
-	stored := make(map[string]bool)
-	for part := range slices.Chunk(entries, chunk) {
-		ids := make([]any, len(part))
-		for i, e := range part {
-			ids[i] = e.id
-		}
-		q := "SELECT event_id FROM staging_events WHERE event_id IN (" + placeholders(len(part)) + ")"
-		rows, err := tx.QueryContext(ctx, q, ids...)
-		if err != nil {
-			return nil, fmt.Errorf("look up stored events: %w", err)
-		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("look up stored events: %w", err)
-			}
-			stored[id] = true
-		}
-		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("look up stored events: %w", err)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("look up stored events: %w", err)
-		}
-	}
-	var fresh []entry
-	for _, e := range entries {
-		if !stored[e.id] {
-			fresh = append(fresh, e)
-		}
-	}
-	return fresh, nil
-}
-
-// lockRecords reads the rows of the requests ids, locking them on MySQL so
-// that a second audit replica merges after this batch, not beside it.
-func (s *Store) lockRecords(ctx context.Context, tx *batchTx, ids []string) (map[string]contract.Record, error) {
-	out := make(map[string]contract.Record, len(ids))
-	lock := ""
-	if s.dialect == dialectMySQL {
-		lock = " FOR UPDATE"
-	}
-	for part := range slices.Chunk(ids, chunk) {
-		q := "SELECT " + strings.Join(recordColumns, ", ") + " FROM staging_requests WHERE id IN (" + placeholders(len(part)) + ")" + lock
-		rows, err := tx.query(ctx, q, anySlice(part)...)
-		if err != nil {
-			return nil, fmt.Errorf("read request rows: %w", err)
-		}
-		for rows.Next() {
-			r, err := scanRecord(rows)
-			if err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out[r.ID] = r
-		}
-		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("read request rows: %w", err)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("read request rows: %w", err)
-		}
-	}
-	return out, nil
-}
-
-func (s *Store) insertEvents(ctx context.Context, tx *batchTx, entries []entry) error {
-	for part := range slices.Chunk(entries, chunk) {
-		args := make([]any, 0, len(part)*len(eventColumns))
-		for _, e := range part {
-			payload, err := e.payload()
-			if err != nil {
-				return err
-			}
-			args = append(args, e.id, e.requestID, clip(e.typ, maxType), string(payload))
-		}
-		q := "INSERT INTO staging_events (" + strings.Join(eventColumns, ", ") + ") VALUES " + tuples(len(part), len(eventColumns))
-		if _, err := tx.exec(ctx, q, args...); err != nil {
-			if duplicateKey(err) {
-				return fmt.Errorf("insert events: %w", errConflict)
-			}
-			return fmt.Errorf("insert events: %w", err)
-		}
-	}
-	return nil
-}
-
-// writeRecords writes whole rows: the merge already happened, under the
-// row locks, so the new values simply replace the old (upsert) or, for rows
-// that were absent, are inserted; an insert that meets a row stored
-// meanwhile reports errConflict.
-func (s *Store) writeRecords(ctx context.Context, tx *batchTx, records []contract.Record, upsert bool) error {
-	conflict := ""
-	if upsert {
-		var set []string
-		for _, c := range recordColumns[1:] {
-			if s.dialect == dialectMySQL {
-				// VALUES() rather than the row alias of MySQL 8.0.19+,
-				// which MariaDB does not have.
-				set = append(set, c+" = VALUES("+c+")")
-			} else {
-				set = append(set, c+" = excluded."+c)
-			}
-		}
-		conflict = " ON DUPLICATE KEY UPDATE "
-		if s.dialect == dialectSQLite {
-			conflict = " ON CONFLICT (id) DO UPDATE SET "
-		}
-		conflict += strings.Join(set, ", ")
-	}
-	for part := range slices.Chunk(records, chunk) {
-		args := make([]any, 0, len(part)*len(recordColumns))
-		for _, r := range part {
-			args = append(args, r.ID, r.JobID, string(r.Method), r.Username, r.LocalPathOnStorage,
-				r.RelativePath, string(r.Status), string(r.Outcome), string(r.ErrorCode), r.ErrorReason,
-				r.Bytes, r.Files, r.Adler32, r.Origin, r.TraceID, s.timeArg(r.CreatedAt),
-				s.nullTimeArg(r.StartedAt), s.nullTimeArg(r.FinishedAt), s.timeArg(r.UpdatedAt), r.Downloads)
-		}
-		q := "INSERT INTO staging_requests (" + strings.Join(recordColumns, ", ") + ") VALUES " +
-			tuples(len(part), len(recordColumns)) + conflict
-		if _, err := tx.exec(ctx, q, args...); err != nil {
-			if duplicateKey(err) {
-				return fmt.Errorf("insert request rows: %w", errConflict)
-			}
-			return fmt.Errorf("write request rows: %w", err)
-		}
-	}
-	return nil
-}
-
-type scanner interface{ Scan(dest ...any) error }
-
-func scanRecord(row scanner) (contract.Record, error) {
-	var (
-		r                                  contract.Record
-		method, status, outcome, errorCode string
-		created, started, finished, upd    dbTime
-	)
-	err := row.Scan(&r.ID, &r.JobID, &method, &r.Username, &r.LocalPathOnStorage, &r.RelativePath,
-		&status, &outcome, &errorCode, &r.ErrorReason, &r.Bytes, &r.Files, &r.Adler32,
-		&r.Origin, &r.TraceID, &created, &started, &finished, &upd, &r.Downloads)
-	if err != nil {
-		return r, fmt.Errorf("read request row: %w", err)
-	}
-	r.Method, r.Status, r.Outcome, r.ErrorCode = contract.Method(method), contract.Status(status), contract.Outcome(outcome), contract.Code(errorCode)
-	r.CreatedAt, r.StartedAt, r.FinishedAt, r.UpdatedAt = created.t, started.ptr(), finished.ptr(), upd.t
-	return r, nil
-}
-
-func placeholders(n int) string {
-	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
-}
-
-func tuples(rows, cols int) string {
-	one := "(" + placeholders(cols) + ")"
-	return strings.TrimSuffix(strings.Repeat(one+", ", rows), ", ")
-}
-
-func anySlice(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
 	}
 	return out
 }

@@ -44,7 +44,7 @@ func BenchmarkApply(b *testing.B) {
 				s := open[name](b)
 				start := time.Now()
 				for i := 0; i < len(events); i += batch {
-					if _, err := s.Apply(b.Context(), events[i:min(i+batch, len(events))]); err != nil {
+					if _, err := s.Apply(b.Context(), auditstore.Batch{Events: events[i:min(i+batch, len(events))]}); err != nil {
 						b.Fatal(err)
 					}
 				}

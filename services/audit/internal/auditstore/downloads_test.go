@@ -41,14 +41,14 @@ func TestDownloadsKeepTheStatus(t *testing.T) {
 		}
 		// The request's events and the first download in one batch, as the
 		// stream delivers them after an outage; the rest later.
-		st, err := s.ApplyBatch(t.Context(), auditstore.Batch{Events: evs, Downloads: downloads[:2]})
+		st, err := s.Apply(t.Context(), auditstore.Batch{Events: evs, Downloads: downloads[:2]})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if st.Events != 6 || st.Rows != 1 {
 			t.Errorf("first batch stats = %+v, want 6 events, 1 row", st)
 		}
-		if _, err := s.ApplyBatch(t.Context(), auditstore.Batch{Downloads: downloads[2:]}); err != nil {
+		if _, err := s.Apply(t.Context(), auditstore.Batch{Downloads: downloads[2:]}); err != nil {
 			t.Fatal(err)
 		}
 		want := succeededRecord(c)
@@ -74,7 +74,7 @@ func TestDownloadsKeepTheStatus(t *testing.T) {
 
 		// Replayed, in one batch and out of order: nothing changes.
 		before := dumpStore(t, s)
-		st, err = s.ApplyBatch(t.Context(), auditstore.Batch{Events: evs, Downloads: []contract.DownloadEvent{downloads[3], downloads[1], downloads[0], downloads[2]}})
+		st, err = s.Apply(t.Context(), auditstore.Batch{Events: evs, Downloads: []contract.DownloadEvent{downloads[3], downloads[1], downloads[0], downloads[2]}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,7 +93,7 @@ func TestDownloadOfUnknownRequest(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *auditstore.Store) {
 		c := cmd("gone")
 		dl := download(c, contract.DownloadCompleted, 2, at(1), 10)
-		st, err := s.ApplyBatch(t.Context(), auditstore.Batch{Downloads: []contract.DownloadEvent{dl}})
+		st, err := s.Apply(t.Context(), auditstore.Batch{Downloads: []contract.DownloadEvent{dl}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -44,7 +44,7 @@ func TestInvalidEventsAreKeptApart(t *testing.T) {
 			},
 		}
 		batch.Invalid[1].Subject = "staging.events.\xff"
-		st, err := s.ApplyBatch(t.Context(), batch)
+		st, err := s.Apply(t.Context(), batch)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +86,7 @@ func TestInvalidEventsAreKeptApart(t *testing.T) {
 		}
 
 		// The same messages again (a redelivery, a replay) change nothing.
-		st, err = s.ApplyBatch(t.Context(), batch)
+		st, err = s.Apply(t.Context(), batch)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +99,7 @@ func TestInvalidEventsAreKeptApart(t *testing.T) {
 		// Another message at a sequence seen before (a stream made again)
 		// is another message.
 		other := invalid(7, `{"other":true}`, contract.CodeMalformed)
-		if st, err := s.ApplyBatch(t.Context(), auditstore.Batch{Invalid: []auditstore.Invalid{other}}); err != nil || len(st.Invalid) != 1 {
+		if st, err := s.Apply(t.Context(), auditstore.Batch{Invalid: []auditstore.Invalid{other}}); err != nil || len(st.Invalid) != 1 {
 			t.Errorf("another message at sequence 7: stats %+v, error %v; want it stored", st, err)
 		}
 	})
@@ -111,7 +111,7 @@ func TestInvalidEventsPage(t *testing.T) {
 		for i := range 5 {
 			batch.Invalid = append(batch.Invalid, invalid(uint64(i+1), fmt.Sprintf(`{"n":%d}`, i), contract.CodeMalformed))
 		}
-		if _, err := s.ApplyBatch(t.Context(), batch); err != nil {
+		if _, err := s.Apply(t.Context(), batch); err != nil {
 			t.Fatal(err)
 		}
 		var seqs []uint64

@@ -48,8 +48,8 @@ func TestReplicasMergeTheSameNewRequests(t *testing.T) {
 				}
 				var wg sync.WaitGroup
 				errs := make([]error, 2)
-				wg.Go(func() { _, errs[0] = a.Apply(t.Context(), first) })
-				wg.Go(func() { _, errs[1] = b.Apply(t.Context(), second) })
+				wg.Go(func() { _, errs[0] = a.Apply(t.Context(), auditstore.Batch{Events: first}) })
+				wg.Go(func() { _, errs[1] = b.Apply(t.Context(), auditstore.Batch{Events: second}) })
 				wg.Wait()
 				for i, err := range errs {
 					if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -51,15 +52,12 @@ type Server struct {
 }
 
 // New returns a server over store, its metrics registered on reg.
-func New(store Store, log *slog.Logger, tp trace.TracerProvider, reg prometheus.Registerer) (*Server, error) {
-	queries := prometheus.NewCounterVec(prometheus.CounterOpts{
+func New(store Store, log *slog.Logger, tp trace.TracerProvider, reg prometheus.Registerer) *Server {
+	queries := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "staging_audit_queries_total",
 		Help: "Audit queries answered, by query (get, list, invalid) and result (ok or an error code).",
 	}, []string{"query", "result"})
-	if err := reg.Register(queries); err != nil {
-		return nil, fmt.Errorf("register audit query metrics: %w", err)
-	}
-	return &Server{store: store, log: log, tracer: tp.Tracer("skao-staging/audit"), queries: queries}, nil
+	return &Server{store: store, log: log, tracer: tp.Tracer("skao-staging/audit"), queries: queries}
 }
 
 // Serve subscribes on nc and answers until ctx is cancelled, then stops

@@ -22,30 +22,28 @@ package recorder
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"regexp"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/encoding/json"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/skao/skao-staging/libs/backoff"
 	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/services/audit/internal/auditstore"
 )
 
-// Store takes batches of events, each in two steps: StageBatch inserts
-// its events in a transaction, which the recorder then commits (merging
-// the events into their requests' rows) or rolls back.
+// Store stores batches of events, each in one transaction in two steps:
+// Stage inserts its events, then the recorder commits it (merging the
+// events into their requests' rows).
 type Store interface {
-	StageBatch(ctx context.Context, b auditstore.Batch) (*auditstore.Staged, error)
+	Stage(ctx context.Context, b auditstore.Batch) (*auditstore.Staged, error)
 }
 
 // Stream reads STAGING_EVENTS (a jetstream.Stream): the earlier events of
@@ -54,50 +52,29 @@ type Stream interface {
 	GetMsg(ctx context.Context, seq uint64, opts ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error)
 }
 
-// Options tune the recorder. Zero values take the defaults.
+// Options tune the recorder; each must be set (audit.Config holds the
+// defaults).
 type Options struct {
-	// BatchSize is the most events fetched and committed at once (2000).
+	// BatchSize is the most events fetched and committed at once.
 	BatchSize int
-	// BatchWait is how long a fetch waits for a full batch (200ms).
+	// BatchWait is how long a fetch waits for a full batch.
 	BatchWait time.Duration
 	// RetryMin and RetryMax bound the delay after a failed batch before
-	// its events come again (1s, 30s); it doubles with each failure in a
-	// row.
+	// its events come again; it doubles with each failure in a row.
 	RetryMin, RetryMax time.Duration
-	// ApplyTimeout bounds one commit; keep it well inside the consumer's
-	// AckWait (30s).
+	// ApplyTimeout bounds one batch's transaction; keep it well inside
+	// the consumer's AckWait.
 	ApplyTimeout time.Duration
-	// PendingEvery is how often the consumer's backlog is sampled (5s).
-	PendingEvery time.Duration
 }
 
-func (o Options) withDefaults() Options {
-	if o.BatchSize <= 0 {
-		o.BatchSize = 2000
-	}
-	if o.BatchWait <= 0 {
-		o.BatchWait = 200 * time.Millisecond
-	}
-	if o.RetryMin <= 0 {
-		o.RetryMin = time.Second
-	}
-	if o.RetryMax < o.RetryMin {
-		o.RetryMax = max(o.RetryMin, 30*time.Second)
-	}
-	if o.ApplyTimeout <= 0 {
-		o.ApplyTimeout = 30 * time.Second
-	}
-	if o.PendingEvery <= 0 {
-		o.PendingEvery = 5 * time.Second
-	}
-	return o
-}
+// pendingEvery is how often the consumer's backlog is sampled.
+const pendingEvery = 5 * time.Second
 
 // Recorder consumes events into the store.
 type Recorder struct {
 	cons   jetstream.Consumer
 	stream Stream
-	store  Store
+	db     Store
 	opts   Options
 	// started holds requests whose started event the recorder has seen
 	// lately, so that their progress and succeeded events need no look-up
@@ -124,56 +101,52 @@ type metrics struct {
 
 // New returns a recorder of cons, a consumer of stream, into store, its
 // metrics registered on reg.
-func New(cons jetstream.Consumer, stream Stream, store Store, opts Options, log *slog.Logger, tp trace.TracerProvider, reg prometheus.Registerer) (*Recorder, error) {
+func New(cons jetstream.Consumer, stream Stream, store Store, opts Options, log *slog.Logger, tp trace.TracerProvider, reg prometheus.Registerer) *Recorder {
+	f := promauto.With(reg)
 	m := metrics{
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+		events: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "staging_audit_events_total",
 			Help: "Messages consumed by the audit, by result: stored, duplicate (already stored, changed nothing) or invalid (broke the event rules, stored apart).",
 		}, []string{"result"}),
-		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
+		invalid: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "staging_audit_events_invalid_total",
 			Help: "Messages the audit refused to record as events, by reason (an error code); each is stored once among the invalid events.",
 		}, []string{"reason"}),
-		rows: prometheus.NewCounter(prometheus.CounterOpts{
+		rows: f.NewCounter(prometheus.CounterOpts{
 			Name: "staging_audit_rows_written_total",
 			Help: "Request rows inserted or updated by the audit.",
 		}),
-		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+		batchSize: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "staging_audit_batch_size",
 			Help:    "Events per batch the audit fetched.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
-		batchTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+		batchTime: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "staging_audit_batch_seconds",
 			Help:    "Time to store and acknowledge one batch.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
 		}),
-		dbErrors: prometheus.NewCounter(prometheus.CounterOpts{
+		dbErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "staging_audit_db_errors_total",
 			Help: "Batches the audit database failed to commit; their events are delivered again.",
 		}),
-		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+		pending: f.NewGauge(prometheus.GaugeOpts{
 			Name: "staging_audit_consumer_pending",
 			Help: "Events on STAGING_EVENTS not yet delivered to the audit (sampled).",
 		}),
-		ackFailures: prometheus.NewCounter(prometheus.CounterOpts{
+		ackFailures: f.NewCounter(prometheus.CounterOpts{
 			Name: "staging_audit_ack_failures_total",
 			Help: "Acknowledgements that could not be sent; the events come again and change nothing.",
 		}),
-	}
-	for _, c := range []prometheus.Collector{m.events, m.invalid, m.rows, m.batchSize, m.batchTime, m.dbErrors, m.pending, m.ackFailures} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register audit metrics: %w", err)
-		}
 	}
 	for _, result := range []string{"stored", "duplicate", "invalid"} {
 		m.events.WithLabelValues(result)
 	}
 	return &Recorder{
-		cons: cons, stream: stream, store: store, opts: opts.withDefaults(), log: log,
+		cons: cons, stream: stream, db: store, opts: opts, log: log,
 		started: newRecentSet(recentStarted),
 		tracer:  tp.Tracer("skao-staging/audit"), metrics: m,
-	}, nil
+	}
 }
 
 // Err is the error of the last batch the store refused, nil once a batch
@@ -193,13 +166,17 @@ func (r *Recorder) setErr(err error) {
 // Run records events until ctx is cancelled, then finishes the batches in
 // hand (stores and acknowledges them) and returns nil.
 //
-// Three stages run side by side so that the database is never idle
-// waiting for NATS or for the batch before: one fetches and decodes the
-// batch after next; one inserts the next batch's events; one merges the
-// current batch into its requests' rows, commits it, then acknowledges its
-// messages. Batches go through in the order fetched. After a batch is not
-// stored the recorder waits before it stages another, and a batch staged
-// before that failure is rolled back and given back too.
+// Batches go through three steps: fetched (and decoded), staged (their
+// events inserted in a transaction), then committed and acknowledged.
+// The steps of consecutive batches overlap, so the database need not wait
+// for NATS or for the commit before; this pays on a backlog
+// (docs/benchmarks.md, Audit: "a batch's events inserted while the batch
+// before commits"). When a batch is not stored, its messages are given
+// back and nothing more is staged until the back-off has passed: the
+// delay doubles with each failed batch in a row, from RetryMin up to
+// RetryMax. A batch already staged behind it commits after the back-off
+// (or fails in turn): a batch's rows end the same whichever of two
+// batches commits first.
 func (r *Recorder) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -208,64 +185,64 @@ func (r *Recorder) Run(ctx context.Context) error {
 	// Work outlives ctx so that a batch fetched is finished, not dropped
 	// half-acknowledged.
 	work := context.WithoutCancel(ctx)
-	batches := make(chan batch, 1)
+	fetched := make(chan batch, 1)
 	wg.Go(func() {
-		defer close(batches)
+		defer close(fetched)
 		for ctx.Err() == nil {
 			if b, ok := r.fetch(ctx, work); ok {
-				batches <- b
+				fetched <- b
 			}
 		}
 	})
-	// The stager takes a go-ahead, the number of failures seen so far,
-	// before each batch, so that nothing is staged during a back-off and a
-	// batch staged before a failure can be told.
-	goAhead := make(chan int, 1)
-	staged := make(chan stagedBatch)
-	wg.Go(func() {
-		defer close(staged)
-		for b := range batches {
-			sb := stagedBatch{batch: b, gen: <-goAhead, start: time.Now()}
-			sb.ctx, sb.cancel = context.WithTimeout(work, r.opts.ApplyTimeout)
-			sb.staged, sb.err = r.store.StageBatch(sb.ctx, b.store)
-			staged <- sb
+	retry := backoff.Exponential{Base: r.opts.RetryMin, Max: r.opts.RetryMax}
+	failures := 0
+	next := r.stageNext(fetched, work)
+	for {
+		b, ok := <-next
+		if !ok {
+			return nil // nothing more fetched
 		}
-	})
-	failures, gen := 0, 0
-	goAhead <- gen
-	for sb := range staged {
-		switch {
-		case sb.err != nil:
-			sb.cancel()
-			failures++
-			gen++
-			r.giveBack(work, sb.batch, sb.err, failures)
-			sleep(ctx, r.delay(failures))
-			goAhead <- gen
-		case sb.gen != gen:
-			sb.staged.Rollback(sb.ctx)
-			sb.cancel()
-			r.giveBack(work, sb.batch, errors.New("staged before the batch before failed"), failures)
-			goAhead <- gen
-		default:
-			goAhead <- gen // the next batch is staged while this one commits
-			if err := r.commit(work, sb, failures); err != nil {
-				failures++
-				gen++
-				sleep(ctx, r.delay(failures))
-				continue
-			}
+		next = nil
+		if b.err == nil {
+			next = r.stageNext(fetched, work) // while b commits
+			b.err = r.commit(work, b)
+		}
+		if b.err == nil {
 			failures = 0
+			continue
+		}
+		failures++
+		d := retry.Delay(failures)
+		r.giveBack(work, b, failures, d)
+		_ = backoff.Wait(ctx, d) // ends early only when Run does
+		if next == nil {
+			next = r.stageNext(fetched, work)
 		}
 	}
-	return nil
 }
 
-// stagedBatch is a batch through StageBatch: its transaction, or the
-// error, and the number of failures seen when it was staged.
+// stageNext stages the next batch fetched, in the background. The channel
+// gives the staged batch, or is closed when nothing more is fetched.
+func (r *Recorder) stageNext(fetched <-chan batch, work context.Context) <-chan stagedBatch {
+	out := make(chan stagedBatch, 1)
+	go func() {
+		defer close(out)
+		b, ok := <-fetched
+		if !ok {
+			return
+		}
+		sb := stagedBatch{batch: b, start: time.Now()}
+		sb.ctx, sb.cancel = context.WithTimeout(work, r.opts.ApplyTimeout)
+		sb.staged, sb.err = r.db.Stage(sb.ctx, b.store)
+		out <- sb
+	}()
+	return out
+}
+
+// stagedBatch is a batch through Stage: its open transaction, or the
+// error.
 type stagedBatch struct {
 	batch
-	gen    int
 	start  time.Time
 	staged *auditstore.Staged
 	err    error
@@ -289,7 +266,7 @@ func (r *Recorder) fetch(ctx, work context.Context) (batch, bool) {
 	if err != nil {
 		// NATS is away; the client reconnects by itself.
 		r.log.WarnContext(ctx, "fetch_failed", "error", err)
-		sleep(ctx, r.opts.RetryMin)
+		_ = backoff.Wait(ctx, r.opts.RetryMin)
 		return batch{}, false
 	}
 	var msgs []jetstream.Msg
@@ -332,99 +309,12 @@ func (r *Recorder) fetch(ctx, work context.Context) (batch, bool) {
 	return b, len(b.msgs) > 0
 }
 
-// add decodes msg, by its subject a download event or a request event,
-// checks it against the event rules and adds it to the batch. A message
-// that breaks them is reported by a *contract.Error naming the rule; any
-// other error means it could not be checked. An event without a trace id
-// takes that of the trace it travelled in (in ctx).
-func (r *Recorder) add(ctx context.Context, b *batch, msg jetstream.Msg) (requestID, typ string, err error) {
-	traceID := ""
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		traceID = sc.TraceID().String()
-	}
-	if len(msg.Data()) > contract.MaxEventSize {
-		return "", "", contract.Errorf(contract.CodeBodyTooLarge, "message of %d bytes; events have at most %d", len(msg.Data()), contract.MaxEventSize)
-	}
-	if contract.IsDownloadSubject(msg.Subject()) {
-		var dl contract.DownloadEvent
-		if err := unmarshal(msg.Data(), &dl); err != nil {
-			return "", "", contract.Errorf(contract.CodeMalformed, "not a download event: %v", err)
-		}
-		if err := errors.Join(dl.Validate(), dl.CheckSubject(msg.Subject())); err != nil {
-			return "", "", err
-		}
-		filled := false
-		if dl.TraceID == "" && traceID != "" {
-			dl.TraceID, filled = traceID, true
-		}
-		b.store.Downloads = append(b.store.Downloads, dl)
-		b.keep(dl.ID, msg.Data(), filled)
-		return dl.RequestID, string(dl.Type), nil
-	}
-	var ev contract.Event
-	if err := unmarshal(msg.Data(), &ev); err != nil {
-		return "", "", contract.Errorf(contract.CodeMalformed, "not an event: %v", err)
-	}
-	if err := errors.Join(ev.Validate(), ev.CheckSubject(msg.Subject())); err != nil {
-		return "", "", err
-	}
-	if err := r.checkStarted(ctx, ev, msg); err != nil {
-		return "", "", err
-	}
-	filled := false
-	if ev.TraceID == "" && traceID != "" {
-		ev.TraceID, filled = traceID, true
-	}
-	b.store.Events = append(b.store.Events, ev)
-	b.keep(ev.ID, msg.Data(), filled)
-	return ev.RequestID, string(ev.Type), nil
-}
-
-// invalidOf is msg, which broke the event rules with err, as the store
-// keeps it.
-func invalidOf(msg jetstream.Msg, err error) auditstore.Invalid {
-	inv := auditstore.Invalid{
-		Subject: msg.Subject(), Payload: maskSecrets(msg.Data()), ReceivedAt: time.Now(),
-		Code: contract.CodeOf(err), Reason: contract.AsError(err).Detail,
-	}
-	inv.PublishedAt = inv.ReceivedAt
-	if meta, err := msg.Metadata(); err == nil {
-		inv.StreamSeq, inv.PublishedAt = meta.Sequence.Stream, meta.Timestamp
-	}
-	return inv
-}
-
-// secretRE matches a jupyter_token field (Go's decoder takes the name in
-// any case): a command published on an event subject by mistake carries
-// one, and secrets never reach the audit.
-var secretRE = regexp.MustCompile(`(?i)("jupyter_token"\s*:\s*)"(?:[^"\\]|\\.)*"`)
-
-// maskSecrets is data with the value of every jupyter_token field masked.
-func maskSecrets(data []byte) []byte {
-	return secretRE.ReplaceAll(data, []byte(`$1"***"`))
-}
-
-// keep has the store save event id's message data as received, unless
-// decoding filled something in (then the store encodes the event it has)
-// or the data is not valid UTF-8 (which the decoder replaced, and which a
-// MySQL text column would refuse).
-func (b *batch) keep(id string, data []byte, filled bool) {
-	if filled || !utf8.Valid(data) {
-		return
-	}
-	if b.store.Received == nil {
-		b.store.Received = make(map[string][]byte)
-	}
-	b.store.Received[id] = data
-}
-
-// commit commits a staged batch and settles its messages. failures counts
-// the failed batches in a row before it.
-func (r *Recorder) commit(ctx context.Context, sb stagedBatch, failures int) error {
-	stats, err := sb.staged.Commit(sb.ctx)
-	sb.cancel()
+// commit commits a staged batch, then acknowledges its messages. It
+// returns the store's error, the messages not yet settled.
+func (r *Recorder) commit(ctx context.Context, b stagedBatch) error {
+	stats, err := b.staged.Commit(b.ctx)
+	b.cancel()
 	if err != nil {
-		r.giveBack(ctx, sb.batch, err, failures+1)
 		return err
 	}
 	if r.Err() != nil {
@@ -438,29 +328,29 @@ func (r *Recorder) commit(ctx context.Context, sb stagedBatch, failures int) err
 	r.metrics.events.WithLabelValues("invalid").Add(float64(len(stats.Invalid)))
 	r.metrics.rows.Add(float64(stats.Rows))
 	for _, i := range stats.Invalid {
-		inv := sb.store.Invalid[i]
+		inv := b.store.Invalid[i]
 		r.metrics.invalid.WithLabelValues(string(inv.Code)).Inc()
 		r.log.WarnContext(ctx, "event_invalid", "subject", inv.Subject, "stream_seq", inv.StreamSeq, "code", inv.Code, "reason", inv.Reason)
 	}
-	for i, msg := range sb.msgs {
+	for i, msg := range b.msgs {
 		if err := msg.Ack(); err != nil {
 			r.metrics.ackFailures.Inc()
 			r.log.WarnContext(ctx, "ack_failed", "subject", msg.Subject(), "error", err)
 		}
-		sb.spans[i].End()
+		b.spans[i].End()
 	}
-	r.metrics.batchTime.Observe(time.Since(sb.start).Seconds())
+	r.metrics.batchTime.Observe(time.Since(b.start).Seconds())
 	return nil
 }
 
-// giveBack settles the messages of a batch not stored: they come again
-// after the delay of the attempt-th failed batch in a row, and the
-// readiness check reports err until a batch is stored.
-func (r *Recorder) giveBack(ctx context.Context, b batch, err error, attempt int) {
+// giveBack settles the messages of a batch not stored, the failures-th
+// in a row: they come again after d, and the readiness check reports the
+// batch's error until a batch is stored.
+func (r *Recorder) giveBack(ctx context.Context, b stagedBatch, failures int, d time.Duration) {
+	b.cancel()
 	r.metrics.dbErrors.Inc()
-	r.setErr(err)
-	d := r.delay(attempt)
-	r.log.ErrorContext(ctx, "batch_not_stored", "error", err, "events", len(b.msgs), "retry_in", d.String(), "failures_in_a_row", attempt)
+	r.setErr(b.err)
+	r.log.ErrorContext(ctx, "batch_not_stored", "error", b.err, "events", len(b.msgs), "retry_in", d.String(), "failures_in_a_row", failures)
 	for i, msg := range b.msgs {
 		if err := msg.NakWithDelay(d); err != nil {
 			// Not lost either way: unacknowledged, it comes again
@@ -472,25 +362,8 @@ func (r *Recorder) giveBack(ctx context.Context, b batch, err error, attempt int
 	}
 }
 
-// unmarshal decodes a message as encoding/json does (the same field
-// names matched the same way, the same errors, invalid UTF-8 replaced),
-// four to five times faster: with encoding/json, decoding was the largest
-// part of the audit's own CPU on a backlog (about 5 µs an event), CPU that
-// the database beside it on the same cores then lacks.
-func unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
-
-// delay is the wait after the n-th failed batch in a row: RetryMin doubled
-// per failure, capped at RetryMax.
-func (r *Recorder) delay(n int) time.Duration {
-	d := r.opts.RetryMin
-	for i := 1; i < n && d < r.opts.RetryMax; i++ {
-		d *= 2
-	}
-	return min(d, r.opts.RetryMax)
-}
-
 func (r *Recorder) samplePending(ctx context.Context) {
-	t := time.NewTicker(r.opts.PendingEvery)
+	t := time.NewTicker(pendingEvery)
 	defer t.Stop()
 	for {
 		info, err := r.cons.Info(ctx)
@@ -504,14 +377,5 @@ func (r *Recorder) samplePending(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }

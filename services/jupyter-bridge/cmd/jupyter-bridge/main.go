@@ -7,6 +7,9 @@ package main
 import (
 	"context"
 	"io"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/skao/skao-staging/libs/service"
 	jupyterbridge "github.com/skao/skao-staging/services/jupyter-bridge"
@@ -14,6 +17,41 @@ import (
 
 func main() { service.Main("jupyter-bridge", run) }
 
+// opsGrace is how long in-flight probes and scrapes may take at shutdown.
+const opsGrace = 5 * time.Second
+
+// run is the process from start to stop, in order.
 func run(ctx context.Context, args []string, stdout io.Writer) error {
-	return service.RunStandalone(ctx, "jupyter-bridge", args, stdout, jupyterbridge.Run, jupyterbridge.ApplyHubEnv)
+	// 1. Configuration: STAGING_* variables, flags over them, then the
+	// hub from JupyterHub's own variables where neither named it.
+	var cfg struct {
+		service.Standalone
+		Bridge jupyterbridge.Config
+	}
+	if err := service.Load(&cfg, "jupyter-bridge", args, stdout); err != nil {
+		return err
+	}
+	jupyterbridge.ApplyHubEnv(&cfg.Bridge)
+
+	// 2. Logger, tracing, NATS with its streams; closed last.
+	rt, err := service.Start(ctx, "jupyter-bridge", cfg.Base, stdout)
+	if err != nil {
+		return err
+	}
+	defer rt.Close(ctx)
+	service.LogConfig(rt.Log, cfg)
+
+	// 3. The ops server and the bridge side by side, until a signal ends
+	// ctx or either fails, which stops the other. On the way out the
+	// bridge stops taking commands and finishes those in hand; then
+	// rt.Close flushes traces and drains NATS.
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return service.Serve(ctx, rt.Log, "ops", cfg.OpsAddr, rt.OpsHandler(), opsGrace, cfg.HTTP)
+	})
+	g.Go(func() error {
+		// Asked to stop while still starting is no failure.
+		return service.StoppedEarly(ctx, jupyterbridge.Run(ctx, cfg.Bridge, rt.Deps))
+	})
+	return g.Wait()
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skao/skao-staging/libs/backoff"
 	"github.com/skao/skao-staging/libs/contract"
 )
 
@@ -221,7 +222,13 @@ func (c *Client) EnsureRunning(ctx context.Context, name string, timeout time.Du
 var errSpawnTimeout = errors.New("spawn timeout")
 
 func (c *Client) ensureRunning(ctx context.Context, name string, report func(Progress), started *bool) error {
-	delay := 100 * time.Millisecond
+	// The pauses between looks at the user: short at first (a server
+	// starts in seconds), never over 2 s.
+	pauses, delays := 0, backoff.Exponential{Base: 100 * time.Millisecond, Max: 2 * time.Second}
+	pause := func() error {
+		pauses++
+		return backoff.Wait(ctx, delays.Delay(pauses))
+	}
 	for {
 		u, err := c.GetUser(ctx, name)
 		if err != nil {
@@ -233,7 +240,7 @@ func (c *Client) ensureRunning(ctx context.Context, name string, report func(Pro
 			return nil
 		case exists && s.Pending == "stop":
 			// A stop must finish before the server can start again.
-			if err := pause(ctx, &delay); err != nil {
+			if err := pause(); err != nil {
 				return fmt.Errorf("wait for the server of %s to stop: %w", name, err)
 			}
 			continue
@@ -254,22 +261,9 @@ func (c *Client) ensureRunning(ctx context.Context, name string, report func(Pro
 		if !errors.Is(err, errProgressGone) {
 			return err
 		}
-		if err := pause(ctx, &delay); err != nil {
+		if err := pause(); err != nil {
 			return fmt.Errorf("wait for the server of %s: %w", name, err)
 		}
-	}
-}
-
-// pause waits *delay (doubling it up to 2 s for next time) or until ctx ends.
-func pause(ctx context.Context, delay *time.Duration) error {
-	t := time.NewTimer(*delay)
-	defer t.Stop()
-	*delay = min(2*(*delay), 2*time.Second)
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

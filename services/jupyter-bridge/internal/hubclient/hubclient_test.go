@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/jupyter-bridge/internal/hubclient"
 	"github.com/skao/skao-staging/services/jupyter-bridge/internal/hubtest"
 )
@@ -160,11 +161,11 @@ func TestUpload(t *testing.T) {
 	}
 	// Nothing but the targets is left: no temporary files.
 	want := []string{"bytes.bin", "empty.dat", "hello.txt", "multi.bin", "one.bin", "sp ace é+%?#.txt", "sub"}
-	if diff := cmp.Diff(want, dirNames(t, hub.UserPath(user, ""))); diff != "" {
-		t.Errorf("notebook root (-want +got):\n%s", diff)
+	if diff := cmp.Diff(dirNames(t, hub.UserPath(user, "")), want); diff != "" {
+		t.Errorf("notebook root (-got +want):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"x.bin"}, dirNames(t, hub.UserPath(user, "sub/deeper"))); diff != "" {
-		t.Errorf("sub/deeper (-want +got):\n%s", diff)
+	if diff := cmp.Diff(dirNames(t, hub.UserPath(user, "sub/deeper")), []string{"x.bin"}); diff != "" {
+		t.Errorf("sub/deeper (-got +want):\n%s", diff)
 	}
 }
 
@@ -219,8 +220,8 @@ func TestUploadRefusesExistingTarget(t *testing.T) {
 	if string(got) != "original" {
 		t.Errorf("existing file now holds %q", got)
 	}
-	if diff := cmp.Diff([]string{"keep.txt"}, dirNames(t, hub.UserPath(user, ""))); diff != "" {
-		t.Errorf("notebook root (-want +got):\n%s", diff)
+	if diff := cmp.Diff(dirNames(t, hub.UserPath(user, "")), []string{"keep.txt"}); diff != "" {
+		t.Errorf("notebook root (-got +want):\n%s", diff)
 	}
 	ok, err := c.Exists(ctx, user, "keep.txt")
 	if err != nil || !ok {
@@ -299,20 +300,14 @@ func TestUploadToStoppedServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The hub may take a moment to stop it; until then uploads still work.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.Eventually(t, 30*time.Second, "the server to stop", func() bool {
 		u, err := c.GetUser(ctx, user)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := u.DefaultServer(); !ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("server did not stop within 30s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		_, running := u.DefaultServer()
+		return !running
+	})
 	err := c.Upload(ctx, user, "x.txt", strings.NewReader("x"), 1, nil)
 	if !errors.Is(err, hubclient.ErrServerNotRunning) || !hubclient.Retryable(err) {
 		t.Errorf("Upload to a stopped server = %v, want ErrServerNotRunning", err)

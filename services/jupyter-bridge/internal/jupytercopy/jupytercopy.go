@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skao/skao-staging/libs/backoff"
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/storage"
 	"github.com/skao/skao-staging/services/jupyter-bridge/internal/hubclient"
@@ -225,6 +226,8 @@ func (c *Copier) retry(ctx context.Context, hub *hubclient.Client, user string, 
 	if delay <= 0 {
 		delay = time.Second
 	}
+	// Attempts bound the pauses; the cap only keeps a wrong setting sane.
+	pauses, delays := 0, backoff.Exponential{Base: delay, Max: time.Hour}
 	for attempt := 1; ; attempt++ {
 		v, err := op()
 		if err == nil || !hubclient.Retryable(err) || attempt >= attempts || ctx.Err() != nil {
@@ -238,14 +241,10 @@ func (c *Copier) retry(ctx context.Context, hub *hubclient.Client, user string, 
 			res.ServerStarted = res.ServerStarted || started
 			continue
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		pauses++
+		if backoff.Wait(ctx, delays.Delay(pauses)) != nil {
 			return v, err
-		case <-t.C:
 		}
-		delay *= 2
 	}
 }
 

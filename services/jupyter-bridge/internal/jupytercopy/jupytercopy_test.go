@@ -128,11 +128,11 @@ func TestCopy(t *testing.T) {
 				t.Fatalf("Copy: %v", err)
 			}
 			got.StartDuration = 0
-			if diff := cmp.Diff(tt.res, got); diff != "" {
-				t.Errorf("result (-want +got):\n%s", diff)
+			if diff := cmp.Diff(got, tt.res); diff != "" {
+				t.Errorf("result (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(tt.want, readTree(t, hub.UserPath(user, ""))); diff != "" {
-				t.Errorf("user's files (-want +got):\n%s", diff)
+			if diff := cmp.Diff(readTree(t, hub.UserPath(user, "")), tt.want); diff != "" {
+				t.Errorf("user's files (-got +want):\n%s", diff)
 			}
 			if len(updates) == 0 {
 				t.Fatal("no progress reported")
@@ -147,11 +147,11 @@ func TestCopy(t *testing.T) {
 			if err != nil {
 				t.Fatalf("second Copy: %v", err)
 			}
-			if diff := cmp.Diff(jupytercopy.Result{Outcome: contract.OutcomeAlreadyPresent}, again); diff != "" {
-				t.Errorf("second result (-want +got):\n%s", diff)
+			if diff := cmp.Diff(again, jupytercopy.Result{Outcome: contract.OutcomeAlreadyPresent}); diff != "" {
+				t.Errorf("second result (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(tt.want, readTree(t, hub.UserPath(user, ""))); diff != "" {
-				t.Errorf("user's files after the second copy (-want +got):\n%s", diff)
+			if diff := cmp.Diff(readTree(t, hub.UserPath(user, "")), tt.want); diff != "" {
+				t.Errorf("user's files after the second copy (-got +want):\n%s", diff)
 			}
 		})
 	}
@@ -177,8 +177,8 @@ func TestCopyExistingTargetUntouched(t *testing.T) {
 	if got.Outcome != contract.OutcomeAlreadyPresent || got.Bytes != 0 {
 		t.Errorf("result = %+v, want already_present with nothing uploaded", got)
 	}
-	if diff := cmp.Diff(map[string]string{"mine.txt": "the user's own"}, readTree(t, hub.UserPath(user, ""))); diff != "" {
-		t.Errorf("user's files (-want +got):\n%s", diff)
+	if diff := cmp.Diff(readTree(t, hub.UserPath(user, "")), map[string]string{"mine.txt": "the user's own"}); diff != "" {
+		t.Errorf("user's files (-got +want):\n%s", diff)
 	}
 }
 
