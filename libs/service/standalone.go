@@ -19,55 +19,9 @@ type Standalone struct {
 	OpsAddr string `env:"OPS_ADDR" envDefault:":9090" help:"listen address of /healthz, /readyz and /metrics"`
 }
 
-// opsGrace is how long in-flight ops requests (probes, scrapes) may take at
-// shutdown: they answer at once.
-const opsGrace = 5 * time.Second
-
-// RunStandalone is the run of a binary that runs one service: it loads the
-// configuration (Standalone and the service's C) from the STAGING_*
-// environment and args, applies each adjust to C in turn (for variables
-// outside that scheme, such as the ones JupyterHub sets for its services),
-// starts the runtime named name with its logs on out, logs the
-// configuration with secrets masked, serves /healthz, /readyz and /metrics
-// on OPS_ADDR and runs the service until ctx ends. If either the service or
-// the ops server fails, the other is stopped, so the process never runs
-// half up. It returns flag.ErrHelp, after printing the usage on out, when
-// args ask for help.
-func RunStandalone[C any](ctx context.Context, name string, args []string, out io.Writer,
-	run func(ctx context.Context, cfg C, deps Deps) error, adjust ...func(*C)) error {
-	// A type parameter cannot be embedded; Load and LogConfig walk into
-	// the named field all the same.
-	var cfg struct {
-		Standalone
-		Service C
-	}
-	if err := Load(&cfg, name, args, out); err != nil {
-		return err
-	}
-	for _, f := range adjust {
-		f(&cfg.Service)
-	}
-	rt, err := Start(ctx, name, cfg.Base, out)
-	if err != nil {
-		return err
-	}
-	defer rt.Close(ctx)
-	LogConfig(rt.Log, cfg)
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	opsErr := make(chan error, 1)
-	go func() {
-		err := Serve(ctx, rt.Log, "ops", cfg.OpsAddr, rt.OpsHandler(), opsGrace, cfg.HTTP)
-		if err != nil {
-			cancel()
-		}
-		opsErr <- err
-	}()
-	err = StoppedEarly(ctx, run(ctx, cfg.Service, rt.Deps))
-	cancel()
-	return errors.Join(err, <-opsErr)
-}
+// OpsGrace is how long in-flight ops requests (probes, scrapes) may take
+// at shutdown: they answer at once.
+const OpsGrace = 5 * time.Second
 
 // Main is the whole of a service binary's main: it calls run with the
 // command-line arguments and standard output, and a context that ends on

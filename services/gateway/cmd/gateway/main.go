@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"io"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -15,10 +14,6 @@ import (
 )
 
 func main() { service.Main("gateway", run) }
-
-// opsGrace is how long in-flight probes and scrapes may take at shutdown:
-// they answer at once.
-const opsGrace = 5 * time.Second
 
 // run starts the gateway in order: configuration; the runtime (logger,
 // tracing, NATS with the streams in place, metrics, health); then the API
@@ -44,7 +39,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return gateway.Run(gctx, cfg.Gateway, rt.Deps) })
 	g.Go(func() error {
-		return service.Serve(gctx, rt.Log, "ops", cfg.OpsAddr, rt.OpsHandler(), opsGrace, cfg.HTTP)
+		return service.Serve(gctx, rt.Log, "ops", cfg.OpsAddr, rt.OpsHandler(), service.OpsGrace, cfg.HTTP)
 	})
 	return service.StoppedEarly(ctx, g.Wait())
 }

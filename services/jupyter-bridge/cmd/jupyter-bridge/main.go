@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"io"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -16,9 +15,6 @@ import (
 )
 
 func main() { service.Main("jupyter-bridge", run) }
-
-// opsGrace is how long in-flight probes and scrapes may take at shutdown.
-const opsGrace = 5 * time.Second
 
 // run is the process from start to stop, in order.
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -47,7 +43,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// rt.Close flushes traces and drains NATS.
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return service.Serve(ctx, rt.Log, "ops", cfg.OpsAddr, rt.OpsHandler(), opsGrace, cfg.HTTP)
+		return service.Serve(ctx, rt.Log, "ops", cfg.OpsAddr, rt.OpsHandler(), service.OpsGrace, cfg.HTTP)
 	})
 	g.Go(func() error {
 		// Asked to stop while still starting is no failure.

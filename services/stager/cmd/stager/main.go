@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"io"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -15,10 +14,6 @@ import (
 )
 
 func main() { service.Main("stager", run) }
-
-// opsGrace is how long in-flight ops requests (probes, scrapes) may take at
-// shutdown: they answer at once.
-const opsGrace = 5 * time.Second
 
 // run is the stager's life, in order. Start: configuration, the runtime
 // (logger, tracing, NATS and the streams), the configuration logged, then
@@ -43,7 +38,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return service.Serve(ctx, rt.Log, "ops", cfg.OpsAddr, rt.OpsHandler(), opsGrace, cfg.HTTP)
+		return service.Serve(ctx, rt.Log, "ops", cfg.OpsAddr, rt.OpsHandler(), service.OpsGrace, cfg.HTTP)
 	})
 	g.Go(func() error {
 		// Asked to stop while still starting is no failure.
