@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/cputime"
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/stager"
@@ -678,7 +679,7 @@ func processCPU(t *testing.T, pid int) time.Duration {
 	if pid == 0 {
 		return 0
 	}
-	d, err := testenv.ProcessCPU(pid)
+	d, err := cputime.Process(pid)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/cputime"
 	"github.com/skao/skao-staging/libs/natstest"
-	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/libs/worker"
 )
 
@@ -51,7 +51,7 @@ func BenchmarkCommands(b *testing.B) {
 	}()
 
 	b.ResetTimer()
-	cpu := testenv.OwnCPU(b)
+	cpu := cputime.Own(b)
 	go func() { done <- w.Run(ctx) }()
 	select {
 	case <-all:
@@ -59,7 +59,7 @@ func BenchmarkCommands(b *testing.B) {
 		b.Fatalf("not all %d commands succeeded within 5 minutes", b.N)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64((testenv.OwnCPU(b)-cpu).Microseconds())/float64(b.N), "cpu-us/cmd")
+	b.ReportMetric(float64((cputime.Own(b)-cpu).Microseconds())/float64(b.N), "cpu-us/cmd")
 }
 
 // BenchmarkReplicas measures what replicas add when the work's latency,

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/cputime"
 	"github.com/skao/skao-staging/libs/natstest"
 	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/audit"
@@ -98,7 +99,7 @@ func benchBacklog(b *testing.B, batchSize int) {
 // machineCPU is the CPU time of the whole machine so far: the database
 // server's work counts, as well as this process's.
 func machineCPU(b *testing.B) time.Duration {
-	d, err := testenv.MachineCPU()
+	d, err := cputime.Machine()
 	if err != nil {
 		b.Fatal(err)
 	}

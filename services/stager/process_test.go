@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skao/skao-staging/libs/cputime"
 	"github.com/skao/skao-staging/libs/testenv"
 )
 
@@ -138,7 +139,7 @@ func (p *process) peakRSS(t testing.TB) int64 {
 // cpuTime is the CPU time the process has used, user and system.
 func (p *process) cpuTime(t testing.TB) time.Duration {
 	t.Helper()
-	d, err := testenv.ProcessCPU(p.cmd.Process.Pid)
+	d, err := cputime.Process(p.cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,8 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/cputime"
 	"github.com/skao/skao-staging/libs/storage"
-	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/stager/internal/stage"
 )
 
@@ -163,14 +163,14 @@ func BenchmarkCopyTree(b *testing.B) {
 	run("sync")
 	n := 0
 	timed := func(b *testing.B, copy func(name string)) {
-		began, cpu := time.Now(), testenv.OwnCPU(b)
+		began, cpu := time.Now(), cputime.Own(b)
 		for b.Loop() {
 			n++
 			copy(fmt.Sprintf("tree-%d", n))
 		}
 		b.ReportMetric(float64(files*b.N)/time.Since(began).Seconds(), "files/s")
 		// The CPU time of this process: the stager's, not cp's.
-		b.ReportMetric(float64(testenv.OwnCPU(b)-cpu)/float64(time.Microsecond)/float64(files*b.N), "cpu-us/file")
+		b.ReportMetric(float64(cputime.Own(b)-cpu)/float64(time.Microsecond)/float64(files*b.N), "cpu-us/file")
 	}
 	for _, noSync := range []bool{false, true} {
 		b.Run(map[bool]string{false: "stager", true: "stager-nosync"}[noSync], func(b *testing.B) {
@@ -214,12 +214,12 @@ func BenchmarkCopySmallFile(b *testing.B) {
 	b.SetBytes(4 << 10)
 	i := 0
 	progress := func(contract.Progress) {}
-	began := testenv.OwnCPU(b)
+	began := cputime.Own(b)
 	for b.Loop() {
 		i++
 		if _, err := s.Copy(context.Background(), cmd(fmt.Sprint("req", i), "small.bin", fmt.Sprintf("in/small-%d", i)), progress); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(testenv.OwnCPU(b)-began)/float64(time.Microsecond)/float64(b.N), "cpu-us/op")
+	b.ReportMetric(float64(cputime.Own(b)-began)/float64(time.Microsecond)/float64(b.N), "cpu-us/op")
 }

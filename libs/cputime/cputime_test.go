@@ -1,24 +1,24 @@
-package testenv_test
+package cputime_test
 
 import (
 	"os"
 	"testing"
 	"time"
 
-	"github.com/skao/skao-staging/libs/testenv"
+	"github.com/skao/skao-staging/libs/cputime"
 )
 
 // spin keeps this process busy until the kernel has charged it at least
 // d more CPU time.
 func spin(t *testing.T, d time.Duration) {
 	t.Helper()
-	before, err := testenv.ProcessCPU(os.Getpid())
+	before, err := cputime.Process(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		now, err := testenv.ProcessCPU(os.Getpid())
+		now, err := cputime.Process(os.Getpid())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -31,21 +31,21 @@ func spin(t *testing.T, d time.Duration) {
 	}
 }
 
-func TestProcessCPU(t *testing.T) {
-	spin(t, 20*time.Millisecond) // two ticks, read through ProcessCPU
-	if _, err := testenv.ProcessCPU(-1); err == nil {
+func TestProcess(t *testing.T) {
+	spin(t, 20*time.Millisecond) // two ticks, read through Process
+	if _, err := cputime.Process(-1); err == nil {
 		t.Error("ProcessCPU(-1) gave no error")
 	}
 }
 
-func TestMachineCPU(t *testing.T) {
-	before, err := testenv.MachineCPU()
+func TestMachine(t *testing.T) {
+	before, err := cputime.Machine()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// This process's own spinning is part of the machine's time.
 	spin(t, 50*time.Millisecond)
-	after, err := testenv.MachineCPU()
+	after, err := cputime.Machine()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,12 +54,12 @@ func TestMachineCPU(t *testing.T) {
 	}
 }
 
-func TestOwnCPU(t *testing.T) {
-	before := testenv.OwnCPU(t)
+func TestOwn(t *testing.T) {
+	before := cputime.Own(t)
 	// spin reads /proc in 10 ms ticks, so 30 ms of it may be as little as
-	// 20 ms of the exact time OwnCPU reads.
+	// 20 ms of the exact time Own reads.
 	spin(t, 30*time.Millisecond)
-	if got := testenv.OwnCPU(t) - before; got < 15*time.Millisecond {
-		t.Errorf("OwnCPU grew by %v while this process spun for 30 ms", got)
+	if got := cputime.Own(t) - before; got < 15*time.Millisecond {
+		t.Errorf("Own grew by %v while this process spun for 30 ms", got)
 	}
 }
