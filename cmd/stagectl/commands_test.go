@@ -1,5 +1,8 @@
 package main
 
+// The end-to-end tests of the commands other than watch and download,
+// each against the all-in-one started once for the package.
+
 import (
 	"bytes"
 	"encoding/json"

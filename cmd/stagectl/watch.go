@@ -1,5 +1,8 @@
 package main
 
+// watch is one command with two faces, bars on a terminal and lines
+// elsewhere, over one follow loop; they change together.
+
 import (
 	"context"
 	"fmt"

@@ -1,5 +1,8 @@
 package main
 
+// The bare flow is a baseline service of its own (the least the contract
+// asks, written plainly), so it is one file, like the service it stands for.
+
 import (
 	"bufio"
 	"context"

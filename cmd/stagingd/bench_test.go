@@ -1,5 +1,9 @@
 package main
 
+// The gateway benchmark whole: its load generator, the modes it drives
+// (seed, native, SSE, download) and its report are one harness, read
+// together when a figure in docs/benchmarks.md is questioned.
+
 import (
 	"bufio"
 	"bytes"

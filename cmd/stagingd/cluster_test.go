@@ -1,5 +1,9 @@
 package main
 
+// One scenario, kept in one file: three nats-server processes, the
+// services on them, load, the loss of a stream leader, and the checks that
+// nothing was lost or duplicated; its helpers serve it alone.
+
 import (
 	"bytes"
 	"context"

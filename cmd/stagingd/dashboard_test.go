@@ -1,5 +1,8 @@
 package main
 
+// One test: traffic, a real Prometheus, and every dashboard expression
+// run against it; the template expansion it needs lives beside it.
+
 import (
 	"encoding/json"
 	"fmt"

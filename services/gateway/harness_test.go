@@ -1,5 +1,9 @@
 package gateway_test
 
+// The gateway tests' one harness (NATS, a stand-in worker, an HTTP client
+// with the checks every test makes); splitting it would scatter what each
+// test file relies on.
+
 // The one harness of the gateway's API tests: a whole gateway over a real
 // embedded JetStream server, reached through a real HTTP server, with the
 // test's own NATS connection to stand in for the services of other modules
