@@ -96,16 +96,26 @@ func (s *Server) Serve(ctx context.Context, nc *nats.Conn) error {
 	s.log.InfoContext(ctx, "answering_queries", "subjects", []string{contract.SubjectAuditGet, contract.SubjectAuditList, contract.SubjectAuditInvalid}, "queue", QueueGroup)
 	<-ctx.Done()
 	// Drain: no new queries reach this replica; those already received
-	// are answered.
-	for _, sub := range subs {
+	// are answered, for at most queryTimeout.
+	closed := make([]<-chan nats.SubStatus, len(subs))
+	for i, sub := range subs {
+		closed[i] = sub.StatusChanged(nats.SubscriptionClosed)
 		if err := sub.Drain(); err != nil {
 			s.log.WarnContext(work, "drain_failed", "subject", sub.Subject, "error", err)
 		}
 	}
-	deadline := time.Now().Add(queryTimeout)
-	for _, sub := range subs {
-		for sub.IsValid() && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
+	timeout := time.NewTimer(queryTimeout)
+	defer timeout.Stop()
+wait:
+	for i, sub := range subs {
+		if !sub.IsValid() {
+			continue
+		}
+		select {
+		case <-closed[i]:
+		case <-timeout.C:
+			s.log.WarnContext(work, "drain_timed_out", "subject", sub.Subject)
+			break wait
 		}
 	}
 	wg.Wait()
