@@ -26,6 +26,7 @@ func TestGoldenMessages(t *testing.T) {
 	commandSchema := contracttest.Schema(t, contracttest.Command)
 	eventSchema := contracttest.Schema(t, contracttest.Event)
 	downloadSchema := contracttest.Schema(t, contracttest.Download)
+	cancelSchema := contracttest.Schema(t, contracttest.Cancel)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			data, err := os.ReadFile(f)
@@ -46,6 +47,16 @@ func TestGoldenMessages(t *testing.T) {
 					t.Fatalf("golden command does not validate: %v", err)
 				}
 				typed = cmd
+			case strings.HasPrefix(name, "cancel"):
+				schema = cancelSchema
+				var c contract.CancelRequest
+				if err := json.Unmarshal(data, &c); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := contract.DecodeCancelRequest(contract.CancelSubject(c.RequestID), data); err != nil {
+					t.Errorf("golden cancel request does not validate: %v", err)
+				}
+				typed = c
 			case strings.HasPrefix(name, "download"):
 				schema = downloadSchema
 				var ev contract.DownloadEvent

@@ -48,11 +48,12 @@ const (
 	EventProgress  EventType = "progress"  // a long staging moved forward
 	EventSucceeded EventType = "succeeded" // staged, or already present
 	EventFailed    EventType = "failed"    // staging failed and will not be retried
+	EventCancelled EventType = "cancelled" // stopped, or never started, at someone's request
 )
 
 // Terminal reports whether no event follows t for the same request.
 func (t EventType) Terminal() bool {
-	return t == EventRejected || t == EventSucceeded || t == EventFailed
+	return t == EventRejected || t == EventSucceeded || t == EventFailed || t == EventCancelled
 }
 
 // Status is the state of a request as the API and the audit report it.
@@ -65,6 +66,7 @@ const (
 	StatusSucceeded Status = "succeeded"
 	StatusFailed    Status = "failed"
 	StatusRejected  Status = "rejected"
+	StatusCancelled Status = "cancelled"
 )
 
 // Status is the request status after an event of type t.
@@ -78,6 +80,8 @@ func (t EventType) Status() Status {
 		return StatusSucceeded
 	case EventRejected:
 		return StatusRejected
+	case EventCancelled:
+		return StatusCancelled
 	default:
 		return StatusFailed
 	}
@@ -91,7 +95,7 @@ func (s Status) Rank() int {
 		return 1
 	case StatusRunning:
 		return 2
-	case StatusSucceeded, StatusFailed, StatusRejected:
+	case StatusSucceeded, StatusFailed, StatusRejected, StatusCancelled:
 		return 3
 	default:
 		return 0
@@ -141,6 +145,9 @@ type Event struct {
 	// the id of another request (id_conflict): the command is recorded
 	// under a fresh RequestID, and this names the request it collided with.
 	ConflictsWith string `json:"conflicts_with,omitempty"`
+	// CancelledBy is set on a cancelled event: who asked for the cancel
+	// (see CancelRequest).
+	CancelledBy string `json:"cancelled_by,omitempty"`
 
 	// Attempt is the delivery number of the command the event comes from.
 	Attempt  int       `json:"attempt,omitempty"`

@@ -202,9 +202,9 @@ func (e Event) Validate() error {
 	switch e.Type {
 	case "":
 		return Errorf(CodeMissingField, "type is required")
-	case EventQueued, EventRejected, EventStarted, EventProgress, EventSucceeded, EventFailed:
+	case EventQueued, EventRejected, EventStarted, EventProgress, EventSucceeded, EventFailed, EventCancelled:
 	default:
-		return Errorf(CodeUnknownEventType, "unknown event type %q; known types: queued, rejected, started, progress, succeeded, failed", cut(string(e.Type), 64))
+		return Errorf(CodeUnknownEventType, "unknown event type %q; known types: queued, rejected, started, progress, succeeded, failed, cancelled", cut(string(e.Type), 64))
 	}
 	if err := e.checkRequestFields(); err != nil {
 		return err
@@ -218,8 +218,12 @@ func (e Event) Validate() error {
 		return Errorf(CodeMissingField, "outcome is required on a succeeded event")
 	case e.Outcome != "" && e.Outcome != OutcomeStaged && e.Outcome != OutcomeAlreadyPresent && e.Outcome != OutcomeLinkIssued:
 		return Errorf(CodeMalformed, "unknown outcome %q", cut(string(e.Outcome), 64))
-	case (e.Type == EventFailed || e.Type == EventRejected) && e.Error == nil:
+	case (e.Type == EventFailed || e.Type == EventRejected || e.Type == EventCancelled) && e.Error == nil:
 		return Errorf(CodeMissingField, "error is required on a %s event", e.Type)
+	case e.Type == EventCancelled && e.CancelledBy == "":
+		return Errorf(CodeMissingField, "cancelled_by is required on a cancelled event")
+	case e.Type != EventCancelled && e.CancelledBy != "":
+		return Errorf(CodeMalformed, "cancelled_by belongs only to a cancelled event")
 	case e.Type == EventProgress && e.Progress == nil:
 		return Errorf(CodeMissingField, "progress is required on a progress event")
 	case e.Progress != nil && (e.Progress.BytesDone < 0 || e.Progress.BytesTotal < 0 || e.Progress.FilesDone < 0 || e.Progress.FilesTotal < 0):
@@ -238,6 +242,9 @@ func (e Event) Validate() error {
 		}
 	}
 	if err := checkError(e.Error); err != nil {
+		return err
+	}
+	if err := checkText("cancelled_by", e.CancelledBy, MaxEventNameLen); err != nil {
 		return err
 	}
 	return checkText("message", e.Message, MaxEventTextLen)
