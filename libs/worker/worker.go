@@ -100,8 +100,9 @@ type Worker struct {
 	o       Options
 	metrics *metrics
 
-	mu     sync.Mutex
-	events jetstream.Stream // STAGING_EVENTS, once looked up
+	mu      sync.Mutex
+	streams map[string]jetstream.Stream // once looked up
+	runs    running                     // the requests this process works on
 }
 
 // New checks o and registers the request metrics.
@@ -138,7 +139,9 @@ type recordedError struct{ err error }
 func (e recordedError) Error() string { return e.err.Error() }
 func (e recordedError) Unwrap() error { return e.err }
 
-// Handle runs one command; it is a bus.Handler. A command that fails
+// Handle runs one command; it is a bus.Handler. A command whose request
+// was cancelled is not started; a running one whose request is cancelled
+// is stopped and ends cancelled (see cancel.go). A command that fails
 // validation, was published on another method's subject, or names a method
 // the worker does not carry out or the site does not allow is rejected. A
 // command reusing the id of another request is rejected under a fresh id
@@ -163,16 +166,19 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 
 	// Before anything is recorded under the command's id, even its
-	// rejection: the id may already be another request's.
+	// rejection: the id may already be another request's. Read on every
+	// delivery, even a fresh command's first: a cancel may have ended the
+	// request while it was queued.
 	var startOpts []jetstream.PublishOpt
-	if contract.ValidateID("id", cmd.ID) == nil && mayBeRepeated(msg, cmd) {
+	if contract.ValidateID("id", cmd.ID) == nil {
 		last, seq, err := w.lastEvent(ctx, cmd.ID)
 		if err != nil {
 			return err
 		}
 		// Started only if nothing was published on the request's subject
 		// since it was read: of two copies taken at the same moment, one
-		// starts and the other finds the request running.
+		// starts and the other finds the request running; of a start and
+		// a cancel of a queued request, one wins.
 		startOpts = append(startOpts, jetstream.WithExpectLastSequencePerSubject(seq))
 		switch {
 		case last == nil:
@@ -196,6 +202,22 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	span.SetAttributes(attribute.String("staging.request_id", cmd.ID), attribute.String("staging.method", string(cmd.Method)), attribute.Int("staging.attempt", attempt))
 
+	// Registered before its cancel request is read, so that a cancel is
+	// either read here or heard by listenCancels.
+	stageCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	defer w.runs.add(cmd.ID, stop)()
+	if c, err := w.lastCancel(ctx, cmd.ID); err != nil {
+		return err
+	} else if c != nil {
+		// Cancelled while queued, or while an earlier delivery ran.
+		err := w.publishCancelled(ctx, w.event(ctx, cmd, contract.EventCancelled, attempt), *c, attempt, startOpts...)
+		if bus.IsWrongLastSequence(err) {
+			// The cancel consumer ended it meanwhile.
+			return nil
+		}
+		return err
+	}
 	if err := bus.PublishEvent(ctx, w.o.JS, w.event(ctx, cmd, contract.EventStarted, attempt), startOpts...); err != nil {
 		if bus.IsWrongLastSequence(err) {
 			w.o.Log.InfoContext(ctx, "command_already_running", fields()...)
@@ -205,10 +227,16 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	w.metrics.inFlight.Inc()
 	began := time.Now()
-	res, err := w.o.Stage(ctx, cmd, w.reporter(ctx, cmd, attempt))
+	res, err := w.o.Stage(stageCtx, cmd, w.reporter(ctx, cmd, attempt))
 	w.metrics.inFlight.Dec()
 	w.metrics.duration.WithLabelValues(string(cmd.Method)).Observe(time.Since(began).Seconds())
 
+	if c := cancelledBy(stageCtx); c != nil && err != nil {
+		// The StageFunc stopped and removed what it had written. A
+		// StageFunc that finished all the same has staged the item: its
+		// success stands.
+		return w.publishCancelled(ctx, w.event(ctx, cmd, contract.EventCancelled, attempt), *c, attempt)
+	}
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
@@ -229,41 +257,6 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 	return nil
 }
 
-// firstCopyWithin is how soon after its requested_at a command's first
-// copy is stored (see mayBeRepeated): publishers store a command moments
-// after making it. It is far inside contract.DedupWindow, and short, because
-// a server restart forgets the message ids of commands already
-// acknowledged, and a copy published again after that is not dropped.
-const firstCopyWithin = 10 * time.Second
-
-// mayBeRepeated reports whether msg may repeat a command the workers have
-// had before, whose request may therefore have ended, be running, or be
-// another request under the same id: a redelivery, or the command published
-// again. Only then is the request's last event read, which otherwise costs
-// a request to the server per command.
-//
-// A first delivery is the first copy when the server deduplicated it and
-// stored it soon after its requested_at. Publishers set Nats-Msg-Id to the
-// request id, and the server drops any copy with the same id until
-// contract.DedupWindow after the first was stored, so another copy is
-// stored at least that long after requested_at (less the publisher's clock
-// error, which must stay under the window less firstCopyWithin; a larger
-// error only costs the read). Copies without that id were not deduplicated.
-// Left over: a durable consumer deleted and made again while a command was
-// out, or a copy published again after a server restart yet within
-// firstCopyWithin of requested_at, would run an ended request again, which
-// then finds its target present (already_present) after a second started.
-func mayBeRepeated(msg jetstream.Msg, cmd contract.Command) bool {
-	meta, err := msg.Metadata()
-	if err != nil || meta.NumDelivered != 1 {
-		return true
-	}
-	if msg.Headers().Get(jetstream.MsgIDHeader) != cmd.ID {
-		return true
-	}
-	return cmd.RequestedAt.IsZero() || meta.Timestamp.Sub(cmd.RequestedAt).Abs() >= firstCopyWithin
-}
-
 // lastEvent is the last event of request id and its stream sequence, nil
 // and 0 when it has none. The last event is the request's state, so a
 // command whose request has ended (a redelivery after a lost
@@ -276,7 +269,7 @@ func (w *Worker) lastEvent(ctx context.Context, id string) (*contract.Event, uin
 	// Bounded like a publish: the handler's own deadline allows hours.
 	ctx, cancel := context.WithTimeout(ctx, bus.PublishTimeout)
 	defer cancel()
-	stream, err := w.eventStream(ctx)
+	stream, err := w.stream(ctx, contract.StreamEvents)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -294,17 +287,21 @@ func (w *Worker) lastEvent(ctx context.Context, id string) (*contract.Event, uin
 	return &ev, raw.Sequence, nil
 }
 
-func (w *Worker) eventStream(ctx context.Context) (jetstream.Stream, error) {
+func (w *Worker) stream(ctx context.Context, name string) (jetstream.Stream, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.events == nil {
-		s, err := w.o.JS.Stream(ctx, contract.StreamEvents)
-		if err != nil {
-			return nil, fmt.Errorf("stream %s: %w", contract.StreamEvents, err)
-		}
-		w.events = s
+	if s, ok := w.streams[name]; ok {
+		return s, nil
 	}
-	return w.events, nil
+	s, err := w.o.JS.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	if w.streams == nil {
+		w.streams = make(map[string]jetstream.Stream)
+	}
+	w.streams[name] = s
+	return s, nil
 }
 
 // accept checks that the method is the one of the subject the command

@@ -812,45 +812,6 @@ func TestRepeatedCommandsAreChecked(t *testing.T) {
 	}
 }
 
-// A fresh command's delivery reads nothing from the event stream; one
-// published again after the deduplication window reads the request's last
-// event once.
-func TestFreshCommandReadsNoEvent(t *testing.T) {
-	s := start(t, func(context.Context, contract.Command, *worker.Reporter) (worker.Result, error) {
-		return worker.Result{Outcome: contract.OutcomeStaged}, nil
-	}, nil)
-	gets, err := s.nc.SubscribeSync("$JS.API.DIRECT.GET." + contract.StreamEvents + ".>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	fresh := command(contract.MethodLocalCopy)
-	s.submit(t, fresh)
-	s.events(t, fresh.ID)
-	if n, _, _ := gets.Pending(); n != 0 {
-		t.Errorf("a fresh command's delivery made %d direct gets, want 0", n)
-	}
-	again := command(contract.MethodLocalCopy)
-	again.RequestedAt = time.Now().Add(-contract.DedupWindow - time.Minute).UTC()
-	s.submit(t, again)
-	s.events(t, again.ID)
-	if err := s.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	msg, err := gets.NextMsg(5 * time.Second)
-	if err != nil {
-		t.Fatalf("a command published again made no direct get: %v", err)
-	}
-	if want := "$JS.API.DIRECT.GET." + contract.StreamEvents + "." + contract.EventSubject(again.ID); msg.Subject != want {
-		t.Errorf("direct get on %s, want %s", msg.Subject, want)
-	}
-	if n, _, _ := gets.Pending(); n != 0 {
-		t.Errorf("%d more direct gets, want none", n)
-	}
-}
-
 // checkEventTypes reports where the types of evs differ from want.
 func checkEventTypes(t *testing.T, evs []contract.Event, want []contract.EventType) {
 	t.Helper()
