@@ -749,8 +749,7 @@ func TestEndedRequestIsNotWorkedOnAgain(t *testing.T) {
 // Every delivery that may repeat a command is checked against the request's
 // last event, not only a command published again after the deduplication
 // window: a redelivery, and a copy the server did not deduplicate because it
-// carried no message id. A fresh command's first delivery is not: it reads
-// nothing from the event stream.
+// carried no message id.
 func TestRepeatedCommandsAreChecked(t *testing.T) {
 	succeeded := func(t *testing.T, js jetstream.JetStream, cmd contract.Command) {
 		t.Helper()
