@@ -14,7 +14,10 @@ type Command struct {
 	// the publisher (a UUID is recommended); see ValidateID.
 	ID string `json:"id"`
 	// JobID groups the commands of one batch; empty for a single request.
-	JobID    string `json:"job_id,omitempty"`
+	JobID string `json:"job_id,omitempty"`
+	// JobSize is how many items the job holds, so that a job whose
+	// submission was cut short is known to miss some (job_id only).
+	JobSize  int    `json:"job_size,omitempty"`
 	Method   Method `json:"method"`
 	Username string `json:"username"`
 	// LocalPathOnStorage is the source: absolute inside a storage root, or
@@ -134,6 +137,7 @@ type Event struct {
 
 	RequestID          string `json:"request_id"`
 	JobID              string `json:"job_id,omitempty"`
+	JobSize            int    `json:"job_size,omitempty"`
 	Method             Method `json:"method,omitempty"`
 	Username           string `json:"username,omitempty"`
 	LocalPathOnStorage string `json:"local_path_on_storage,omitempty"`
@@ -172,6 +176,7 @@ func EventFor(cmd Command, t EventType) Event {
 		Type:               t,
 		RequestID:          cmd.ID,
 		JobID:              cut(cmd.JobID, MaxIDLen),
+		JobSize:            max(cmd.JobSize, 0),
 		Method:             Method(cut(string(cmd.Method), maxEventMethodLen)),
 		Username:           cut(cmd.Username, maxEventUsernameLen),
 		LocalPathOnStorage: cut(cmd.LocalPathOnStorage, MaxPathLen),
@@ -195,13 +200,14 @@ func validAdler32(s string) string {
 // request with other fields is another request (id_conflict); one with the
 // same fields repeats it. The jupyter_token is not compared: it is never in
 // an event, and it may be renewed between two copies of one request. Nor is
-// the expected checksum when ev has none: events published before they
-// carried it would otherwise turn the redelivery of a request begun before
+// the expected checksum or the job size when ev has none: events published
+// before they carried them would otherwise turn the redelivery of a request begun before
 // an upgrade into a conflict.
 func SameRequest(cmd Command, ev Event) bool {
 	want := EventFor(cmd, ev.Type)
 	return ev.RequestID == want.RequestID && ev.JobID == want.JobID && ev.Method == want.Method &&
 		ev.Username == want.Username && ev.LocalPathOnStorage == want.LocalPathOnStorage &&
 		ev.RelativePath == want.RelativePath && ev.Origin == want.Origin &&
-		(ev.ExpectedAdler32 == "" || ev.ExpectedAdler32 == want.ExpectedAdler32)
+		(ev.ExpectedAdler32 == "" || ev.ExpectedAdler32 == want.ExpectedAdler32) &&
+		(ev.JobSize == 0 || ev.JobSize == want.JobSize)
 }

@@ -120,6 +120,9 @@ func (c Command) Validate() error {
 			return err
 		}
 	}
+	if err := checkJobSize(c.JobID, c.JobSize); err != nil {
+		return err
+	}
 	if _, err := ParseMethod(string(c.Method)); err != nil {
 		return err
 	}
@@ -141,6 +144,17 @@ func (c Command) Validate() error {
 	}
 	if c.ExpectedAdler32 != "" && !adler32RE.MatchString(c.ExpectedAdler32) {
 		return Errorf(CodeMalformed, "expected_adler32 must be 8 lower-case hex digits")
+	}
+	return nil
+}
+
+// checkJobSize checks a command's job_size: only with a job_id.
+func checkJobSize(jobID string, size int) error {
+	switch {
+	case size < 0:
+		return Errorf(CodeMalformed, "job_size must not be negative")
+	case size > 0 && jobID == "":
+		return Errorf(CodeMalformed, "job_size belongs to an item of a job, and job_id is empty")
 	}
 	return nil
 }
@@ -212,6 +226,8 @@ func (e Event) Validate() error {
 	switch {
 	case e.Attempt < 0:
 		return Errorf(CodeMalformed, "attempt must not be negative")
+	case e.JobSize < 0:
+		return Errorf(CodeMalformed, "job_size must not be negative")
 	case e.Bytes < 0 || e.Files < 0:
 		return Errorf(CodeMalformed, "bytes and files must not be negative")
 	case e.Type == EventSucceeded && e.Outcome == "":
