@@ -159,72 +159,18 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 	if invalid == nil {
 		invalid = w.accept(msg.Subject(), cmd.Method)
 	}
-	// The fields go on each line written, not into a logger made for
-	// every command: most commands write no line at a warn level.
-	fields := func(args ...any) []any {
-		return append([]any{"request_id", cmd.ID, "method", cmd.Method, "username", cmd.Username, "attempt", attempt}, args...)
-	}
-
-	// Before anything is recorded under the command's id, even its
-	// rejection: the id may already be another request's. Read on every
-	// delivery, even a fresh command's first: a cancel may have ended the
-	// request while it was queued.
-	var startOpts []jetstream.PublishOpt
-	if contract.ValidateID("id", cmd.ID) == nil {
-		last, seq, err := w.lastEvent(ctx, cmd.ID)
-		if err != nil {
-			return err
-		}
-		// Started only if nothing was published on the request's subject
-		// since it was read: of two copies taken at the same moment, one
-		// starts and the other finds the request running; of a start and
-		// a cancel of a queued request, one wins.
-		startOpts = append(startOpts, jetstream.WithExpectLastSequencePerSubject(seq))
-		switch {
-		case last == nil:
-		case !contract.SameRequest(cmd, *last):
-			span.SetStatus(codes.Error, string(contract.CodeIDConflict))
-			return w.conflict(ctx, msg, cmd, attempt)
-		case last.Type.Terminal():
-			w.o.Log.InfoContext(ctx, "command_already_ended", fields("last_event", last.Type)...)
-			return nil
-		case last.Type != contract.EventQueued && attempt == 1:
-			// A worker took another copy of the request: a first
-			// delivery cannot be the one it took. If that worker dies,
-			// its copy is redelivered and worked on again.
-			w.o.Log.InfoContext(ctx, "command_already_running", fields("last_event", last.Type)...)
-			return nil
-		}
-	}
-	if invalid != nil {
-		span.SetStatus(codes.Error, invalid.Error())
-		return w.reject(ctx, cmd, attempt, invalid)
-	}
-	span.SetAttributes(attribute.String("staging.request_id", cmd.ID), attribute.String("staging.method", string(cmd.Method)), attribute.Int("staging.attempt", attempt))
-
-	// Registered before its cancel request is read, so that a cancel is
-	// either read here or heard by listenCancels.
+	// Registered before its cancel request is read (in start), so that a
+	// cancel is either read there or heard by listenCancels.
 	stageCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	defer w.runs.add(cmd.ID, stop)()
-	if c, err := w.lastCancel(ctx, cmd.ID); err != nil {
-		return err
-	} else if c != nil {
-		// Cancelled while queued, or while an earlier delivery ran.
-		err := w.publishCancelled(ctx, w.event(ctx, cmd, contract.EventCancelled, attempt), *c, attempt, startOpts...)
-		if bus.IsWrongLastSequence(err) {
-			// The cancel consumer ended it meanwhile.
-			return nil
+	if proceed, err := w.start(ctx, msg, cmd, attempt, invalid); !proceed {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
 		}
 		return err
 	}
-	if err := bus.PublishEvent(ctx, w.o.JS, w.event(ctx, cmd, contract.EventStarted, attempt), startOpts...); err != nil {
-		if bus.IsWrongLastSequence(err) {
-			w.o.Log.InfoContext(ctx, "command_already_running", fields()...)
-			return nil
-		}
-		return fmt.Errorf("publish started event: %w", err)
-	}
+	span.SetAttributes(attribute.String("staging.request_id", cmd.ID), attribute.String("staging.method", string(cmd.Method)), attribute.Int("staging.attempt", attempt))
 	w.metrics.inFlight.Inc()
 	began := time.Now()
 	res, err := w.o.Stage(stageCtx, cmd, w.reporter(ctx, cmd, attempt))
@@ -241,7 +187,7 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 		if !permanent(err) && (w.o.MaxDeliver <= 0 || attempt < w.o.MaxDeliver) {
-			w.o.Log.WarnContext(ctx, "staging_retry", fields("error", err)...)
+			w.o.Log.WarnContext(ctx, "staging_retry", logFields(cmd, attempt, "error", err)...)
 			return err
 		}
 		return w.fail(ctx, cmd, attempt, err)
@@ -253,8 +199,79 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 		return fmt.Errorf("publish succeeded event: %w", err)
 	}
 	w.metrics.requests.WithLabelValues(string(cmd.Method), string(res.Outcome)).Inc()
-	w.o.Log.InfoContext(ctx, "staging_succeeded", fields("outcome", res.Outcome, "bytes", res.Bytes, "files", res.Files)...)
+	w.o.Log.InfoContext(ctx, "staging_succeeded", logFields(cmd, attempt, "outcome", res.Outcome, "bytes", res.Bytes, "files", res.Files)...)
 	return nil
+}
+
+// start decides whether a delivery of cmd goes ahead, and records it: it
+// reads the request's last event and its cancel request, then publishes
+// started, or cancelled, on condition that nothing was published on the
+// request's subject since the read. When something was (the gateway's
+// queued event, published after the command; another copy starting; a
+// cancel), it reads again. It returns false when the delivery ends here:
+// with a nil error when its outcome is recorded or was another's to
+// record.
+//
+// The last event is read on every delivery, even a fresh command's first:
+// the request may have been cancelled while it was queued, and the
+// condition makes a start and a cancel at the same moment exclusive.
+func (w *Worker) start(ctx context.Context, msg jetstream.Msg, cmd contract.Command, attempt int, invalid error) (bool, error) {
+	for again := false; ; again = true {
+		// Before anything is recorded under the command's id, even its
+		// rejection: the id may already be another request's.
+		var seq uint64
+		if contract.ValidateID("id", cmd.ID) == nil {
+			last, s, err := w.lastEvent(ctx, cmd.ID)
+			if err != nil {
+				return false, err
+			}
+			seq = s
+			switch {
+			case last == nil:
+			case !contract.SameRequest(cmd, *last):
+				return false, w.conflict(ctx, msg, cmd, attempt)
+			case last.Type.Terminal():
+				w.o.Log.InfoContext(ctx, "command_already_ended", logFields(cmd, attempt, "last_event", last.Type)...)
+				return false, nil
+			case last.Type != contract.EventQueued && (attempt == 1 || again):
+				// A worker took another copy of the request: a first
+				// delivery cannot be the one it took, nor can one that
+				// found the request changed since its read. If that
+				// worker dies, its copy is redelivered and worked on
+				// again.
+				w.o.Log.InfoContext(ctx, "command_already_running", logFields(cmd, attempt, "last_event", last.Type)...)
+				return false, nil
+			}
+		}
+		if invalid != nil {
+			return false, w.reject(ctx, cmd, attempt, invalid)
+		}
+		unchanged := jetstream.WithExpectLastSequencePerSubject(seq)
+		c, err := w.lastCancel(ctx, cmd.ID)
+		if err != nil {
+			return false, err
+		}
+		if c != nil {
+			// Cancelled while queued, or while an earlier delivery ran.
+			err = w.publishCancelled(ctx, w.event(ctx, cmd, contract.EventCancelled, attempt), *c, attempt, unchanged)
+		} else {
+			err = bus.PublishEvent(ctx, w.o.JS, w.event(ctx, cmd, contract.EventStarted, attempt), unchanged)
+		}
+		switch {
+		case bus.IsWrongLastSequence(err):
+			continue
+		case err != nil:
+			return false, fmt.Errorf("publish the first event of a delivery: %w", err)
+		}
+		return c == nil, nil
+	}
+}
+
+// logFields are the fields of a line about cmd, then args. They go on each
+// line written, not into a logger made for every command: most commands
+// write no line at a warn level.
+func logFields(cmd contract.Command, attempt int, args ...any) []any {
+	return append([]any{"request_id", cmd.ID, "method", cmd.Method, "username", cmd.Username, "attempt", attempt}, args...)
 }
 
 // lastEvent is the last event of request id and its stream sequence, nil

@@ -131,6 +131,8 @@ func TestCancelRunningOverREST(t *testing.T) {
 	if took := time.Since(began); took > 2*time.Second {
 		t.Errorf("cancel took %s, want about a second at most", took)
 	}
+	// The answer may come from the live event before the stream has it.
+	e.waitStatus(id, contract.EventCancelled)
 	r = e.do("DELETE", "/api/v1/stagings/"+id, "")
 	if r.status != http.StatusConflict || r.json(t)["code"] != string(contract.CodeAlreadyFinished) {
 		t.Errorf("second DELETE: status %d: %s, want 409 already_finished", r.status, r.body)

@@ -28,6 +28,9 @@ const (
 	Failed State = "failed"
 	// Cancelled: every item was cancelled.
 	Cancelled State = "cancelled"
+	// Incomplete: some items were never published (a submission cut
+	// short); repeating it with the same Idempotency-Key completes it.
+	Incomplete State = "incomplete"
 )
 
 // namespace scopes the derived item ids (a fixed, random UUID).
