@@ -35,10 +35,16 @@ type Command struct {
 	// once handled.
 	JupyterToken string `json:"jupyter_token,omitempty"`
 	// Origin names the system that submitted the request ("gateway" for
-	// the REST API).
+	// the REST API, OriginStageData for the seed's /stage_data).
 	Origin      string    `json:"origin,omitempty"`
 	RequestedAt time.Time `json:"requested_at"`
 }
+
+// OriginStageData is the origin of a request made through the seed's
+// POST /stage_data. The stager keeps the seed's answer there: a file at the
+// target that is evidently not the source is reported in the message of a
+// success, not refused with target_conflict.
+const OriginStageData = "stage_data"
 
 // EventType is what happened to a request.
 type EventType string
