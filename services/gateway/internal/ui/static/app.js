@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
-const TERMINAL = new Set(["succeeded", "failed", "rejected"]);
+const TERMINAL = new Set(["succeeded", "failed", "rejected", "cancelled"]);
 
 // el builds an element with text content only: nothing from the server is
 // ever parsed as HTML.
@@ -62,7 +62,7 @@ function follow(id) {
       historyUntil(id, status);
     }
   };
-  for (const t of ["queued", "started", "progress", "succeeded", "failed", "rejected", "state"]) {
+  for (const t of ["queued", "started", "progress", "succeeded", "failed", "rejected", "cancelled", "state"]) {
     source.addEventListener(t, onEvent);
   }
   source.onerror = () => {
