@@ -713,6 +713,7 @@ func TestEndedRequestIsNotWorkedOnAgain(t *testing.T) {
 		{last: contract.EventSucceeded, want: []contract.EventType{contract.EventSucceeded}},
 		{last: contract.EventFailed, want: []contract.EventType{contract.EventFailed}},
 		{last: contract.EventRejected, want: []contract.EventType{contract.EventRejected}},
+		{last: contract.EventCancelled, want: []contract.EventType{contract.EventCancelled}},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.last), func(t *testing.T) {
@@ -733,6 +734,8 @@ func TestEndedRequestIsNotWorkedOnAgain(t *testing.T) {
 				ev.Outcome, ev.Bytes, ev.Files = contract.OutcomeStaged, 42, 1
 			case contract.EventFailed, contract.EventRejected:
 				ev.Error = contract.Errorf(contract.CodeNotFound, "gone")
+			case contract.EventCancelled:
+				ev.CancelledBy, ev.Error = "alice", contract.Errorf(contract.CodeCancelled, "cancelled by alice")
 			}
 			if err := bus.PublishEvent(t.Context(), s.js, ev); err != nil {
 				t.Fatal(err)
