@@ -154,8 +154,14 @@ func TestCopy(t *testing.T) {
 		},
 		{
 			name: "already present", src: "obs/x.fits", rel: "x.fits",
-			prepare:  func(t *testing.T, f *fixture) { write(t, f.userArea, "alice/x.fits", "older") },
+			prepare:  func(t *testing.T, f *fixture) { write(t, f.userArea, "alice/x.fits", "older copy") },
 			want:     stage.Result{Outcome: contract.OutcomeAlreadyPresent, Message: "already present at alice/x.fits; nothing was changed"},
+			wantTree: []string{". drwxr-xr-x", "x.fits -rw-r--r-- older copy"},
+		},
+		{
+			name: "a file of another size", src: "obs/x.fits", rel: "x.fits",
+			prepare:  func(t *testing.T, f *fixture) { write(t, f.userArea, "alice/x.fits", "older") },
+			wantCode: contract.CodeTargetConflict,
 			wantTree: []string{". drwxr-xr-x", "x.fits -rw-r--r-- older"},
 		},
 		{
@@ -456,6 +462,9 @@ func TestHardlink(t *testing.T) {
 		{name: "file", src: "obs/x.fits", wantOut: contract.OutcomeStaged},
 		{name: "through a symlink inside", src: "tree/linked.fits", wantOut: contract.OutcomeStaged},
 		{name: "file there", src: "obs/x.fits", wantOut: contract.OutcomeAlreadyPresent, prepare: func(t *testing.T, f *fixture) {
+			write(t, f.userArea, "alice/d/l", "other copy")
+		}},
+		{name: "file of another size there", src: "obs/x.fits", wantCode: contract.CodeTargetConflict, prepare: func(t *testing.T, f *fixture) {
 			write(t, f.userArea, "alice/d/l", "other")
 		}},
 		{name: "directory", src: "tree", wantCode: contract.CodeInvalidPath},
