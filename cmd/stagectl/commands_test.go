@@ -292,18 +292,18 @@ func TestCancel(t *testing.T) {
 	heidi := newUser("heidi")
 	src := sourceFile(t, "c.txt", []byte("cancel\n"))
 	id := strings.TrimSpace(mustRun(t, exitOK, "stage", "local_copy", src, "cancel/c.txt", "--user", heidi).stdout)
+	mustRun(t, exitOK, "watch", id)
 
-	t.Run("server without the cancel API", func(t *testing.T) {
-		for _, args := range [][]string{{"cancel", id}, {"cancel", "--job", id}} {
-			r := stagectl(t, nil, args...)
-			if r.code != exitFailed || !strings.Contains(r.stderr, "does not support cancel") {
-				t.Errorf("%v: %s\nwant exit 1 saying the server does not support cancel", args, r)
-			}
+	t.Run("the gateway", func(t *testing.T) {
+		if r := stagectl(t, nil, "cancel", id); r.code != exitFailed || !strings.Contains(r.stderr, "already_finished") {
+			t.Errorf("cancel of a finished request: %s\nwant exit 1, already_finished", r)
+		}
+		if r := stagectl(t, nil, "cancel", "--job", id); r.code != exitFailed || !strings.Contains(r.stderr, "not_found") {
+			t.Errorf("cancel of no job: %s\nwant exit 1, not_found", r)
 		}
 	})
 
-	// The cancel API as its issue specifies it (202 with the request, 409
-	// already_finished), until the gateway has it.
+	// A server answering 202 with the request, and 409 already_finished.
 	var mu sync.Mutex
 	var deletes []string
 	future := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -148,7 +148,7 @@ be reached. Follow a running job live with 'stagectl watch --job JOB_ID'.`,
 
 func (a *app) printJob(j job) {
 	var counts []string
-	for _, st := range []string{"queued", "running", "succeeded", "failed", "rejected"} {
+	for _, st := range []string{"queued", "running", "succeeded", "failed", "rejected", "cancelled"} {
 		if n := j.Counts[st]; n > 0 {
 			counts = append(counts, fmt.Sprintf("%d %s", n, st))
 		}
@@ -202,7 +202,7 @@ With --json it prints an array of the API's records.`,
 	f.IntVarP(&o.limit, "limit", "n", 50, "show at most this many requests")
 	_ = cmd.RegisterFlagCompletionFunc("method", a.completeMethods)
 	_ = cmd.RegisterFlagCompletionFunc("status", cobra.FixedCompletions(
-		[]string{"queued", "running", "succeeded", "failed", "rejected"}, cobra.ShellCompDirectiveNoFileComp))
+		[]string{"queued", "running", "succeeded", "failed", "rejected", "cancelled"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 

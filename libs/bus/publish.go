@@ -43,6 +43,11 @@ func IsWrongLastSequence(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
+// PublishCancel stores c on its request's cancel subject.
+func PublishCancel(ctx context.Context, js jetstream.JetStream, c contract.CancelRequest) error {
+	return publish(ctx, js, contract.CancelSubject(c.RequestID), c.ID, c)
+}
+
 // PublishDownload publishes ev on its request's download subject with
 // Nats-Msg-Id set to the event id.
 func PublishDownload(ctx context.Context, js jetstream.JetStream, ev contract.DownloadEvent) error {

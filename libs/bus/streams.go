@@ -79,6 +79,19 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		Duplicates:  2 * time.Minute,
 		Replicas:    o.Replicas,
 		AllowDirect: true,
+	}, {
+		Name:        contract.StreamCancels,
+		Description: "The cancel requests of staging requests, the last one per request, kept as long as a command may wait.",
+		Subjects:    []string{contract.SubjectCancelAll},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		// Kept while the command may still be taken, so that a worker
+		// taking it late, or again, finds the cancel.
+		MaxAge:            o.RequestsMaxAge,
+		MaxMsgsPerSubject: 1,
+		Duplicates:        2 * time.Minute,
+		Replicas:          o.Replicas,
+		AllowDirect:       true,
 	}}
 	for _, cfg := range streams {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {

@@ -26,6 +26,7 @@ func TestGoldenMessages(t *testing.T) {
 	commandSchema := contracttest.Schema(t, contracttest.Command)
 	eventSchema := contracttest.Schema(t, contracttest.Event)
 	downloadSchema := contracttest.Schema(t, contracttest.Download)
+	cancelSchema := contracttest.Schema(t, contracttest.Cancel)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			data, err := os.ReadFile(f)
@@ -46,6 +47,16 @@ func TestGoldenMessages(t *testing.T) {
 					t.Fatalf("golden command does not validate: %v", err)
 				}
 				typed = cmd
+			case strings.HasPrefix(name, "cancel"):
+				schema = cancelSchema
+				var c contract.CancelRequest
+				if err := json.Unmarshal(data, &c); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := contract.DecodeCancelRequest(contract.CancelSubject(c.RequestID), data); err != nil {
+					t.Errorf("golden cancel request does not validate: %v", err)
+				}
+				typed = c
 			case strings.HasPrefix(name, "download"):
 				schema = downloadSchema
 				var ev contract.DownloadEvent
@@ -169,6 +180,9 @@ func TestCommandValidate(t *testing.T) {
 		{"future spec version", func(c *contract.Command) { c.SpecVersion = "2.0" }, contract.CodeUnsupported},
 		{"missing id", func(c *contract.Command) { c.ID = "" }, contract.CodeMissingField},
 		{"id with dot", func(c *contract.Command) { c.ID = "a.b" }, contract.CodeInvalidID},
+		{"job size", func(c *contract.Command) { c.JobID, c.JobSize = "job-1", 3 }, ""},
+		{"job size without a job", func(c *contract.Command) { c.JobID, c.JobSize = "", 3 }, contract.CodeMalformed},
+		{"negative job size", func(c *contract.Command) { c.JobID, c.JobSize = "job-1", -1 }, contract.CodeMalformed},
 		{"id with wildcard", func(c *contract.Command) { c.ID = ">" }, contract.CodeInvalidID},
 		{"id too long", func(c *contract.Command) { c.ID = strings.Repeat("a", 65) }, contract.CodeInvalidID},
 		{"job id with space", func(c *contract.Command) { c.JobID = "a b" }, contract.CodeInvalidID},

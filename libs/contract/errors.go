@@ -41,6 +41,8 @@ const (
 	CodeQueueFull        Code = "queue_full"        // the command queue holds as many commands as it may; try again later
 	CodeTimeout          Code = "timeout"           // the outcome was not known in time
 	CodeNotFound         Code = "not_found"         // no such request
+	CodeAlreadyFinished  Code = "already_finished"  // a cancel named a request that has already ended
+	CodeCancelled        Code = "cancelled"         // the request was cancelled (the error of a cancelled event, naming who)
 	CodeInternal         Code = "internal"          // a fault of the service itself
 )
 

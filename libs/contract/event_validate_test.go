@@ -78,6 +78,15 @@ func TestEventValidate(t *testing.T) {
 		{"spec version with a patch", func(e *contract.Event) { e.SpecVersion = "1.0.1" }, contract.CodeUnsupported},
 		{"unknown type", func(e *contract.Event) { e.Type = "weird" }, contract.CodeUnknownEventType},
 		{"download type", func(e *contract.Event) { e.Type = "download_started" }, contract.CodeUnknownEventType},
+		{"cancelled", func(e *contract.Event) {
+			e.Type, e.CancelledBy, e.Error = contract.EventCancelled, "alice", contract.Errorf(contract.CodeCancelled, "cancelled by alice")
+		}, ""},
+		{"cancelled without who", func(e *contract.Event) {
+			e.Type, e.Error = contract.EventCancelled, contract.Errorf(contract.CodeCancelled, "cancelled")
+		}, contract.CodeMissingField},
+		{"cancelled_by on another type", func(e *contract.Event) { e.CancelledBy = "alice" }, contract.CodeMalformed},
+		{"job size", func(e *contract.Event) { e.JobSize = 3 }, ""},
+		{"negative job size", func(e *contract.Event) { e.JobSize = -1 }, contract.CodeMalformed},
 		{"no type", func(e *contract.Event) { e.Type = "" }, contract.CodeMissingField},
 		{"no time", func(e *contract.Event) { e.Time = time.Time{} }, contract.CodeMissingField},
 		{"before 1970", func(e *contract.Event) { e.Time = time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC) }, contract.CodeMalformed},

@@ -14,7 +14,10 @@ type Command struct {
 	// the publisher (a UUID is recommended); see ValidateID.
 	ID string `json:"id"`
 	// JobID groups the commands of one batch; empty for a single request.
-	JobID    string `json:"job_id,omitempty"`
+	JobID string `json:"job_id,omitempty"`
+	// JobSize is how many items the job holds, so that a job whose
+	// submission was cut short is known to miss some (job_id only).
+	JobSize  int    `json:"job_size,omitempty"`
 	Method   Method `json:"method"`
 	Username string `json:"username"`
 	// LocalPathOnStorage is the source: absolute inside a storage root, or
@@ -32,10 +35,16 @@ type Command struct {
 	// once handled.
 	JupyterToken string `json:"jupyter_token,omitempty"`
 	// Origin names the system that submitted the request ("gateway" for
-	// the REST API).
+	// the REST API, OriginStageData for the seed's /stage_data).
 	Origin      string    `json:"origin,omitempty"`
 	RequestedAt time.Time `json:"requested_at"`
 }
+
+// OriginStageData is the origin of a request made through the seed's
+// POST /stage_data. The stager keeps the seed's answer there: a file at the
+// target that is evidently not the source is reported in the message of a
+// success, not refused with target_conflict.
+const OriginStageData = "stage_data"
 
 // EventType is what happened to a request.
 type EventType string
@@ -48,11 +57,12 @@ const (
 	EventProgress  EventType = "progress"  // a long staging moved forward
 	EventSucceeded EventType = "succeeded" // staged, or already present
 	EventFailed    EventType = "failed"    // staging failed and will not be retried
+	EventCancelled EventType = "cancelled" // stopped, or never started, at someone's request
 )
 
 // Terminal reports whether no event follows t for the same request.
 func (t EventType) Terminal() bool {
-	return t == EventRejected || t == EventSucceeded || t == EventFailed
+	return t == EventRejected || t == EventSucceeded || t == EventFailed || t == EventCancelled
 }
 
 // Status is the state of a request as the API and the audit report it.
@@ -65,6 +75,7 @@ const (
 	StatusSucceeded Status = "succeeded"
 	StatusFailed    Status = "failed"
 	StatusRejected  Status = "rejected"
+	StatusCancelled Status = "cancelled"
 )
 
 // Status is the request status after an event of type t.
@@ -78,6 +89,8 @@ func (t EventType) Status() Status {
 		return StatusSucceeded
 	case EventRejected:
 		return StatusRejected
+	case EventCancelled:
+		return StatusCancelled
 	default:
 		return StatusFailed
 	}
@@ -91,7 +104,7 @@ func (s Status) Rank() int {
 		return 1
 	case StatusRunning:
 		return 2
-	case StatusSucceeded, StatusFailed, StatusRejected:
+	case StatusSucceeded, StatusFailed, StatusRejected, StatusCancelled:
 		return 3
 	default:
 		return 0
@@ -130,6 +143,7 @@ type Event struct {
 
 	RequestID          string `json:"request_id"`
 	JobID              string `json:"job_id,omitempty"`
+	JobSize            int    `json:"job_size,omitempty"`
 	Method             Method `json:"method,omitempty"`
 	Username           string `json:"username,omitempty"`
 	LocalPathOnStorage string `json:"local_path_on_storage,omitempty"`
@@ -141,6 +155,9 @@ type Event struct {
 	// the id of another request (id_conflict): the command is recorded
 	// under a fresh RequestID, and this names the request it collided with.
 	ConflictsWith string `json:"conflicts_with,omitempty"`
+	// CancelledBy is set on a cancelled event: who asked for the cancel
+	// (see CancelRequest).
+	CancelledBy string `json:"cancelled_by,omitempty"`
 
 	// Attempt is the delivery number of the command the event comes from.
 	Attempt  int       `json:"attempt,omitempty"`
@@ -165,6 +182,7 @@ func EventFor(cmd Command, t EventType) Event {
 		Type:               t,
 		RequestID:          cmd.ID,
 		JobID:              cut(cmd.JobID, MaxIDLen),
+		JobSize:            max(cmd.JobSize, 0),
 		Method:             Method(cut(string(cmd.Method), maxEventMethodLen)),
 		Username:           cut(cmd.Username, maxEventUsernameLen),
 		LocalPathOnStorage: cut(cmd.LocalPathOnStorage, MaxPathLen),
@@ -188,13 +206,14 @@ func validAdler32(s string) string {
 // request with other fields is another request (id_conflict); one with the
 // same fields repeats it. The jupyter_token is not compared: it is never in
 // an event, and it may be renewed between two copies of one request. Nor is
-// the expected checksum when ev has none: events published before they
-// carried it would otherwise turn the redelivery of a request begun before
+// the expected checksum or the job size when ev has none: events published
+// before they carried them would otherwise turn the redelivery of a request begun before
 // an upgrade into a conflict.
 func SameRequest(cmd Command, ev Event) bool {
 	want := EventFor(cmd, ev.Type)
 	return ev.RequestID == want.RequestID && ev.JobID == want.JobID && ev.Method == want.Method &&
 		ev.Username == want.Username && ev.LocalPathOnStorage == want.LocalPathOnStorage &&
 		ev.RelativePath == want.RelativePath && ev.Origin == want.Origin &&
-		(ev.ExpectedAdler32 == "" || ev.ExpectedAdler32 == want.ExpectedAdler32)
+		(ev.ExpectedAdler32 == "" || ev.ExpectedAdler32 == want.ExpectedAdler32) &&
+		(ev.JobSize == 0 || ev.JobSize == want.JobSize)
 }

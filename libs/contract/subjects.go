@@ -16,6 +16,12 @@ const (
 	// links, on subjects of their own so that they never become a
 	// request's state.
 	StreamEvents = "STAGING_EVENTS"
+	// StreamCancels holds the cancel requests (CancelRequest), the last
+	// one per request, for as long as a command may wait in
+	// STAGING_REQUESTS: a worker that takes a command later, or takes it
+	// again after a restart, finds the cancel there. Apart from
+	// STAGING_EVENTS, so a cancel request never becomes a request's state.
+	StreamCancels = "STAGING_CANCELS"
 )
 
 // Subject prefixes and the audit query subjects.
@@ -23,6 +29,10 @@ const (
 	subjectRequestsPrefix = "staging.requests."
 	subjectEventsPrefix   = "staging.events."
 	subjectDownloadPrefix = "staging.downloads."
+	subjectCancelPrefix   = "staging.cancel."
+
+	// SubjectCancelAll matches the cancel requests of every request.
+	SubjectCancelAll = subjectCancelPrefix + ">"
 
 	// SubjectRequestsAll matches the commands of every method.
 	SubjectRequestsAll = subjectRequestsPrefix + ">"
@@ -96,3 +106,17 @@ func DownloadSubject(requestID string) string { return subjectDownloadPrefix + r
 
 // IsDownloadSubject reports whether subject carries download events.
 func IsDownloadSubject(subject string) bool { return strings.HasPrefix(subject, subjectDownloadPrefix) }
+
+// CancelSubject is the subject a CancelRequest for request id is
+// published on.
+func CancelSubject(requestID string) string { return subjectCancelPrefix + requestID }
+
+// CancelledRequestID is the request id of a cancel subject, "" for any
+// other subject.
+func CancelledRequestID(subject string) string {
+	id, ok := strings.CutPrefix(subject, subjectCancelPrefix)
+	if !ok {
+		return ""
+	}
+	return id
+}

@@ -120,6 +120,9 @@ func (c Command) Validate() error {
 			return err
 		}
 	}
+	if err := checkJobSize(c.JobID, c.JobSize); err != nil {
+		return err
+	}
 	if _, err := ParseMethod(string(c.Method)); err != nil {
 		return err
 	}
@@ -141,6 +144,17 @@ func (c Command) Validate() error {
 	}
 	if c.ExpectedAdler32 != "" && !adler32RE.MatchString(c.ExpectedAdler32) {
 		return Errorf(CodeMalformed, "expected_adler32 must be 8 lower-case hex digits")
+	}
+	return nil
+}
+
+// checkJobSize checks a command's job_size: only with a job_id.
+func checkJobSize(jobID string, size int) error {
+	switch {
+	case size < 0:
+		return Errorf(CodeMalformed, "job_size must not be negative")
+	case size > 0 && jobID == "":
+		return Errorf(CodeMalformed, "job_size belongs to an item of a job, and job_id is empty")
 	}
 	return nil
 }
@@ -202,9 +216,9 @@ func (e Event) Validate() error {
 	switch e.Type {
 	case "":
 		return Errorf(CodeMissingField, "type is required")
-	case EventQueued, EventRejected, EventStarted, EventProgress, EventSucceeded, EventFailed:
+	case EventQueued, EventRejected, EventStarted, EventProgress, EventSucceeded, EventFailed, EventCancelled:
 	default:
-		return Errorf(CodeUnknownEventType, "unknown event type %q; known types: queued, rejected, started, progress, succeeded, failed", cut(string(e.Type), 64))
+		return Errorf(CodeUnknownEventType, "unknown event type %q; known types: queued, rejected, started, progress, succeeded, failed, cancelled", cut(string(e.Type), 64))
 	}
 	if err := e.checkRequestFields(); err != nil {
 		return err
@@ -212,14 +226,20 @@ func (e Event) Validate() error {
 	switch {
 	case e.Attempt < 0:
 		return Errorf(CodeMalformed, "attempt must not be negative")
+	case e.JobSize < 0:
+		return Errorf(CodeMalformed, "job_size must not be negative")
 	case e.Bytes < 0 || e.Files < 0:
 		return Errorf(CodeMalformed, "bytes and files must not be negative")
 	case e.Type == EventSucceeded && e.Outcome == "":
 		return Errorf(CodeMissingField, "outcome is required on a succeeded event")
 	case e.Outcome != "" && e.Outcome != OutcomeStaged && e.Outcome != OutcomeAlreadyPresent && e.Outcome != OutcomeLinkIssued:
 		return Errorf(CodeMalformed, "unknown outcome %q", cut(string(e.Outcome), 64))
-	case (e.Type == EventFailed || e.Type == EventRejected) && e.Error == nil:
+	case (e.Type == EventFailed || e.Type == EventRejected || e.Type == EventCancelled) && e.Error == nil:
 		return Errorf(CodeMissingField, "error is required on a %s event", e.Type)
+	case e.Type == EventCancelled && e.CancelledBy == "":
+		return Errorf(CodeMissingField, "cancelled_by is required on a cancelled event")
+	case e.Type != EventCancelled && e.CancelledBy != "":
+		return Errorf(CodeMalformed, "cancelled_by belongs only to a cancelled event")
 	case e.Type == EventProgress && e.Progress == nil:
 		return Errorf(CodeMissingField, "progress is required on a progress event")
 	case e.Progress != nil && (e.Progress.BytesDone < 0 || e.Progress.BytesTotal < 0 || e.Progress.FilesDone < 0 || e.Progress.FilesTotal < 0):
@@ -238,6 +258,9 @@ func (e Event) Validate() error {
 		}
 	}
 	if err := checkError(e.Error); err != nil {
+		return err
+	}
+	if err := checkText("cancelled_by", e.CancelledBy, MaxEventNameLen); err != nil {
 		return err
 	}
 	return checkText("message", e.Message, MaxEventTextLen)

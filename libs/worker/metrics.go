@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer, prefix, source string, buckets []floa
 	m := &metrics{
 		requests: auto.NewCounterVec(prometheus.CounterOpts{
 			Name: prefix + "_requests_total",
-			Help: fmt.Sprintf("Requests handled by the %s, by method and outcome (staged, already_present, link_issued, failed, rejected).", source),
+			Help: fmt.Sprintf("Requests handled by the %s, by method and outcome (staged, already_present, link_issued, failed, rejected, cancelled).", source),
 		}, []string{"method", "outcome"}),
 		failures: auto.NewCounterVec(prometheus.CounterOpts{
 			Name: prefix + "_failures_total",

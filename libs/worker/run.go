@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -38,6 +39,27 @@ func (w *Worker) Run(ctx context.Context) error {
 		return stoppedWhileStarting(ctx, err)
 	}
 	defer stop()
+	stopListening, err := w.listenCancels(ctx)
+	if err != nil {
+		return stoppedWhileStarting(ctx, err)
+	}
+	defer stopListening()
+	cancels, cancelPolicy, err := w.cancelConsumer(ctx)
+	if err != nil {
+		return stoppedWhileStarting(ctx, err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		err := bus.Consume(ctx, cancels, 1, func(ctx context.Context, msg jetstream.Msg) {
+			cancelPolicy.Handle(ctx, msg, w.cancelQueued)
+		})
+		if err != nil {
+			// Commands go on; only queued requests wait for a worker
+			// to find their cancel.
+			w.o.Log.ErrorContext(ctx, "cancels_not_consumed", "error", err)
+		}
+	})
 	policy := bus.AckPolicy{
 		Log:        w.o.Log,
 		AckWait:    w.o.AckWait,

@@ -101,8 +101,9 @@ type Worker struct {
 	o       Options
 	metrics *metrics
 
-	mu     sync.Mutex
-	events jetstream.Stream // STAGING_EVENTS, once looked up
+	mu      sync.Mutex
+	streams map[string]jetstream.Stream // once looked up
+	runs    running                     // the requests this process works on
 }
 
 // New checks o and registers the request metrics.
@@ -135,7 +136,9 @@ type recordedError struct{ err error }
 func (e recordedError) Error() string { return e.err.Error() }
 func (e recordedError) Unwrap() error { return e.err }
 
-// Handle runs one command; it is a bus.Handler. A command that fails
+// Handle runs one command; it is a bus.Handler. A command whose request
+// was cancelled is not started; a running one whose request is cancelled
+// is stopped and ends cancelled (see cancel.go). A command that fails
 // validation, was published on another method's subject, or names a method
 // the worker does not carry out or the site does not allow is rejected. A
 // command reusing the id of another request is rejected under a fresh id
@@ -153,64 +156,35 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 	if invalid == nil {
 		invalid = w.accept(msg.Subject(), cmd.Method)
 	}
-	// The fields go on each line written, not into a logger made for
-	// every command: most commands write no line at a warn level.
-	fields := func(args ...any) []any {
-		return append([]any{"request_id", cmd.ID, "method", cmd.Method, "username", cmd.Username, "attempt", attempt}, args...)
-	}
-
-	// Before anything is recorded under the command's id, even its
-	// rejection: the id may already be another request's.
-	var startOpts []jetstream.PublishOpt
-	if contract.ValidateID("id", cmd.ID) == nil && mayBeRepeated(msg, cmd) {
-		last, seq, err := w.lastEvent(ctx, cmd.ID)
+	// Registered before its cancel request is read (in start), so that a
+	// cancel is either read there or heard by listenCancels.
+	stageCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	defer w.runs.add(cmd.ID, stop)()
+	if proceed, err := w.start(ctx, msg, cmd, attempt, invalid); !proceed {
 		if err != nil {
-			return err
+			span.SetStatus(codes.Error, err.Error())
 		}
-		// Started only if nothing was published on the request's subject
-		// since it was read: of two copies taken at the same moment, one
-		// starts and the other finds the request running.
-		startOpts = append(startOpts, jetstream.WithExpectLastSequencePerSubject(seq))
-		switch {
-		case last == nil:
-		case !contract.SameRequest(cmd, *last):
-			span.SetStatus(codes.Error, string(contract.CodeIDConflict))
-			return w.conflict(ctx, msg, cmd, attempt)
-		case last.Type.Terminal():
-			w.o.Log.InfoContext(ctx, "command_already_ended", fields("last_event", last.Type)...)
-			return nil
-		case last.Type != contract.EventQueued && attempt == 1:
-			// A worker took another copy of the request: a first
-			// delivery cannot be the one it took. If that worker dies,
-			// its copy is redelivered and worked on again.
-			w.o.Log.InfoContext(ctx, "command_already_running", fields("last_event", last.Type)...)
-			return nil
-		}
-	}
-	if invalid != nil {
-		span.SetStatus(codes.Error, invalid.Error())
-		return w.reject(ctx, cmd, attempt, invalid)
+		return err
 	}
 	span.SetAttributes(telemetry.AttrRequestID.String(cmd.ID), attribute.String("staging.method", string(cmd.Method)), attribute.Int("staging.attempt", attempt))
-
-	if err := bus.PublishEvent(ctx, w.o.JS, w.event(ctx, cmd, contract.EventStarted, attempt), startOpts...); err != nil {
-		if bus.IsWrongLastSequence(err) {
-			w.o.Log.InfoContext(ctx, "command_already_running", fields()...)
-			return nil
-		}
-		return fmt.Errorf("publish started event: %w", err)
-	}
 	w.metrics.inFlight.Inc()
 	began := time.Now()
-	res, err := w.o.Stage(ctx, cmd, w.reporter(ctx, cmd, attempt))
+	res, err := w.o.Stage(stageCtx, cmd, w.reporter(ctx, cmd, attempt))
 	w.metrics.inFlight.Dec()
 	w.metrics.duration.WithLabelValues(string(cmd.Method)).Observe(time.Since(began).Seconds())
 
+	if c := cancelledBy(stageCtx); c != nil && err != nil {
+		// The StageFunc stopped and removed what it had written. A
+		// StageFunc that finished all the same has staged the item: its
+		// success stands.
+		return w.publishCancelled(ctx, w.event(ctx, cmd, contract.EventCancelled, attempt), *c, attempt)
+	}
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 		if !permanent(err) && (w.o.MaxDeliver <= 0 || attempt < w.o.MaxDeliver) {
-			w.o.Log.WarnContext(ctx, "staging_retry", fields("error", err)...)
+			w.o.Log.WarnContext(ctx, "staging_retry", logFields(cmd, attempt, "error", err)...)
 			return err
 		}
 		return w.fail(ctx, cmd, attempt, err)
@@ -223,43 +197,79 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 		return fmt.Errorf("publish succeeded event: %w", err)
 	}
 	w.metrics.requests.WithLabelValues(string(cmd.Method), string(res.Outcome)).Inc()
-	w.o.Log.InfoContext(ctx, "staging_succeeded", fields("outcome", res.Outcome, "bytes", res.Bytes, "files", res.Files)...)
+	w.o.Log.InfoContext(ctx, "staging_succeeded", logFields(cmd, attempt, "outcome", res.Outcome, "bytes", res.Bytes, "files", res.Files)...)
 	return nil
 }
 
-// firstCopyWithin is how soon after its requested_at a command's first
-// copy is stored (see mayBeRepeated): publishers store a command moments
-// after making it. It is far inside contract.DedupWindow, and short, because
-// a server restart forgets the message ids of commands already
-// acknowledged, and a copy published again after that is not dropped.
-const firstCopyWithin = 10 * time.Second
-
-// mayBeRepeated reports whether msg may repeat a command the workers have
-// had before, whose request may therefore have ended, be running, or be
-// another request under the same id: a redelivery, or the command published
-// again. Only then is the request's last event read, which otherwise costs
-// a request to the server per command.
+// start decides whether a delivery of cmd goes ahead, and records it: it
+// reads the request's last event and its cancel request, then publishes
+// started, or cancelled, on condition that nothing was published on the
+// request's subject since the read. When something was (the gateway's
+// queued event, published after the command; another copy starting; a
+// cancel), it reads again. It returns false when the delivery ends here:
+// with a nil error when its outcome is recorded or was another's to
+// record.
 //
-// A first delivery is the first copy when the server deduplicated it and
-// stored it soon after its requested_at. Publishers set Nats-Msg-Id to the
-// request id, and the server drops any copy with the same id until
-// contract.DedupWindow after the first was stored, so another copy is
-// stored at least that long after requested_at (less the publisher's clock
-// error, which must stay under the window less firstCopyWithin; a larger
-// error only costs the read). Copies without that id were not deduplicated.
-// Left over: a durable consumer deleted and made again while a command was
-// out, or a copy published again after a server restart yet within
-// firstCopyWithin of requested_at, would run an ended request again, which
-// then finds its target present (already_present) after a second started.
-func mayBeRepeated(msg jetstream.Msg, cmd contract.Command) bool {
-	meta, err := msg.Metadata()
-	if err != nil || meta.NumDelivered != 1 {
-		return true
+// The last event is read on every delivery, even a fresh command's first:
+// the request may have been cancelled while it was queued, and the
+// condition makes a start and a cancel at the same moment exclusive.
+func (w *Worker) start(ctx context.Context, msg jetstream.Msg, cmd contract.Command, attempt int, invalid error) (bool, error) {
+	for again := false; ; again = true {
+		// Before anything is recorded under the command's id, even its
+		// rejection: the id may already be another request's.
+		var seq uint64
+		if contract.ValidateID("id", cmd.ID) == nil {
+			last, s, err := w.lastEvent(ctx, cmd.ID)
+			if err != nil {
+				return false, err
+			}
+			seq = s
+			switch {
+			case last == nil:
+			case !contract.SameRequest(cmd, *last):
+				return false, w.conflict(ctx, msg, cmd, attempt)
+			case last.Type.Terminal():
+				w.o.Log.InfoContext(ctx, "command_already_ended", logFields(cmd, attempt, "last_event", last.Type)...)
+				return false, nil
+			case last.Type != contract.EventQueued && (attempt == 1 || again):
+				// A worker took another copy of the request: a first
+				// delivery cannot be the one it took, nor can one that
+				// found the request changed since its read. If that
+				// worker dies, its copy is redelivered and worked on
+				// again.
+				w.o.Log.InfoContext(ctx, "command_already_running", logFields(cmd, attempt, "last_event", last.Type)...)
+				return false, nil
+			}
+		}
+		if invalid != nil {
+			return false, w.reject(ctx, cmd, attempt, invalid)
+		}
+		unchanged := jetstream.WithExpectLastSequencePerSubject(seq)
+		c, err := w.lastCancel(ctx, cmd.ID)
+		if err != nil {
+			return false, err
+		}
+		if c != nil {
+			// Cancelled while queued, or while an earlier delivery ran.
+			err = w.publishCancelled(ctx, w.event(ctx, cmd, contract.EventCancelled, attempt), *c, attempt, unchanged)
+		} else {
+			err = bus.PublishEvent(ctx, w.o.JS, w.event(ctx, cmd, contract.EventStarted, attempt), unchanged)
+		}
+		switch {
+		case bus.IsWrongLastSequence(err):
+			continue
+		case err != nil:
+			return false, fmt.Errorf("publish the first event of a delivery: %w", err)
+		}
+		return c == nil, nil
 	}
-	if msg.Headers().Get(jetstream.MsgIDHeader) != cmd.ID {
-		return true
-	}
-	return cmd.RequestedAt.IsZero() || meta.Timestamp.Sub(cmd.RequestedAt).Abs() >= firstCopyWithin
+}
+
+// logFields are the fields of a line about cmd, then args. They go on each
+// line written, not into a logger made for every command: most commands
+// write no line at a warn level.
+func logFields(cmd contract.Command, attempt int, args ...any) []any {
+	return append([]any{"request_id", cmd.ID, "method", cmd.Method, "username", cmd.Username, "attempt", attempt}, args...)
 }
 
 // lastEvent is the last event of request id and its stream sequence, nil
@@ -274,7 +284,7 @@ func (w *Worker) lastEvent(ctx context.Context, id string) (*contract.Event, uin
 	// Bounded like a publish: the handler's own deadline allows hours.
 	ctx, cancel := context.WithTimeout(ctx, bus.PublishTimeout)
 	defer cancel()
-	stream, err := w.eventStream(ctx)
+	stream, err := w.stream(ctx, contract.StreamEvents)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -292,17 +302,21 @@ func (w *Worker) lastEvent(ctx context.Context, id string) (*contract.Event, uin
 	return &ev, raw.Sequence, nil
 }
 
-func (w *Worker) eventStream(ctx context.Context) (jetstream.Stream, error) {
+func (w *Worker) stream(ctx context.Context, name string) (jetstream.Stream, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.events == nil {
-		s, err := w.o.JS.Stream(ctx, contract.StreamEvents)
-		if err != nil {
-			return nil, fmt.Errorf("stream %s: %w", contract.StreamEvents, err)
-		}
-		w.events = s
+	if s, ok := w.streams[name]; ok {
+		return s, nil
 	}
-	return w.events, nil
+	s, err := w.o.JS.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	if w.streams == nil {
+		w.streams = make(map[string]jetstream.Stream)
+	}
+	w.streams[name] = s
+	return s, nil
 }
 
 // accept checks that the method is the one of the subject the command

@@ -689,6 +689,7 @@ func TestEndedRequestIsNotWorkedOnAgain(t *testing.T) {
 		{last: contract.EventSucceeded, want: []contract.EventType{contract.EventSucceeded}},
 		{last: contract.EventFailed, want: []contract.EventType{contract.EventFailed}},
 		{last: contract.EventRejected, want: []contract.EventType{contract.EventRejected}},
+		{last: contract.EventCancelled, want: []contract.EventType{contract.EventCancelled}},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.last), func(t *testing.T) {
@@ -709,6 +710,8 @@ func TestEndedRequestIsNotWorkedOnAgain(t *testing.T) {
 				ev.Outcome, ev.Bytes, ev.Files = contract.OutcomeStaged, 42, 1
 			case contract.EventFailed, contract.EventRejected:
 				ev.Error = contract.Errorf(contract.CodeNotFound, "gone")
+			case contract.EventCancelled:
+				ev.CancelledBy, ev.Error = "alice", contract.Errorf(contract.CodeCancelled, "cancelled by alice")
 			}
 			if err := bus.PublishEvent(t.Context(), s.js, ev); err != nil {
 				t.Fatal(err)
@@ -725,8 +728,7 @@ func TestEndedRequestIsNotWorkedOnAgain(t *testing.T) {
 // Every delivery that may repeat a command is checked against the request's
 // last event, not only a command published again after the deduplication
 // window: a redelivery, and a copy the server did not deduplicate because it
-// carried no message id. A fresh command's first delivery is not: it reads
-// nothing from the event stream.
+// carried no message id.
 func TestRepeatedCommandsAreChecked(t *testing.T) {
 	succeeded := func(t *testing.T, js jetstream.JetStream, cmd contract.Command) {
 		t.Helper()
@@ -785,45 +787,6 @@ func TestRepeatedCommandsAreChecked(t *testing.T) {
 				t.Errorf("work ran %d times, want %d", got, want)
 			}
 		})
-	}
-}
-
-// A fresh command's delivery reads nothing from the event stream; one
-// published again after the deduplication window reads the request's last
-// event once.
-func TestFreshCommandReadsNoEvent(t *testing.T) {
-	s := start(t, func(context.Context, contract.Command, *worker.Reporter) (worker.Result, error) {
-		return worker.Result{Outcome: contract.OutcomeStaged}, nil
-	}, nil)
-	gets, err := s.nc.SubscribeSync("$JS.API.DIRECT.GET." + contract.StreamEvents + ".>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	fresh := command(contract.MethodLocalCopy)
-	s.submit(t, fresh)
-	s.events(t, fresh.ID)
-	if n, _, _ := gets.Pending(); n != 0 {
-		t.Errorf("a fresh command's delivery made %d direct gets, want 0", n)
-	}
-	again := command(contract.MethodLocalCopy)
-	again.RequestedAt = time.Now().Add(-contract.DedupWindow - time.Minute).UTC()
-	s.submit(t, again)
-	s.events(t, again.ID)
-	if err := s.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	msg, err := gets.NextMsg(5 * time.Second)
-	if err != nil {
-		t.Fatalf("a command published again made no direct get: %v", err)
-	}
-	if want := "$JS.API.DIRECT.GET." + contract.StreamEvents + "." + contract.EventSubject(again.ID); msg.Subject != want {
-		t.Errorf("direct get on %s, want %s", msg.Subject, want)
-	}
-	if n, _, _ := gets.Pending(); n != 0 {
-		t.Errorf("%d more direct gets, want none", n)
 	}
 }
 

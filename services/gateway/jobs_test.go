@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/testenv"
@@ -214,5 +215,40 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 	if r := e.do("POST", "/api/v1/stagings", submitBody("alice"), "Authorization", "Bearer alice-secret-token", "Idempotency-Key", strings.Repeat("k", 256)); r.status != 422 {
 		t.Errorf("too long a key: %d %s", r.status, r.body)
+	}
+}
+
+// A job knows its size from its items: one whose submission was cut short
+// (an item never published) reports incomplete with the counts, and the
+// same POST repeated with the same Idempotency-Key completes it.
+func TestJobCutShortIsIncomplete(t *testing.T) {
+	e := newEnv(t, gateway.Config{})
+	body := `{"items":[` + item("alice", "a/1") + `,` + item("alice", "a/2") + `,` + item("alice", "a/3") + `]}`
+	hdr := []string{"Idempotency-Key", "cut-short-1"}
+	r := e.do("POST", "/api/v1/jobs", body, hdr...)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("POST job: %d %s", r.status, r.body)
+	}
+	job := decode[jobAnswer](t, r)
+	for _, cmd := range e.commands() {
+		if cmd.JobSize != 3 {
+			t.Errorf("command %s carries job_size %d, want 3", cmd.ID, cmd.JobSize)
+		}
+	}
+	// As if the gateway had died before publishing the first item: its
+	// events are gone.
+	if err := e.stream(t.Context(), contract.StreamEvents).Purge(t.Context(), jetstream.WithPurgeSubject(contract.EventSubject(job.Items[0].ID))); err != nil {
+		t.Fatal(err)
+	}
+	view := decode[map[string]any](t, e.do("GET", job.StatusURL, ""))
+	if view["status"] != "incomplete" || view["size"] != float64(3) || view["missing"] != float64(1) || len(view["items"].([]any)) != 2 {
+		t.Errorf("job cut short: %v, want incomplete, size 3, 1 missing, 2 items", view)
+	}
+	if r := e.do("POST", "/api/v1/jobs", body, hdr...); r.status != http.StatusAccepted {
+		t.Fatalf("POST job again: %d %s", r.status, r.body)
+	}
+	view = decode[map[string]any](t, e.do("GET", job.StatusURL, ""))
+	if view["status"] == "incomplete" || view["missing"] != nil || len(view["items"].([]any)) != 3 {
+		t.Errorf("job repeated: %v, want 3 items and none missing", view)
 	}
 }

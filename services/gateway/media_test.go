@@ -99,7 +99,7 @@ func TestWrongMethodAnswers405(t *testing.T) {
 	e := newEnv(t, gateway.Config{}, gateway.WithDownloads(http.NotFoundHandler()))
 	tests := []struct{ method, path, allow string }{
 		{http.MethodDelete, "/api/v1/stagings", "GET, POST"},
-		{http.MethodPut, "/api/v1/stagings/some-id", "GET"},
+		{http.MethodPut, "/api/v1/stagings/some-id", "DELETE, GET"},
 		{http.MethodGet, "/stage_data", "POST"},
 		{http.MethodGet, "/stage-data/", "POST"},
 		{http.MethodPost, "/api/v1/downloads/tok", "GET, HEAD"},

@@ -117,6 +117,13 @@ func TestStageDataWaitsForOutcome(t *testing.T) {
 			return contract.Event{Type: contract.EventFailed, Error: contract.Errorf(contract.CodeTargetConflict, "something else is there")}
 		case "outside":
 			return contract.Event{Type: contract.EventRejected, Error: contract.Errorf(contract.CodeOutsideStorage, "not in a storage root")}
+		case "checked":
+			// As the stager compares the copy with the expected checksum,
+			// and answers the seed's way through /stage_data.
+			if cmd.ExpectedAdler32 != "" && cmd.Origin == contract.OriginStageData {
+				return contract.Event{Type: contract.EventFailed, Error: contract.Errorf(contract.CodeChecksumMismatch, "expected %s", cmd.ExpectedAdler32)}
+			}
+			return contract.Event{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged}
 		default:
 			return contract.Event{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged, Message: "copied " + cmd.LocalPathOnStorage}
 		}
@@ -138,6 +145,10 @@ func TestStageDataWaitsForOutcome(t *testing.T) {
 			400, map[string]any{"code": "source_not_found", "detail": "source /mnt/a/nope does not exist"}},
 		{"conflict", "/stage_data?method=local_copy&username=alice", `{"local_path_on_storage":"/mnt/a/f","relative_path":"conflict"}`,
 			409, map[string]any{"code": "target_conflict", "detail": "something else is there"}},
+		{"expected checksum", "/stage_data?method=local_copy&username=alice", `{"local_path_on_storage":"/mnt/a/f","relative_path":"checked","expected_adler32":"0a1b2c3d"}`,
+			422, map[string]any{"code": "checksum_mismatch", "detail": "expected 0a1b2c3d"}},
+		{"malformed checksum", "/stage_data?method=local_copy&username=alice", `{"local_path_on_storage":"/mnt/a/f","relative_path":"checked","expected_adler32":"XYZ"}`,
+			422, map[string]any{"code": "malformed", "detail": "expected_adler32 must be 8 lower-case hex digits"}},
 		{"rejected by worker", "/stage_data?method=local_copy&username=alice", `{"local_path_on_storage":"/etc/passwd","relative_path":"outside"}`,
 			400, map[string]any{"code": "outside_storage", "detail": "not in a storage root"}},
 	}

@@ -17,9 +17,10 @@ const (
 	Command  = "command.schema.json"
 	Event    = "event.schema.json"
 	Download = "download.schema.json"
+	Cancel   = "cancel.schema.json"
 )
 
-// Schema compiles the named schema (Command, Event or Download).
+// Schema compiles the named schema (Command, Event, Download or Cancel).
 func Schema(t testing.TB, name string) *jsonschema.Schema {
 	t.Helper()
 	data, err := contract.Schemas.ReadFile("schema/" + name)

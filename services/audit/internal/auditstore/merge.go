@@ -77,7 +77,7 @@ func timePtr(t time.Time) *time.Time { return &t }
 func knownType(t contract.EventType) bool {
 	switch t {
 	case contract.EventQueued, contract.EventRejected, contract.EventStarted,
-		contract.EventProgress, contract.EventSucceeded, contract.EventFailed:
+		contract.EventProgress, contract.EventSucceeded, contract.EventFailed, contract.EventCancelled:
 		return true
 	}
 	return false

@@ -121,10 +121,12 @@ func (s *Server) routes() *mux.Router {
 	r.HandleFunc("/api/v1/stagings", s.submit).Methods(http.MethodPost)
 	r.HandleFunc("/api/v1/stagings", s.list).Methods(http.MethodGet)
 	r.HandleFunc("/api/v1/stagings/{id}", s.get).Methods(http.MethodGet)
+	r.HandleFunc("/api/v1/stagings/{id}", s.cancel).Methods(http.MethodDelete)
 	r.HandleFunc("/api/v1/methods", s.methods).Methods(http.MethodGet)
 	r.HandleFunc("/api/v1/jobs", s.submitJob).Methods(http.MethodPost)
 	r.HandleFunc("/api/v1/jobs/{job_id}", s.getJob).Methods(http.MethodGet)
 	r.HandleFunc("/api/v1/storage", s.browseStorage).Methods(http.MethodGet)
+	r.HandleFunc("/api/v1/jobs/{job_id}", s.cancelJob).Methods(http.MethodDelete)
 	if s.cfg.Downloads != nil {
 		r.Handle(DownloadsPrefix+"{token}", s.downloadsFor(s.cfg.Downloads)).Methods(http.MethodGet, http.MethodHead)
 	}

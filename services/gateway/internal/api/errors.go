@@ -30,7 +30,7 @@ func statusFor(code contract.Code) int {
 		contract.CodeInvalidPath, contract.CodeInvalidID, contract.CodeUnsupported,
 		contract.CodeOutsideStorage, contract.CodeOutsideUserArea, contract.CodeSourceNotFound:
 		return http.StatusBadRequest
-	case contract.CodeTargetConflict, contract.CodeCrossDevice:
+	case contract.CodeTargetConflict, contract.CodeCrossDevice, contract.CodeAlreadyFinished:
 		return http.StatusConflict
 	case contract.CodeNoSpace:
 		return http.StatusInsufficientStorage

@@ -12,10 +12,14 @@ import (
 
 // jobState is GET /api/v1/jobs/{job_id}.
 type jobState struct {
-	JobID  string           `json:"job_id"`
-	Status jobs.State       `json:"status"`
-	Counts map[string]int   `json:"counts"`
-	Items  []stagings.State `json:"items"`
+	JobID  string         `json:"job_id"`
+	Status jobs.State     `json:"status"`
+	Counts map[string]int `json:"counts"`
+	// Size is the job's number of items, as its items tell (0 when
+	// none does); Missing those never published.
+	Size    int              `json:"size,omitempty"`
+	Missing int              `json:"missing,omitempty"`
+	Items   []stagings.State `json:"items"`
 }
 
 // getJob reports a job's items and overall state. The audit lists the
@@ -52,10 +56,19 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var items []stagings.State
+	// The job's size, from any item that carries it. Items are published
+	// jobPublishers at a time, so a submission cut short leaves its gaps
+	// within that many items of the last one published.
+	size, gap, published := 0, 0, 0
 	for i := range s.cfg.JobMaxItems {
+		if size > 0 && i >= size {
+			break
+		}
 		id := jobs.ItemID(jobID, i)
 		st, inAudit := recorded[id]
-		if !inAudit || st.Status.Rank() < contract.StatusSucceeded.Rank() {
+		// Until the size is known, an ended item is read too: the audit's
+		// record does not carry it.
+		if !inAudit || st.Status.Rank() < contract.StatusSucceeded.Rank() || size == 0 {
 			last, found, err := s.client.LastState(r.Context(), id)
 			if err != nil {
 				s.logFault(r, "job_item_state_failed", err)
@@ -63,14 +76,22 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if !found && !inAudit {
-				break
+				if gap++; size == 0 && gap == jobPublishers {
+					break
+				}
+				continue
 			}
+			gap = 0
+			published++
+			size = max(size, last.JobSize)
 			if found && (!privileged && last.Username != user) {
 				continue
 			}
 			if found && last.Status.Rank() >= st.Status.Rank() {
 				st = last
 			}
+		} else {
+			published++
 		}
 		delete(recorded, id)
 		items = append(items, st)
@@ -83,12 +104,15 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, contract.Errorf(contract.CodeNotFound, "no job with id %s", jobID))
 		return
 	}
-	out := jobState{JobID: jobID, Counts: map[string]int{}, Items: items}
+	out := jobState{JobID: jobID, Counts: map[string]int{}, Size: size, Items: items}
 	statuses := make([]contract.Status, len(items))
 	for i, it := range items {
 		statuses[i] = it.Status
 		out.Counts[string(it.Status)]++
 	}
 	out.Status = jobs.Overall(statuses)
+	if out.Missing = max(size-published, 0); out.Missing > 0 {
+		out.Status = jobs.Incomplete
+	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -72,7 +72,7 @@ func listQuery(r *http.Request) (contract.AuditListRequest, error) {
 		}
 	}
 	if q.Status != "" && q.Status.Rank() == 0 {
-		return q, contract.Errorf(contract.CodeMalformed, "status %q is not one of queued, running, succeeded, failed, rejected", q.Status)
+		return q, contract.Errorf(contract.CodeMalformed, "status %q is not one of queued, running, succeeded, failed, rejected, cancelled", q.Status)
 	}
 	if q.JobID != "" {
 		if err := contract.ValidateID("job_id", q.JobID); err != nil {

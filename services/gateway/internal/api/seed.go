@@ -22,6 +22,8 @@ import (
 type seedItem struct {
 	LocalPathOnStorage string `json:"local_path_on_storage"`
 	RelativePath       string `json:"relative_path"`
+	// ExpectedAdler32 is not the seed's; honoured as /api/v1 does.
+	ExpectedAdler32 string `json:"expected_adler32,omitempty"`
 }
 
 type seedBody struct {
@@ -62,7 +64,11 @@ func (s *Server) stageData(w http.ResponseWriter, r *http.Request) {
 		Username:           q.Get("username"),
 		LocalPathOnStorage: item.LocalPathOnStorage,
 		RelativePath:       item.RelativePath,
+		ExpectedAdler32:    item.ExpectedAdler32,
 	})
+	// The stager keeps the seed's answer to a target that differs from
+	// the source: a success that says so.
+	cmd.Origin = contract.OriginStageData
 	// The seed's clients send their token with every method; only
 	// jupyter_copy uses it, and the contract refuses it on the others.
 	if cmd.Method == contract.MethodJupyterCopy {

@@ -219,7 +219,7 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 	var wg sync.WaitGroup
 	for i, it := range body.Items {
 		cmd := s.command(it)
-		cmd.ID, cmd.JobID = jobs.ItemID(jobID, i), jobID
+		cmd.ID, cmd.JobID, cmd.JobSize = jobs.ItemID(jobID, i), jobID, len(body.Items)
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()

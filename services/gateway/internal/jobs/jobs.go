@@ -26,6 +26,11 @@ const (
 	Partial State = "partial"
 	// Failed: every item finished and none succeeded.
 	Failed State = "failed"
+	// Cancelled: every item was cancelled.
+	Cancelled State = "cancelled"
+	// Incomplete: some items were never published (a submission cut
+	// short); repeating it with the same Idempotency-Key completes it.
+	Incomplete State = "incomplete"
 )
 
 // namespace scopes the derived item ids (a fixed, random UUID).
@@ -38,12 +43,15 @@ func ItemID(jobID string, n int) string {
 
 // Overall is the state of a job whose items are in statuses.
 func Overall(statuses []contract.Status) State {
-	succeeded, finished := 0, 0
+	succeeded, cancelled, finished := 0, 0, 0
 	for _, s := range statuses {
 		if s.Rank() == contract.StatusSucceeded.Rank() {
 			finished++
-			if s == contract.StatusSucceeded {
+			switch s {
+			case contract.StatusSucceeded:
 				succeeded++
+			case contract.StatusCancelled:
+				cancelled++
 			}
 		}
 	}
@@ -52,6 +60,8 @@ func Overall(statuses []contract.Status) State {
 		return Running
 	case succeeded == len(statuses):
 		return Completed
+	case cancelled == len(statuses):
+		return Cancelled
 	case succeeded == 0:
 		return Failed
 	default:

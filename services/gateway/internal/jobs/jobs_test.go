@@ -14,6 +14,7 @@ func TestOverall(t *testing.T) {
 		ok = contract.StatusSucceeded
 		f  = contract.StatusFailed
 		rj = contract.StatusRejected
+		c  = contract.StatusCancelled
 	)
 	tests := []struct {
 		name     string
@@ -27,6 +28,9 @@ func TestOverall(t *testing.T) {
 		{"some failed", []contract.Status{ok, f}, jobs.Partial},
 		{"some rejected", []contract.Status{rj, ok, ok}, jobs.Partial},
 		{"none succeeded", []contract.Status{f, rj}, jobs.Failed},
+		{"all cancelled", []contract.Status{c, c}, jobs.Cancelled},
+		{"some cancelled", []contract.Status{c, ok}, jobs.Partial},
+		{"cancelled and failed", []contract.Status{c, f}, jobs.Failed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

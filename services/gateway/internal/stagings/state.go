@@ -18,6 +18,7 @@ import (
 type State struct {
 	ID                 string             `json:"id"`
 	JobID              string             `json:"job_id,omitempty"`
+	JobSize            int                `json:"job_size,omitempty"`
 	Status             contract.Status    `json:"status"`
 	Method             contract.Method    `json:"method"`
 	Username           string             `json:"username"`
@@ -41,6 +42,7 @@ func StateFromEvent(ev contract.Event) State {
 	return State{
 		ID:                 ev.RequestID,
 		JobID:              ev.JobID,
+		JobSize:            ev.JobSize,
 		Status:             ev.Type.Status(),
 		Method:             ev.Method,
 		Username:           ev.Username,

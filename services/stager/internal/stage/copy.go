@@ -40,6 +40,9 @@ func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress Progre
 	}
 	defer t.close()
 	if r, done, err := t.settle(p.kind()); done {
+		if err == nil && !p.tree {
+			r, err = t.checkSize(cmd, r, p.size)
+		}
 		// The copy is not made: nothing finds a leftover of an earlier
 		// attempt in its way, so it is looked for here.
 		if rerr := removeTemp(t.user, t.tmpRel); rerr != nil {

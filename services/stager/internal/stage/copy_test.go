@@ -46,8 +46,14 @@ func TestCopy(t *testing.T) {
 		},
 		{
 			name: "already present", src: "obs/x.fits", rel: "x.fits",
-			prepare:  func(t *testing.T, f *fixture) { write(t, f.userArea, "alice/x.fits", "older") },
+			prepare:  func(t *testing.T, f *fixture) { write(t, f.userArea, "alice/x.fits", "older copy") },
 			want:     stage.Result{Outcome: contract.OutcomeAlreadyPresent, Message: "already present at alice/x.fits; nothing was changed"},
+			wantTree: []string{". drwxr-xr-x", "x.fits -rw-r--r-- older copy"},
+		},
+		{
+			name: "a file of another size", src: "obs/x.fits", rel: "x.fits",
+			prepare:  func(t *testing.T, f *fixture) { write(t, f.userArea, "alice/x.fits", "older") },
+			wantCode: contract.CodeTargetConflict,
 			wantTree: []string{". drwxr-xr-x", "x.fits -rw-r--r-- older"},
 		},
 		{

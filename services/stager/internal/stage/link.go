@@ -92,6 +92,9 @@ func (s *Stager) Hardlink(ctx context.Context, cmd contract.Command) (Result, er
 	}
 	defer t.close()
 	if r, done, err := t.settle(0); done {
+		if err == nil {
+			r, err = t.checkSize(cmd, r, fi.Size())
+		}
 		return r, err
 	}
 

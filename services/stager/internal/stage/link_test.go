@@ -88,6 +88,9 @@ func TestHardlink(t *testing.T) {
 		{name: "file", src: "obs/x.fits", wantOut: contract.OutcomeStaged},
 		{name: "through a symlink inside", src: "tree/linked.fits", wantOut: contract.OutcomeStaged},
 		{name: "file there", src: "obs/x.fits", wantOut: contract.OutcomeAlreadyPresent, prepare: func(t *testing.T, f *fixture) {
+			write(t, f.userArea, "alice/d/l", "other copy")
+		}},
+		{name: "file of another size there", src: "obs/x.fits", wantCode: contract.CodeTargetConflict, prepare: func(t *testing.T, f *fixture) {
 			write(t, f.userArea, "alice/d/l", "other")
 		}},
 		{name: "directory", src: "tree", wantCode: contract.CodeInvalidPath},

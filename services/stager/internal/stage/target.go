@@ -216,6 +216,26 @@ func (t *target) settle(want fs.FileMode) (Result, bool, error) {
 	return already(t), true, nil
 }
 
+// checkSize refuses, with target_conflict, a file present at the target
+// whose size is not the source's: it is evidently something else. Through
+// the seed's /stage_data the seed's success stands, and its message says
+// that the two differ.
+func (t *target) checkSize(cmd contract.Command, present Result, size int64) (Result, error) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(t.fd, t.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return Result{}, targetError(t.shown, err)
+	}
+	if st.Size == size {
+		return present, nil
+	}
+	differs := fmt.Sprintf("%s already exists and differs from the source: it holds %s, the source %s", t.shown, plural(st.Size, "byte"), plural(size, "byte"))
+	if cmd.Origin == contract.OriginStageData {
+		present.Message = differs + "; nothing was changed"
+		return present, nil
+	}
+	return Result{}, contract.Errorf(contract.CodeTargetConflict, "%s", differs)
+}
+
 func (t *target) settleAfterRace(want fs.FileMode) (Result, error) {
 	r, done, err := t.settle(want)
 	if !done && err == nil {
