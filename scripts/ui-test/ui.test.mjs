@@ -139,15 +139,24 @@ await run(async (context) => {
   const text = await run.locator(".progress-text").textContent();
   check(/^50% · 512 MiB of 1\.0 GiB · 3 of 10 files · 256 MiB\/s · about 2\.0 s left$/.test(text), "progress text: " + text);
 
-  step("cancel: the button calls DELETE; a server without cancel (405) hides it");
+  step("cancel: the button calls DELETE and says so; a server without cancel (405) hides it");
+  // The request is a recorded one, so the server's answers are recorded too:
+  // 202 (cancel under way), then a server that cannot cancel.
   const cancel = run.getByRole("button", { name: "Cancel" });
-  const [del] = await Promise.all([page.waitForResponse((r) => r.request().method() === "DELETE"), cancel.click()]);
-  if (del.status() === 405) {
-    await run.locator(".note", { hasText: "cannot cancel" }).waitFor();
-    check(await cancel.isHidden(), "the cancel button stays after a 405");
-  } else {
-    step("the server answered the cancel with " + del.status());
-  }
+  const answer = (status, body) => page.route("**/api/v1/stagings/fake-running", (route) =>
+    route.request().method() === "DELETE" ? route.fulfill({ status, contentType: "application/json", body: JSON.stringify(body) }) : route.fallback());
+  await answer(202, { id: "fake-running", status: "running" });
+  const [accepted] = await Promise.all([page.waitForRequest((r) => r.method() === "DELETE" && r.url().endsWith("/api/v1/stagings/fake-running")), cancel.click()]);
+  check(accepted.method() === "DELETE", "cancel sent as " + accepted.method());
+  await run.locator(".note", { hasText: "Cancel requested." }).waitFor();
+  await page.unroute("**/api/v1/stagings/fake-running");
+  await answer(405, { code: "method_not_allowed", detail: "DELETE is not allowed" });
+  await page.goto(base + "/?id=fake-running");
+  await run.and(page.locator("[data-status=running]")).waitFor();
+  await run.getByRole("button", { name: "Cancel" }).click();
+  await run.locator(".note", { hasText: "cannot cancel" }).waitFor();
+  check(await run.getByRole("button", { name: "Cancel" }).isHidden(), "the cancel button stays after a 405");
+  await page.unroute("**/api/v1/stagings/fake-running");
 
   step("new statuses are shown: cancelled and expired end the card");
   // The expired one is a download link whose expiry has passed: no link.
