@@ -204,6 +204,7 @@ func TestCommandValidate(t *testing.T) {
 		{"source too long", func(c *contract.Command) { c.LocalPathOnStorage = strings.Repeat("a", 4097) }, contract.CodeInvalidPath},
 		{"did", func(c *contract.Command) { c.LocalPathOnStorage, c.DID = "", "testsrc:ds1" }, ""},
 		{"did with slashes in its name", func(c *contract.Command) { c.LocalPathOnStorage, c.DID = "", "user.jdoe:dir/x.fits" }, ""},
+		{"did and expected checksum", func(c *contract.Command) { c.LocalPathOnStorage, c.DID, c.ExpectedAdler32 = "", "testsrc:ds1", "0a1b2c3d" }, contract.CodeMalformed},
 		{"did and path", func(c *contract.Command) { c.DID = "testsrc:ds1" }, contract.CodeMalformed},
 		{"did without scope", func(c *contract.Command) { c.LocalPathOnStorage, c.DID = "", "ds1" }, contract.CodeInvalidDID},
 		{"did with empty name", func(c *contract.Command) { c.LocalPathOnStorage, c.DID = "", "testsrc:" }, contract.CodeInvalidDID},

@@ -98,6 +98,8 @@ func (c Command) validateSource() error {
 	switch {
 	case c.DID != "" && c.LocalPathOnStorage != "":
 		return Errorf(CodeMalformed, "give either local_path_on_storage or did, not both")
+	case c.DID != "" && c.ExpectedAdler32 != "":
+		return Errorf(CodeMalformed, "expected_adler32 is not given with a did: the catalogue's checksum of every file is checked")
 	case c.DID != "":
 		_, _, err := ValidateDID(c.DID)
 		return err

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/rucio"
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/libs/storage"
 	"github.com/skao/skao-staging/libs/worker"
@@ -59,6 +60,8 @@ type Config struct {
 	Ownership        string        `env:"OWNERSHIP" envDefault:"none" help:"who owns staged data: none (the stager), passwd (the user, looked up through os/user) or map (from OWNERSHIP_MAP_FILE)"`
 	OwnershipMap     string        `env:"OWNERSHIP_MAP_FILE" help:"file of \"username uid:gid\" lines, for OWNERSHIP=map"`
 	ShutdownGrace    time.Duration `env:"SHUTDOWN_GRACE" envDefault:"10s" help:"how long open downloads may take to finish at shutdown"`
+	// Rucio resolves a request's DID (STAGING_RUCIO_*).
+	Rucio rucio.Config
 }
 
 // Run stages requests until ctx is cancelled, then stops taking new ones,
@@ -103,6 +106,13 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		// The copy meter samples more often than the worker publishes, so
 		// the worker's spacing of progress events sets the pace.
 		ProgressEvery: worker.DefaultProgressEvery / 4,
+	}
+	if cfg.Rucio.Enabled() {
+		c, err := rucio.New(cfg.Rucio, nil)
+		if err != nil {
+			return err
+		}
+		st.Rucio = c
 	}
 	// What a crashed copy left is removed when its request is delivered
 	// again; this removes what no delivery will come back for. A copy
@@ -225,6 +235,13 @@ func newMethods(reg prometheus.Registerer, links *downloads.Store, s *stage.Stag
 func (m *methods) stage(ctx context.Context, cmd contract.Command, report *worker.Reporter) (worker.Result, error) {
 	var r worker.Result
 	var err error
+	if cmd.DID != "" && cmd.Method != contract.MethodLocalCopy {
+		// A link or a download link is made to the file a file DID
+		// resolves to, as to a path.
+		if cmd, err = m.stager.FileOfDID(ctx, cmd); err != nil {
+			return worker.Result{}, err
+		}
+	}
 	switch cmd.Method {
 	case contract.MethodLocalCopy:
 		r, err = m.stager.Copy(ctx, cmd, report.Progress)

@@ -18,6 +18,11 @@ type plan struct {
 	dirs  []dir  // of a tree, parents first: the top (".") first
 	files int64
 	bytes int64
+	// catalogue: the tree is a DID's, its files named by their own
+	// paths on the storage (file.src), not found below top.
+	catalogue bool
+	// cat is what the catalogue says of a file DID's file.
+	cat *catalogued
 }
 
 // dir is a directory of a tree and the files in it.
@@ -32,6 +37,10 @@ type file struct {
 	// link: a symbolic link, followed from the storage's root (it may lead
 	// out of its directory).
 	link bool
+	// src is the file's own path on the storage, in a DID's tree; cat
+	// what the catalogue says of it.
+	src string
+	cat *catalogued
 }
 
 func (p *plan) kind() fs.FileMode {
