@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/rucio"
 	"github.com/skao/skao-staging/libs/storage"
 )
 
@@ -33,7 +34,7 @@ type copyJob struct {
 	sum, sync bool
 	// cat, for a file of a DID: the copy must have the catalogue's size
 	// and checksum.
-	cat *catalogued
+	cat *rucio.File
 }
 
 // copyFrom copies the file j.src of the storage (a path resolved through
@@ -95,8 +96,10 @@ func (s *Stager) copyFile(ctx context.Context, t *target, in int, j copyJob, m *
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return "", contract.Errorf(contract.CodeInvalidPath, "%s is no longer a regular file", j.src)
 	}
-	if err := j.cat.checkSize(st.Size); err != nil {
-		return "", err
+	if j.cat != nil {
+		if err := j.cat.CheckSize(st.Size); err != nil {
+			return "", err
+		}
 	}
 	out, err := create(j.dir, j.dst)
 	if err != nil {
@@ -135,7 +138,10 @@ func (s *Stager) copyFile(ctx context.Context, t *target, in int, j copyJob, m *
 		return "", nil
 	}
 	sum := fmt.Sprintf("%08x", c.h.Sum32())
-	return sum, j.cat.checkSum(sum)
+	if j.cat != nil {
+		return sum, j.cat.CheckAdler32(sum)
+	}
+	return sum, nil
 }
 
 // bufSize is the buffer of a copy through user memory: with a checksum,

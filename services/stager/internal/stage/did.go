@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path"
-	"strings"
 
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/rucio"
@@ -17,35 +16,11 @@ type Catalogue interface {
 	Files(ctx context.Context, did string, fn func(rucio.File) error) error
 }
 
-// catalogued is what the catalogue says of a file: a copy of it must
-// have this size and checksum.
-type catalogued struct {
-	did     string // scope:name, for messages
-	bytes   int64
-	adler32 string
-}
-
-// checkSize and checkSum compare a file's size and a copy's checksum with
-// the catalogue's.
-func (c *catalogued) checkSize(size int64) error {
-	if c == nil || size == c.bytes {
-		return nil
-	}
-	return contract.Errorf(contract.CodeSizeMismatch, "%s has %s on the storage, the catalogue says %s", c.did, plural(size, "byte"), plural(c.bytes, "byte"))
-}
-
-func (c *catalogued) checkSum(sum string) error {
-	if c == nil || c.adler32 == "" || sum == c.adler32 {
-		return nil
-	}
-	return contract.Errorf(contract.CodeChecksumMismatch, "the copy of %s has adler32 %s, the catalogue says %s", c.did, sum, c.adler32)
-}
-
 // planDID plans the copy of the files of cmd.DID. A file DID is one file;
 // a dataset or a container is a tree of every file under its name, a '/'
 // in a name making subdirectories. Every path Rucio gives goes through the
-// storage's os.Root checks, as a user's path does, and its size is
-// compared with the catalogue's before anything is written.
+// storage's os.Root checks, as a user's path does (rucio.Locate), and its
+// size is compared with the catalogue's before anything is written.
 func (s *Stager) planDID(ctx context.Context, cmd contract.Command) (*plan, error) {
 	if s.Rucio == nil {
 		return nil, contract.Errorf(contract.CodeMethodNotAllowed, "staging by DID is not set up at this site (STAGING_RUCIO_URL)")
@@ -62,11 +37,11 @@ func (s *Stager) planDID(ctx context.Context, cmd contract.Command) (*plan, erro
 			if p != nil {
 				return contract.Errorf(contract.CodeReplicaUnavailable, "rucio lists more than one file for the file DID %s", cmd.DID)
 			}
-			src, cat, err := s.catalogueFile(f)
+			src, err := rucio.Locate(s.Source, f)
 			if err != nil {
 				return err
 			}
-			p = &plan{top: src, size: cat.bytes, files: 1, bytes: cat.bytes, cat: cat}
+			p = &plan{top: src, size: f.Bytes, files: 1, bytes: f.Bytes, cat: &f}
 			return nil
 		})
 		return p, err
@@ -76,14 +51,14 @@ func (s *Stager) planDID(ctx context.Context, cmd contract.Command) (*plan, erro
 	dirs := map[string]int{".": 0}
 	names := map[string]bool{}
 	err = s.Rucio.Files(ctx, cmd.DID, func(f rucio.File) error {
-		if err := checkName(cmd.DID, f.Name); err != nil {
+		if err := rucio.CheckName(cmd.DID, f.Name); err != nil {
 			return err
 		}
 		if _, isDir := dirs[f.Name]; names[f.Name] || isDir {
 			return contract.Errorf(contract.CodeTargetConflict, "%s holds two files named %s", cmd.DID, f.Name)
 		}
 		names[f.Name] = true
-		src, cat, err := s.catalogueFile(f)
+		src, err := rucio.Locate(s.Source, f)
 		if err != nil {
 			return err
 		}
@@ -91,44 +66,15 @@ func (s *Stager) planDID(ctx context.Context, cmd contract.Command) (*plan, erro
 		if err != nil {
 			return err
 		}
-		p.dirs[i].files = append(p.dirs[i].files, file{name: path.Base(f.Name), size: cat.bytes, src: src, cat: cat})
+		p.dirs[i].files = append(p.dirs[i].files, file{name: path.Base(f.Name), size: f.Bytes, src: src, cat: &f})
 		p.files++
-		p.bytes += cat.bytes
+		p.bytes += f.Bytes
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return p, nil
-}
-
-// catalogueFile finds a file Rucio names on the storage, through os.Root,
-// and checks its size against the catalogue's.
-func (s *Stager) catalogueFile(f rucio.File) (string, *catalogued, error) {
-	cat := &catalogued{did: f.Name, bytes: f.Bytes, adler32: f.Adler32}
-	rel, fi, err := s.Source.Stat(f.Path)
-	if err != nil {
-		return "", nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return "", nil, contract.Errorf(contract.CodeInvalidPath, "the replica of %s, %s, is not a regular file", f.Name, f.Path)
-	}
-	return rel, cat, cat.checkSize(fi.Size())
-}
-
-// checkName refuses a file name that cannot be a path below the target:
-// Rucio allows names such as "../x" or "a//b", which must not lead out of
-// it or name the same file twice.
-func checkName(did, name string) error {
-	if strings.HasPrefix(name, "/") || path.Clean(name) != name || name == "." || strings.ContainsRune(name, 0) {
-		return contract.Errorf(contract.CodeInvalidPath, "%s holds a file named %q, which cannot be a path below the target", did, name)
-	}
-	for _, part := range strings.Split(name, "/") {
-		if part == ".." {
-			return contract.Errorf(contract.CodeInvalidPath, "%s holds a file named %q, which would lead out of the target", did, name)
-		}
-	}
-	return nil
 }
 
 // dirOf returns the index in p.dirs of directory sub of the tree, adding

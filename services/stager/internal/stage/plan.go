@@ -7,6 +7,7 @@ import (
 	"path"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/rucio"
 	"github.com/skao/skao-staging/libs/storage"
 )
 
@@ -22,7 +23,7 @@ type plan struct {
 	// paths on the storage (file.src), not found below top.
 	catalogue bool
 	// cat is what the catalogue says of a file DID's file.
-	cat *catalogued
+	cat *rucio.File
 }
 
 // dir is a directory of a tree and the files in it.
@@ -40,7 +41,7 @@ type file struct {
 	// src is the file's own path on the storage, in a DID's tree; cat
 	// what the catalogue says of it.
 	src string
-	cat *catalogued
+	cat *rucio.File
 }
 
 func (p *plan) kind() fs.FileMode {
