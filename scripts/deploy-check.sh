@@ -139,7 +139,7 @@ chart_vars() {
 		sed -E 's/([a-z0-9])([A-Z])/\1_\2/g' | tr '[:lower:]' '[:upper:]' | sed 's/^/STAGING_/'
 	case $chart in
 		audit) echo STAGING_MYSQL_DSN ;;
-		jupyter-bridge) printf '%s\n' JUPYTERHUB_URL JUPYTERHUB_API_TOKEN ;;
+		jupyter-bridge) printf '%s\n' JUPYTERHUB_URL JUPYTERHUB_API_TOKEN STAGING_RUCIO_PASSWORD ;;
 		stager) echo STAGING_RUCIO_PASSWORD ;;
 	esac
 }

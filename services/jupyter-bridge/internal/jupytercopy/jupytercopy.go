@@ -10,6 +10,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/adler32"
+	"io"
 	"io/fs"
 	"path"
 	"strings"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/skao/skao-staging/libs/backoff"
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/rucio"
 	"github.com/skao/skao-staging/libs/storage"
 	"github.com/skao/skao-staging/services/jupyter-bridge/internal/hubclient"
 )
@@ -33,6 +37,16 @@ type Copier struct {
 	// RetryDelay is the first pause between attempts (default 1 s),
 	// doubled after each.
 	RetryDelay time.Duration
+	// Rucio resolves the DID a request names (nil: a request by DID is
+	// refused).
+	Rucio Catalogue
+}
+
+// Catalogue resolves a Rucio DID into its files on the site's RSE
+// (libs/rucio's Client).
+type Catalogue interface {
+	Kind(ctx context.Context, did string) (rucio.Kind, error)
+	Files(ctx context.Context, did string, fn func(rucio.File) error) error
 }
 
 // Request is one item to stage.
@@ -40,6 +54,8 @@ type Request struct {
 	Username string
 	// Source is the local_path_on_storage of the request.
 	Source string
+	// DID is the request's Rucio DID, instead of Source.
+	DID string
 	// Target is the path in the user's server, relative to its root.
 	Target string
 }
@@ -69,6 +85,9 @@ type item struct {
 	src  string // relative to the storage root
 	dir  bool
 	size int64
+	// cat is what the catalogue says of a DID's file: the upload's size
+	// and adler32 are checked against it.
+	cat *rucio.File
 }
 
 // Copy stages req into the server hub reaches, reporting to report (which
@@ -81,7 +100,7 @@ func (c *Copier) Copy(ctx context.Context, hub *hubclient.Client, req Request, r
 	if err := checkNames(target); err != nil {
 		return Result{}, err
 	}
-	items, total, err := c.plan(req.Source)
+	items, total, err := c.planSource(ctx, req)
 	if err != nil {
 		return Result{}, err
 	}
@@ -148,6 +167,75 @@ func checkNames(target string) error {
 		return contract.Errorf(contract.CodeInvalidPath, "relative_path %q ends in a name of %d bytes; jupyter_copy takes at most %d (%d less than a filesystem's %d, for the temporary name of the upload)", target, len(name), maxName-hubclient.TempNameExtra, hubclient.TempNameExtra, maxName)
 	}
 	return nil
+}
+
+// planSource plans the upload of the request's path, or of its DID's files.
+func (c *Copier) planSource(ctx context.Context, req Request) ([]item, int64, error) {
+	if req.DID != "" {
+		return c.planDID(ctx, req.DID)
+	}
+	return c.plan(req.Source)
+}
+
+// planDID lists the files of did: a file DID is the item itself; a dataset
+// or a container a directory of its files under their names, a '/' in a
+// name making subdirectories (every directory before what it holds). Each
+// file is found on the storage through os.Root and its size checked
+// against the catalogue's (rucio.Locate).
+func (c *Copier) planDID(ctx context.Context, did string) ([]item, int64, error) {
+	if c.Rucio == nil {
+		return nil, 0, contract.Errorf(contract.CodeMethodNotAllowed, "staging by DID is not set up at this site (STAGING_RUCIO_URL)")
+	}
+	kind, err := c.Rucio.Kind(ctx, did)
+	if err != nil {
+		return nil, 0, err
+	}
+	var items []item
+	var total int64
+	if kind != rucio.KindFile {
+		items = append(items, item{rel: ".", dir: true})
+	}
+	dirs := map[string]bool{".": true}
+	names := map[string]bool{}
+	err = c.Rucio.Files(ctx, did, func(f rucio.File) error {
+		src, err := rucio.Locate(c.Source, f)
+		if err != nil {
+			return err
+		}
+		if kind == rucio.KindFile {
+			items = append(items, item{rel: ".", src: src, size: f.Bytes, cat: &f})
+			total += f.Bytes
+			return nil
+		}
+		if err := rucio.CheckName(did, f.Name); err != nil {
+			return err
+		}
+		if names[f.Name] || dirs[f.Name] {
+			return contract.Errorf(contract.CodeTargetConflict, "%s holds two entries named %s", did, f.Name)
+		}
+		names[f.Name] = true
+		var parents []string
+		for d := path.Dir(f.Name); !dirs[d]; d = path.Dir(d) {
+			if names[d] {
+				return contract.Errorf(contract.CodeTargetConflict, "%s holds a file named %s and files below %s/", did, d, d)
+			}
+			parents = append(parents, d)
+		}
+		for i := len(parents) - 1; i >= 0; i-- {
+			dirs[parents[i]] = true
+			items = append(items, item{rel: parents[i], dir: true})
+		}
+		items = append(items, item{rel: f.Name, src: src, size: f.Bytes, cat: &f})
+		total += f.Bytes
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if kind == rucio.KindFile && len(items) != 1 {
+		return nil, 0, contract.Errorf(contract.CodeReplicaUnavailable, "rucio lists %d files for the file DID %s", len(items), did)
+	}
+	return items, total, nil
 }
 
 // plan lists what the source holds, the item itself first and every
@@ -251,14 +339,39 @@ func (c *Copier) retry(ctx context.Context, hub *hubclient.Client, user string, 
 // uploadFile uploads one file to dst: through a temporary name when atomic,
 // directly when dst lies in a temporary tree. A failed attempt restarts the
 // file from its first piece: pieces after the first append, so resending
-// one would duplicate data.
+// one would duplicate data. A DID's file is checked against the
+// catalogue's size and adler32 as it is sent; a single one under a
+// temporary name, renamed into place only once it matches.
 func (c *Copier) uploadFile(ctx context.Context, hub *hubclient.Client, user string, it item, dst string, atomic bool,
-	prog *contract.Progress, report func(Update), res *Result) error {
+	prog *contract.Progress, report func(Update), res *Result) (err error) {
 	f, err := c.Source.OS().Open(it.src)
 	if err != nil {
 		return storage.SourceError(it.src, err)
 	}
 	defer f.Close()
+	var in io.ReaderAt = f
+	var sum *summed
+	to := dst
+	if it.cat != nil {
+		sum = &summed{r: f, h: adler32.New()}
+		in = sum
+		if atomic {
+			if to, err = hubclient.TempName(dst); err != nil {
+				return err
+			}
+			atomic = false
+			defer func() {
+				if err == nil {
+					return
+				}
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				defer cancel()
+				if derr := hub.RemoveAll(dctx, user, to); derr != nil {
+					err = errors.Join(err, fmt.Errorf("remove partial upload %s: %w", to, derr))
+				}
+			}()
+		}
+	}
 	base := prog.BytesDone
 	sent := func(n int64) {
 		prog.BytesDone = base + n
@@ -267,12 +380,24 @@ func (c *Copier) uploadFile(ctx context.Context, hub *hubclient.Client, user str
 	_, err = c.retry(ctx, hub, user, report, res, func() (bool, error) {
 		prog.BytesDone = base
 		if atomic {
-			return false, hub.Upload(ctx, user, dst, f, it.size, sent)
+			return false, hub.Upload(ctx, user, to, in, it.size, sent)
 		}
-		return false, hub.PutFile(ctx, user, dst, f, it.size, sent)
+		return false, hub.PutFile(ctx, user, to, in, it.size, sent)
 	})
 	if err != nil {
 		return fmt.Errorf("upload %s to %s: %w", it.src, dst, err)
+	}
+	if sum != nil {
+		if err := sum.check(*it.cat); err != nil {
+			return err
+		}
+	}
+	if to != dst {
+		if _, err := c.retry(ctx, hub, user, report, res, func() (bool, error) {
+			return false, hub.Rename(ctx, user, to, dst)
+		}); err != nil {
+			return fmt.Errorf("move %s into place: %w", dst, err)
+		}
 	}
 	prog.BytesDone = base + it.size
 	prog.FilesDone++
@@ -318,4 +443,34 @@ func (c *Copier) uploadTree(ctx context.Context, hub *hubclient.Client, user str
 		return fmt.Errorf("move %s into place: %w", target, err)
 	}
 	return nil
+}
+
+// summed hands the data the upload reads, in order, to an adler32: what
+// was sent is checked without reading the file again. An attempt starts
+// again at offset 0, and so does the sum.
+type summed struct {
+	r    io.ReaderAt
+	h    hash.Hash32
+	next int64
+}
+
+func (s *summed) ReadAt(p []byte, off int64) (int, error) {
+	n, err := s.r.ReadAt(p, off)
+	if off == 0 {
+		s.h.Reset()
+		s.next = 0
+	}
+	if off == s.next {
+		s.h.Write(p[:n])
+		s.next += int64(n)
+	}
+	return n, err
+}
+
+// check compares what was read with the catalogue's size and adler32.
+func (s *summed) check(f rucio.File) error {
+	if err := f.CheckSize(s.next); err != nil {
+		return err
+	}
+	return f.CheckAdler32(fmt.Sprintf("%08x", s.h.Sum32()))
 }
