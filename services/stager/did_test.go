@@ -203,28 +203,60 @@ func TestDIDTokenExpiry(t *testing.T) {
 	}
 }
 
-// TestLinksOfFileDID: the linking methods and download links take a file
-// DID as the path it resolves to, and refuse a dataset clearly.
-func TestLinksOfFileDID(t *testing.T) {
+// TestLinksOfDID: the linking methods link a file DID as a path, and make
+// a dataset or container a directory of links to its files; a download
+// link is issued for a file DID, and a dataset is refused clearly.
+func TestLinksOfDID(t *testing.T) {
 	d := startDIDStager(t, nil)
-	for _, m := range []contract.Method{contract.MethodLocalSymlink, contract.MethodLocalHardlink, contract.MethodDirectDownload} {
+	for _, m := range []contract.Method{contract.MethodLocalSymlink, contract.MethodLocalHardlink} {
 		t.Run(string(m), func(t *testing.T) {
-			last := lastEvent(t, d.system, d.submitDID(t, m, "testsrc:file1", "links/"+string(m)))
-			if last.Type != contract.EventSucceeded || last.DID != "testsrc:file1" {
-				t.Fatalf("file DID: %s %+v", last.Type, last.Error)
-			}
-			if m != contract.MethodDirectDownload {
-				b, err := os.ReadFile(filepath.Join(d.userArea, "alice/links", string(m)))
-				if err != nil || string(b) != "one" {
-					t.Errorf("read the link: %q, %v", b, err)
+			for _, tt := range []struct {
+				did  string
+				want map[string]string
+			}{
+				{"testsrc:file1", map[string]string{".": "one"}},
+				{"testsrc:ds1", map[string]string{"file1": "one", "dir/x": "deeper"}},
+				{"testsrc:outer", map[string]string{"file1": "one", "dir/x": "deeper", "a.root": "jdoe's"}},
+			} {
+				rel := "links/" + string(m) + "/" + strings.ReplaceAll(tt.did, ":", "_")
+				last := lastEvent(t, d.system, d.submitDID(t, m, tt.did, rel))
+				if last.Type != contract.EventSucceeded || last.DID != tt.did {
+					t.Fatalf("%s: %s %+v", tt.did, last.Type, last.Error)
 				}
-			}
-			last = lastEvent(t, d.system, d.submitDID(t, m, "testsrc:ds1", "links/ds-"+string(m)))
-			if last.Type != contract.EventFailed || last.Error.Code != contract.CodeInvalidPath || !strings.Contains(last.Error.Detail, "dataset") {
-				t.Errorf("dataset: %s %+v, want failed invalid_path naming a dataset", last.Type, last.Error)
+				top := filepath.Join(d.userArea, "alice", rel)
+				if diff := cmp.Diff(tree(t, top), tt.want); diff != "" {
+					t.Errorf("%s staged (-got +want):\n%s", tt.did, diff)
+				}
+				// Links, not copies: a symbolic link each, or the source's inode.
+				name := "."
+				if len(tt.want) > 1 {
+					name = "file1"
+				}
+				p := filepath.Join(top, name)
+				fi, err := os.Lstat(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				src, _ := os.Stat(filepath.Join(d.storage, ruciotest.Path("testsrc", "file1")))
+				switch {
+				case m == contract.MethodLocalSymlink && fi.Mode().Type() != os.ModeSymlink:
+					t.Errorf("%s: %s is %v, not a symbolic link", tt.did, name, fi.Mode())
+				case m == contract.MethodLocalHardlink && !os.SameFile(fi, src):
+					t.Errorf("%s: %s is not a hard link to the source", tt.did, name)
+				}
 			}
 		})
 	}
+	t.Run("direct_download", func(t *testing.T) {
+		last := lastEvent(t, d.system, d.submitDID(t, contract.MethodDirectDownload, "testsrc:file1", "dl"))
+		if last.Type != contract.EventSucceeded || last.Outcome != contract.OutcomeLinkIssued || last.DID != "testsrc:file1" {
+			t.Fatalf("file DID: %s %+v", last.Type, last.Error)
+		}
+		last = lastEvent(t, d.system, d.submitDID(t, contract.MethodDirectDownload, "testsrc:ds1", "dl-ds"))
+		if last.Type != contract.EventFailed || last.Error.Code != contract.CodeInvalidPath || !strings.Contains(last.Error.Detail, "dataset") {
+			t.Errorf("dataset: %s %+v, want failed invalid_path naming a dataset", last.Type, last.Error)
+		}
+	})
 }
 
 func lastEvent(t *testing.T, s *system, id string) contract.Event {

@@ -235,20 +235,11 @@ func newMethods(reg prometheus.Registerer, links *downloads.Store, s *stage.Stag
 func (m *methods) stage(ctx context.Context, cmd contract.Command, report *worker.Reporter) (worker.Result, error) {
 	var r worker.Result
 	var err error
-	if cmd.DID != "" && cmd.Method != contract.MethodLocalCopy {
-		// A link or a download link is made to the file a file DID
-		// resolves to, as to a path.
-		if cmd, err = m.stager.FileOfDID(ctx, cmd); err != nil {
-			return worker.Result{}, err
-		}
-	}
 	switch cmd.Method {
 	case contract.MethodLocalCopy:
 		r, err = m.stager.Copy(ctx, cmd, report.Progress)
-	case contract.MethodLocalSymlink:
-		r, err = m.stager.Symlink(ctx, cmd)
-	case contract.MethodLocalHardlink:
-		r, err = m.stager.Hardlink(ctx, cmd)
+	case contract.MethodLocalSymlink, contract.MethodLocalHardlink:
+		r, err = m.link(ctx, cmd, report)
 	case contract.MethodDirectDownload:
 		return m.issueLink(ctx, cmd)
 	default:
@@ -264,9 +255,27 @@ func (m *methods) stage(ctx context.Context, cmd contract.Command, report *worke
 	return r, nil
 }
 
-// issueLink carries out direct_download: it checks the source and issues a
-// link to it.
+// link carries out local_symlink and local_hardlink, of a path or a DID.
+func (m *methods) link(ctx context.Context, cmd contract.Command, report *worker.Reporter) (worker.Result, error) {
+	switch {
+	case cmd.DID != "":
+		return m.stager.LinkDID(ctx, cmd, report.Progress)
+	case cmd.Method == contract.MethodLocalSymlink:
+		return m.stager.Symlink(ctx, cmd)
+	default:
+		return m.stager.Hardlink(ctx, cmd)
+	}
+}
+
+// issueLink carries out direct_download: it checks the source (a file DID
+// resolved to its path first) and issues a link to it.
 func (m *methods) issueLink(ctx context.Context, cmd contract.Command) (worker.Result, error) {
+	if cmd.DID != "" {
+		var err error
+		if cmd, err = m.stager.FileOfDID(ctx, cmd); err != nil {
+			return worker.Result{}, err
+		}
+	}
 	rel, fi, err := m.stager.Check(ctx, cmd)
 	if err != nil {
 		return worker.Result{}, err

@@ -22,6 +22,12 @@ func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress Progre
 	if err != nil {
 		return Result{}, err
 	}
+	return s.stagePlan(ctx, cmd, p, progress)
+}
+
+// stagePlan makes what p plans at cmd's target: copies, or for a DID's
+// tree with a linking method, links (linkDID).
+func (s *Stager) stagePlan(ctx context.Context, cmd contract.Command, p *plan, progress ProgressFunc) (Result, error) {
 	_, span := s.Tracer.Start(ctx, "stager.check")
 	t, err := s.openTarget(cmd)
 	span.End()
@@ -40,8 +46,10 @@ func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress Progre
 		}
 		return r, err
 	}
-	if err := t.checkSpace(p); err != nil {
-		return Result{}, err
+	if p.link == "" {
+		if err := t.checkSpace(p); err != nil {
+			return Result{}, err
+		}
 	}
 	if p.tree || p.size > trackAbove {
 		if err := s.track(cmd.ID, t); err != nil {
@@ -82,7 +90,7 @@ func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress Progre
 		Bytes:   p.bytes,
 		Files:   p.files,
 		Adler32: sum,
-		Message: fmt.Sprintf("staged %s (%s)%s to %s", plural(p.files, "file"), plural(p.bytes, "byte"), didMessage(cmd), t.shown),
+		Message: fmt.Sprintf("%s %s (%s)%s to %s", p.verb(), plural(p.files, "file"), plural(p.bytes, "byte"), didMessage(cmd), t.shown),
 	}, nil
 }
 
@@ -195,7 +203,7 @@ feed:
 				break feed
 			}
 			u := dir{sub: d.sub, files: files}
-			g.Go(func() error { return s.copyUnit(gctx, t, from, to, p.top, u, m) })
+			g.Go(func() error { return s.copyUnit(gctx, t, from, to, p, u, m) })
 		}
 	}
 	if err := g.Wait(); err != nil {
@@ -208,7 +216,7 @@ feed:
 // once on each side: each file is then opened by its name alone, with a
 // raw openat relative to the directory, rather than by a path resolved
 // again component by component.
-func (s *Stager) copyUnit(ctx context.Context, t *target, srcTop, dstTop *os.Root, top string, u dir, m *meter) error {
+func (s *Stager) copyUnit(ctx context.Context, t *target, srcTop, dstTop *os.Root, p *plan, u dir, m *meter) error {
 	to, err := openDir(dstTop, u.sub)
 	if err != nil {
 		return targetError(t.shown, err)
@@ -218,13 +226,19 @@ func (s *Stager) copyUnit(ctx context.Context, t *target, srcTop, dstTop *os.Roo
 		// A DID's files: each by its own path, from the storage's
 		// root, through os.Root.
 		for _, f := range u.files {
-			if _, err := s.copyFrom(ctx, t, copyJob{src: f.src, dir: int(to.Fd()), dst: f.name, cat: f.cat}, m); err != nil {
+			var err error
+			if p.link != "" {
+				err = s.linkFile(t, p.link, f, int(to.Fd()), m)
+			} else {
+				_, err = s.copyFrom(ctx, t, copyJob{src: f.src, dir: int(to.Fd()), dst: f.name, cat: f.cat}, m)
+			}
+			if err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	src := path.Join(top, u.sub)
+	src := path.Join(p.top, u.sub)
 	from, err := openDir(srcTop, u.sub)
 	if err != nil {
 		return storage.SourceError(src, err)

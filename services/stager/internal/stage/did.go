@@ -2,11 +2,19 @@ package stage
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/rucio"
+	"github.com/skao/skao-staging/libs/storage"
 )
 
 // Catalogue resolves a Rucio DID into its files on the site's RSE
@@ -94,19 +102,83 @@ func (p *plan) dirOf(dirs map[string]int, files map[string]bool, did, sub string
 	return dirs[sub], nil
 }
 
-// FileOfDID resolves cmd's file DID into its path on the storage, for a
-// method that links or serves one source; a dataset or container is not
-// taken by these methods yet.
+// FileOfDID resolves cmd's file DID into its path on the storage, for
+// direct_download, which serves one source; a dataset or container is not
+// taken by it yet.
 func (s *Stager) FileOfDID(ctx context.Context, cmd contract.Command) (contract.Command, error) {
 	p, err := s.planDID(ctx, cmd)
 	if err != nil {
 		return cmd, err
 	}
 	if p.tree {
-		return cmd, contract.Errorf(contract.CodeInvalidPath, "%s is a dataset or container; %s takes a file DID, local_copy takes every kind", cmd.DID, cmd.Method)
+		return cmd, contract.Errorf(contract.CodeInvalidPath, "%s is a dataset or container; %s takes a file DID (local_copy, the links and jupyter_copy take every kind)", cmd.DID, cmd.Method)
 	}
 	cmd.LocalPathOnStorage = p.top
 	return cmd, nil
+}
+
+// LinkDID carries out local_symlink or local_hardlink of a DID: a file DID
+// is linked as a path is; a dataset or container becomes a directory of
+// links to its files, built under a temporary name and renamed into place
+// as a copied tree is.
+func (s *Stager) LinkDID(ctx context.Context, cmd contract.Command, progress ProgressFunc) (Result, error) {
+	p, err := s.planDID(ctx, cmd)
+	if err != nil {
+		return Result{}, err
+	}
+	if !p.tree {
+		cmd.LocalPathOnStorage = p.top
+		if cmd.Method == contract.MethodLocalHardlink {
+			return s.Hardlink(ctx, cmd)
+		}
+		return s.Symlink(ctx, cmd)
+	}
+	p.link = cmd.Method
+	return s.stagePlan(ctx, cmd, p, progress)
+}
+
+// linkFile makes the link to a DID's file f in the directory open as dir:
+// a symbolic link to its absolute path, or a hard link to the inode
+// os.Root opened (never given to the user: it is the source's).
+func (s *Stager) linkFile(t *target, method contract.Method, f file, dir int, m *meter) error {
+	if method == contract.MethodLocalSymlink {
+		dest := filepath.Join(s.Source.Dir(), filepath.FromSlash(f.src))
+		if err := unix.Symlinkat(dest, dir, f.name); err != nil {
+			return targetError(t.shown, &fs.PathError{Op: "symlinkat", Path: f.name, Err: err})
+		}
+		if t.own {
+			if err := unix.Fchownat(dir, f.name, t.owner.UID, t.owner.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return targetError(t.shown, &fs.PathError{Op: "fchownat", Path: f.name, Err: err})
+			}
+		}
+		m.files.Add(1)
+		return nil
+	}
+	in, err := s.Source.OS().OpenFile(f.src, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return storage.SourceError(f.src, err)
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return storage.SourceError(f.src, err)
+	}
+	if !st.Mode().IsRegular() {
+		return contract.Errorf(contract.CodeInvalidPath, "%s is no longer a regular file", f.src)
+	}
+	if err := f.cat.CheckSize(st.Size()); err != nil {
+		return err
+	}
+	err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(in.Fd())), dir, f.name, unix.AT_SYMLINK_FOLLOW)
+	if errors.Is(err, unix.EXDEV) {
+		return fmt.Errorf("%w: %w", contract.Errorf(contract.CodeCrossDevice, "the storage and the user area %s are on different filesystems; a hard link cannot cross them (use local_copy or local_symlink)", t.shown), err)
+	}
+	if err != nil {
+		return targetError(t.shown, &fs.PathError{Op: "linkat", Path: f.name, Err: err})
+	}
+	m.files.Add(1)
+	m.bytes.Add(st.Size())
+	return nil
 }
 
 func didMessage(cmd contract.Command) string {

@@ -22,6 +22,9 @@ type plan struct {
 	// catalogue: the tree is a DID's, its files named by their own
 	// paths on the storage (file.src), not found below top.
 	catalogue bool
+	// link is the method of a DID's tree of links (local_symlink,
+	// local_hardlink); empty for copies.
+	link contract.Method
 	// cat is what the catalogue says of a file DID's file.
 	cat *rucio.File
 }
@@ -42,6 +45,17 @@ type file struct {
 	// what the catalogue says of it.
 	src string
 	cat *rucio.File
+}
+
+// verb says what staging p did, for the result's message.
+func (p *plan) verb() string {
+	switch p.link {
+	case contract.MethodLocalSymlink:
+		return "symlinked"
+	case contract.MethodLocalHardlink:
+		return "hard-linked"
+	}
+	return "staged"
 }
 
 func (p *plan) kind() fs.FileMode {
