@@ -51,7 +51,7 @@ assert_rendered() {
 	if grep -A1 -E 'name: STAGING_DEMO$' "$f" | grep -q '"true"'; then fail "$label: STAGING_DEMO on"; fi
 	# Secrets only by reference: these variables must come from valueFrom.
 	local v
-	for v in STAGING_MYSQL_DSN JUPYTERHUB_API_TOKEN STAGING_JUPYTERHUB_API_TOKEN; do
+	for v in STAGING_MYSQL_DSN JUPYTERHUB_API_TOKEN STAGING_JUPYTERHUB_API_TOKEN STAGING_RUCIO_PASSWORD; do
 		if grep -A1 -E "name: $v\$" "$f" | grep -q 'value:'; then fail "$label: $v inline"; fi
 	done
 	# Added capabilities: only the stager, only CHOWN and FOWNER, only with ownership on.
@@ -117,6 +117,10 @@ refuse audit --set mysql.existingSecret=
 go_vars() {
 	local svc=$1 pkgdir=$2 files
 	files=$(find libs/service "$pkgdir" -maxdepth 1 -name '*.go' ! -name '*_test.go')
+	# A lib whose config struct the service embeds (the site's Rucio).
+	if grep -qs 'skao-staging/libs/rucio"' "$pkgdir"/*.go; then
+		files+=$'\n'$(find libs/rucio -maxdepth 1 -name '*.go' ! -name '*_test.go')
+	fi
 	files+=$'\n'$(find "$pkgdir/cmd/$svc" -name '*.go' ! -name '*_test.go' 2>/dev/null || true)
 	# shellcheck disable=SC2086
 	grep -ho 'env:"[A-Z0-9_]*"' $files | sed 's/env:"\(.*\)"/\1/' | sort -u | while read -r v; do
@@ -135,7 +139,8 @@ chart_vars() {
 		sed -E 's/([a-z0-9])([A-Z])/\1_\2/g' | tr '[:lower:]' '[:upper:]' | sed 's/^/STAGING_/'
 	case $chart in
 		audit) echo STAGING_MYSQL_DSN ;;
-		jupyter-bridge) printf '%s\n' JUPYTERHUB_URL JUPYTERHUB_API_TOKEN ;;
+		jupyter-bridge) printf '%s\n' JUPYTERHUB_URL JUPYTERHUB_API_TOKEN STAGING_RUCIO_PASSWORD ;;
+		stager) echo STAGING_RUCIO_PASSWORD ;;
 	esac
 }
 declare -A pkg=([gateway]=services/gateway [stager]=services/stager [jupyter-bridge]=services/jupyter-bridge [audit]=services/audit)

@@ -202,6 +202,18 @@ func TestCommandValidate(t *testing.T) {
 		{"source NUL", func(c *contract.Command) { c.LocalPathOnStorage = "a\x00b" }, contract.CodeInvalidPath},
 		{"source not UTF-8", func(c *contract.Command) { c.LocalPathOnStorage = "a\xffb" }, contract.CodeInvalidPath},
 		{"source too long", func(c *contract.Command) { c.LocalPathOnStorage = strings.Repeat("a", 4097) }, contract.CodeInvalidPath},
+		{"did", func(c *contract.Command) { c.LocalPathOnStorage, c.DID = "", "testsrc:ds1" }, ""},
+		{"did with slashes in its name", func(c *contract.Command) { c.LocalPathOnStorage, c.DID = "", "user.jdoe:dir/x.fits" }, ""},
+		{"did and expected checksum", func(c *contract.Command) {
+			c.LocalPathOnStorage, c.DID, c.ExpectedAdler32 = "", "testsrc:ds1", "0a1b2c3d"
+		}, contract.CodeMalformed},
+		{"did and path", func(c *contract.Command) { c.DID = "testsrc:ds1" }, contract.CodeMalformed},
+		{"did without scope", func(c *contract.Command) { c.LocalPathOnStorage, c.DID = "", "ds1" }, contract.CodeInvalidDID},
+		{"did with empty name", func(c *contract.Command) { c.LocalPathOnStorage, c.DID = "", "testsrc:" }, contract.CodeInvalidDID},
+		{"did scope too long", func(c *contract.Command) { c.LocalPathOnStorage, c.DID = "", strings.Repeat("s", 26)+":x" }, contract.CodeInvalidDID},
+		{"did scope with slash", func(c *contract.Command) { c.LocalPathOnStorage, c.DID = "", "a/b:x" }, contract.CodeInvalidDID},
+		{"did name too long", func(c *contract.Command) { c.LocalPathOnStorage, c.DID = "", "s:"+strings.Repeat("n", 251) }, contract.CodeInvalidDID},
+		{"did name with control", func(c *contract.Command) { c.LocalPathOnStorage, c.DID = "", "s:a\nb" }, contract.CodeInvalidDID},
 		{"missing target", func(c *contract.Command) { c.RelativePath = "" }, contract.CodeMissingField},
 		{"absolute target", func(c *contract.Command) { c.RelativePath = "/etc/passwd" }, contract.CodeOutsideUserArea},
 		{"target climbs", func(c *contract.Command) { c.RelativePath = "a/../../bob/x" }, contract.CodeOutsideUserArea},

@@ -78,6 +78,16 @@ const (
 	CodeJupyterUnavailable  Code = "jupyter_unavailable"    // the hub is unreachable (retried)
 )
 
+// Error codes of a request by Rucio DID.
+const (
+	CodeInvalidDID         Code = "invalid_did"         // the did is not scope:name within Rucio's limits
+	CodeDIDNotFound        Code = "did_not_found"       // the site's Rucio knows no such DID, or no file of it
+	CodeNotAtSite          Code = "not_at_site"         // a file of the DID has no replica on the site's RSE; the detail names the RSEs that hold it
+	CodeReplicaUnavailable Code = "replica_unavailable" // the replica on the site's RSE is not AVAILABLE, or not on the mounted storage
+	CodeRucioUnavailable   Code = "rucio_unavailable"   // the site's Rucio is unreachable, failing or refusing the service (retried)
+	CodeSizeMismatch       Code = "size_mismatch"       // a file's size differs from the catalogue's
+)
+
 // Error is an error carrying a stable code and a human-readable detail.
 // Details never contain secrets.
 type Error struct {

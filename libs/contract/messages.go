@@ -21,8 +21,12 @@ type Command struct {
 	Method   Method `json:"method"`
 	Username string `json:"username"`
 	// LocalPathOnStorage is the source: absolute inside a storage root, or
-	// relative to it.
-	LocalPathOnStorage string `json:"local_path_on_storage"`
+	// relative to it. Exactly one of it and DID is set.
+	LocalPathOnStorage string `json:"local_path_on_storage,omitempty"`
+	// DID is the source named as a Rucio data identifier (scope:name),
+	// resolved by the worker against the site's Rucio into the files it
+	// stands for on the site's RSE.
+	DID string `json:"did,omitempty"`
 	// RelativePath is the target, relative to the user's area.
 	RelativePath string `json:"relative_path"`
 	// ExpectedAdler32 is the source's checksum (8 hex digits, as Rucio
@@ -147,6 +151,7 @@ type Event struct {
 	Method             Method `json:"method,omitempty"`
 	Username           string `json:"username,omitempty"`
 	LocalPathOnStorage string `json:"local_path_on_storage,omitempty"`
+	DID                string `json:"did,omitempty"`
 	RelativePath       string `json:"relative_path,omitempty"`
 	Origin             string `json:"origin,omitempty"`
 	ExpectedAdler32    string `json:"expected_adler32,omitempty"`
@@ -186,6 +191,7 @@ func EventFor(cmd Command, t EventType) Event {
 		Method:             Method(cut(string(cmd.Method), maxEventMethodLen)),
 		Username:           cut(cmd.Username, maxEventUsernameLen),
 		LocalPathOnStorage: cut(cmd.LocalPathOnStorage, MaxPathLen),
+		DID:                cut(cmd.DID, MaxDIDLen),
 		RelativePath:       cut(cmd.RelativePath, MaxPathLen),
 		Origin:             cut(cmd.Origin, MaxEventNameLen),
 		// Only a well-formed checksum: a command refused for its
@@ -213,6 +219,7 @@ func SameRequest(cmd Command, ev Event) bool {
 	want := EventFor(cmd, ev.Type)
 	return ev.RequestID == want.RequestID && ev.JobID == want.JobID && ev.Method == want.Method &&
 		ev.Username == want.Username && ev.LocalPathOnStorage == want.LocalPathOnStorage &&
+		ev.DID == want.DID &&
 		ev.RelativePath == want.RelativePath && ev.Origin == want.Origin &&
 		(ev.ExpectedAdler32 == "" || ev.ExpectedAdler32 == want.ExpectedAdler32) &&
 		(ev.JobSize == 0 || ev.JobSize == want.JobSize)

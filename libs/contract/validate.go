@@ -67,6 +67,48 @@ func ValidateSourcePath(p string) error {
 	return nil
 }
 
+// Limits of a Rucio DID (Rucio's own: a scope of 25 characters, a name
+// of 250).
+const (
+	maxScopeLen = 25
+	maxNameLen  = 250
+	MaxDIDLen   = maxScopeLen + 1 + maxNameLen
+)
+
+// ValidateDID checks the form of a Rucio DID, scope:name, and returns its
+// two parts. Whether the site's Rucio knows it is decided by the worker.
+func ValidateDID(did string) (scope, name string, err error) {
+	scope, name, ok := strings.Cut(did, ":")
+	switch {
+	case !ok || scope == "" || name == "":
+		return "", "", Errorf(CodeInvalidDID, "did must be scope:name, got %q", cut(did, 300))
+	case len(scope) > maxScopeLen || !didScopeRE.MatchString(scope):
+		return "", "", Errorf(CodeInvalidDID, "did %q: the scope is 1 to %d letters, digits, '.', '_' or '-'", cut(did, 300), maxScopeLen)
+	case len(name) > maxNameLen || !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl) || strings.Contains(name, `\`):
+		return "", "", Errorf(CodeInvalidDID, "did %q: the name is at most %d characters of printable UTF-8, without a backslash", cut(did, 300), maxNameLen)
+	}
+	return scope, name, nil
+}
+
+var didScopeRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// validateSource checks the source: exactly one of local_path_on_storage
+// and did.
+func (c Command) validateSource() error {
+	switch {
+	case c.DID != "" && c.LocalPathOnStorage != "":
+		return Errorf(CodeMalformed, "give either local_path_on_storage or did, not both")
+	case c.DID != "" && c.ExpectedAdler32 != "":
+		return Errorf(CodeMalformed, "expected_adler32 is not given with a did: the catalogue's checksum of every file is checked")
+	case c.DID != "":
+		_, _, err := ValidateDID(c.DID)
+		return err
+	case c.LocalPathOnStorage == "":
+		return Errorf(CodeMissingField, "local_path_on_storage (or did) is required")
+	}
+	return ValidateSourcePath(c.LocalPathOnStorage)
+}
+
 // ValidateRelativePath checks relative_path: a path below the user's area,
 // never absolute, never climbing out with "..", never the area itself.
 func ValidateRelativePath(p string) error {
@@ -129,7 +171,7 @@ func (c Command) Validate() error {
 	if err := ValidateUsername(c.Username); err != nil {
 		return err
 	}
-	if err := ValidateSourcePath(c.LocalPathOnStorage); err != nil {
+	if err := c.validateSource(); err != nil {
 		return err
 	}
 	if err := ValidateRelativePath(c.RelativePath); err != nil {
@@ -282,6 +324,7 @@ func (e Event) checkRequestFields() error {
 			{"method", string(e.Method), maxEventMethodLen, CodeInvalidMethod},
 			{"username", e.Username, maxEventUsernameLen, CodeInvalidUsername},
 			{"local_path_on_storage", e.LocalPathOnStorage, MaxPathLen, CodeInvalidPath},
+			{"did", e.DID, MaxDIDLen, CodeInvalidDID},
 			{"relative_path", e.RelativePath, MaxPathLen, CodeInvalidPath},
 			{"origin", e.Origin, MaxEventNameLen, CodeMalformed},
 		} {

@@ -351,7 +351,7 @@ func permanent(err error) bool {
 		return false
 	}
 	switch e.Code {
-	case contract.CodeUnavailable, contract.CodeTimeout, contract.CodeJupyterUnavailable, contract.CodeJupyterTimeout:
+	case contract.CodeUnavailable, contract.CodeTimeout, contract.CodeJupyterUnavailable, contract.CodeJupyterTimeout, contract.CodeRucioUnavailable:
 		return false
 	}
 	return true

@@ -19,6 +19,7 @@ import (
 
 	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/rucio"
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/libs/storage"
 	"github.com/skao/skao-staging/libs/worker"
@@ -52,6 +53,8 @@ type Config struct {
 	AckWait        time.Duration `env:"JUPYTER_ACK_WAIT" envDefault:"60s" help:"how long a delivery may go unacknowledged before redelivery"`
 	MaxDeliver     int           `env:"JUPYTER_MAX_DELIVER" envDefault:"5" help:"deliveries of one request before it fails"`
 	StageTimeout   time.Duration `env:"JUPYTER_STAGE_TIMEOUT" envDefault:"6h" help:"longest one delivery of a request may take"`
+	// Rucio resolves a request's DID (STAGING_RUCIO_*), as the stager's.
+	Rucio rucio.Config
 }
 
 // ApplyHubEnv fills the hub's URL and token from JUPYTERHUB_URL and
@@ -97,9 +100,17 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	}
 	defer source.Close()
 
+	copier := &jupytercopy.Copier{Source: source, SpawnTimeout: cfg.SpawnTimeout}
+	if cfg.Rucio.Enabled() {
+		c, err := rucio.New(cfg.Rucio, nil)
+		if err != nil {
+			return err
+		}
+		copier.Rucio = c
+	}
 	work := &upload{
 		hub:     hub,
-		copier:  &jupytercopy.Copier{Source: source, SpawnTimeout: cfg.SpawnTimeout},
+		copier:  copier,
 		log:     log,
 		metrics: metrics,
 	}
@@ -187,6 +198,7 @@ func (u *upload) stage(ctx context.Context, cmd contract.Command, report *worker
 	res, err := u.copier.Copy(ctx, hub, jupytercopy.Request{
 		Username: cmd.Username,
 		Source:   cmd.LocalPathOnStorage,
+		DID:      cmd.DID,
 		Target:   cmd.RelativePath,
 	}, func(up jupytercopy.Update) {
 		if up.Message != "" {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/rucio"
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/libs/storage"
 	"github.com/skao/skao-staging/libs/worker"
@@ -59,6 +60,8 @@ type Config struct {
 	Ownership        string        `env:"OWNERSHIP" envDefault:"none" help:"who owns staged data: none (the stager), passwd (the user, looked up through os/user) or map (from OWNERSHIP_MAP_FILE)"`
 	OwnershipMap     string        `env:"OWNERSHIP_MAP_FILE" help:"file of \"username uid:gid\" lines, for OWNERSHIP=map"`
 	ShutdownGrace    time.Duration `env:"SHUTDOWN_GRACE" envDefault:"10s" help:"how long open downloads may take to finish at shutdown"`
+	// Rucio resolves a request's DID (STAGING_RUCIO_*).
+	Rucio rucio.Config
 }
 
 // Run stages requests until ctx is cancelled, then stops taking new ones,
@@ -103,6 +106,13 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		// The copy meter samples more often than the worker publishes, so
 		// the worker's spacing of progress events sets the pace.
 		ProgressEvery: worker.DefaultProgressEvery / 4,
+	}
+	if cfg.Rucio.Enabled() {
+		c, err := rucio.New(cfg.Rucio, nil)
+		if err != nil {
+			return err
+		}
+		st.Rucio = c
 	}
 	// What a crashed copy left is removed when its request is delivered
 	// again; this removes what no delivery will come back for. A copy
@@ -228,10 +238,8 @@ func (m *methods) stage(ctx context.Context, cmd contract.Command, report *worke
 	switch cmd.Method {
 	case contract.MethodLocalCopy:
 		r, err = m.stager.Copy(ctx, cmd, report.Progress)
-	case contract.MethodLocalSymlink:
-		r, err = m.stager.Symlink(ctx, cmd)
-	case contract.MethodLocalHardlink:
-		r, err = m.stager.Hardlink(ctx, cmd)
+	case contract.MethodLocalSymlink, contract.MethodLocalHardlink:
+		r, err = m.link(ctx, cmd, report)
 	case contract.MethodDirectDownload:
 		return m.issueLink(ctx, cmd)
 	default:
@@ -247,9 +255,27 @@ func (m *methods) stage(ctx context.Context, cmd contract.Command, report *worke
 	return r, nil
 }
 
-// issueLink carries out direct_download: it checks the source and issues a
-// link to it.
+// link carries out local_symlink and local_hardlink, of a path or a DID.
+func (m *methods) link(ctx context.Context, cmd contract.Command, report *worker.Reporter) (worker.Result, error) {
+	switch {
+	case cmd.DID != "":
+		return m.stager.LinkDID(ctx, cmd, report.Progress)
+	case cmd.Method == contract.MethodLocalSymlink:
+		return m.stager.Symlink(ctx, cmd)
+	default:
+		return m.stager.Hardlink(ctx, cmd)
+	}
+}
+
+// issueLink carries out direct_download: it checks the source (a file DID
+// resolved to its path first) and issues a link to it.
 func (m *methods) issueLink(ctx context.Context, cmd contract.Command) (worker.Result, error) {
+	if cmd.DID != "" {
+		var err error
+		if cmd, err = m.stager.FileOfDID(ctx, cmd); err != nil {
+			return worker.Result{}, err
+		}
+	}
 	rel, fi, err := m.stager.Check(ctx, cmd)
 	if err != nil {
 		return worker.Result{}, err

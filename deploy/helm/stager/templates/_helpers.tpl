@@ -22,8 +22,24 @@
 {{- toJson $o -}}
 {{- end -}}
 
+{{/* The Rucio password only from a Secret. */}}
+{{- define "stager.secretEnv" -}}
+{{- if .Values.rucio.existingSecret }}
+- name: STAGING_RUCIO_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.rucio.existingSecret }}
+      key: {{ .Values.rucio.passwordKey }}
+{{- end }}
+{{- end -}}
+
 {{- define "stager.volumes" -}}
 {{ include "skao-staging-lib.volume" (dict "name" "source" "storage" .Values.storage.source "readOnly" true) }}
+{{- with .Values.rucio.tokenSecret }}
+- name: rucio-token
+  secret:
+    secretName: {{ . }}
+{{- end }}
 {{ include "skao-staging-lib.volume" (dict "name" "user-area" "storage" .Values.storage.userArea "readOnly" false) }}
 {{- if eq .Values.config.ownership "map" }}
 - name: ownership-map
@@ -45,6 +61,11 @@
 {{- define "stager.volumeMounts" -}}
 {{ include "skao-staging-lib.volumeMount" (dict "name" "source" "storage" .Values.storage.source "readOnly" true "mountPath" .Values.config.sourceRoot) }}
 {{ include "skao-staging-lib.volumeMount" (dict "name" "user-area" "storage" .Values.storage.userArea "readOnly" false "mountPath" .Values.config.userAreaRoot) }}
+{{- if .Values.rucio.tokenSecret }}
+- name: rucio-token
+  mountPath: /var/run/secrets/rucio
+  readOnly: true
+{{- end }}
 {{- if eq .Values.config.ownership "map" }}
 - name: ownership-map
   mountPath: {{ include "stager.ownershipMapDir" . }}

@@ -28,7 +28,8 @@ func statusFor(code contract.Code) int {
 		return http.StatusUnsupportedMediaType
 	case contract.CodeInvalidMethod, contract.CodeMethodNotAllowed, contract.CodeInvalidUsername,
 		contract.CodeInvalidPath, contract.CodeInvalidID, contract.CodeUnsupported,
-		contract.CodeOutsideStorage, contract.CodeOutsideUserArea, contract.CodeSourceNotFound:
+		contract.CodeOutsideStorage, contract.CodeOutsideUserArea, contract.CodeSourceNotFound,
+		contract.CodeInvalidDID:
 		return http.StatusBadRequest
 	case contract.CodeTargetConflict, contract.CodeCrossDevice, contract.CodeAlreadyFinished:
 		return http.StatusConflict

@@ -19,7 +19,8 @@ import (
 type submitRequest struct {
 	Method             string `json:"method"`
 	Username           string `json:"username"`
-	LocalPathOnStorage string `json:"local_path_on_storage"`
+	LocalPathOnStorage string `json:"local_path_on_storage,omitempty"`
+	DID                string `json:"did,omitempty"`
 	RelativePath       string `json:"relative_path"`
 	ExpectedAdler32    string `json:"expected_adler32,omitempty"`
 	// JupyterToken is the user's own JupyterHub token (jupyter_copy only);
@@ -82,6 +83,7 @@ func (s *Server) command(it submitRequest) contract.Command {
 		Method:             it.Method,
 		Username:           it.Username,
 		LocalPathOnStorage: it.LocalPathOnStorage,
+		DID:                it.DID,
 		RelativePath:       it.RelativePath,
 		ExpectedAdler32:    it.ExpectedAdler32,
 	})

@@ -66,6 +66,7 @@ type Item struct {
 	Method             string
 	Username           string
 	LocalPathOnStorage string
+	DID                string // instead of LocalPathOnStorage: a Rucio DID
 	RelativePath       string
 	ExpectedAdler32    string
 	JobID              string
@@ -80,6 +81,7 @@ func (c *Client) NewCommand(item Item) contract.Command {
 		Method:             contract.Method(item.Method),
 		Username:           item.Username,
 		LocalPathOnStorage: item.LocalPathOnStorage,
+		DID:                item.DID,
 		RelativePath:       item.RelativePath,
 		ExpectedAdler32:    item.ExpectedAdler32,
 		Origin:             Origin,

@@ -23,6 +23,7 @@ type State struct {
 	Method             contract.Method    `json:"method"`
 	Username           string             `json:"username"`
 	LocalPathOnStorage string             `json:"local_path_on_storage"`
+	DID                string             `json:"did,omitempty"`
 	RelativePath       string             `json:"relative_path"`
 	Outcome            contract.Outcome   `json:"outcome,omitempty"`
 	Message            string             `json:"message,omitempty"`
@@ -47,6 +48,7 @@ func StateFromEvent(ev contract.Event) State {
 		Method:             ev.Method,
 		Username:           ev.Username,
 		LocalPathOnStorage: ev.LocalPathOnStorage,
+		DID:                ev.DID,
 		RelativePath:       ev.RelativePath,
 		Outcome:            ev.Outcome,
 		Message:            ev.Message,

@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/adler32"
+	"io"
 	"io/fs"
 	"path"
 	"strings"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/skao/skao-staging/libs/backoff"
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/rucio"
 	"github.com/skao/skao-staging/libs/storage"
 	"github.com/skao/skao-staging/services/jupyter-bridge/internal/hubclient"
 )
@@ -33,6 +36,9 @@ type Copier struct {
 	// RetryDelay is the first pause between attempts (default 1 s),
 	// doubled after each.
 	RetryDelay time.Duration
+	// Rucio resolves the DID a request names (nil: a request by DID is
+	// refused).
+	Rucio Catalogue
 }
 
 // Request is one item to stage.
@@ -40,6 +46,8 @@ type Request struct {
 	Username string
 	// Source is the local_path_on_storage of the request.
 	Source string
+	// DID is the request's Rucio DID, instead of Source.
+	DID string
 	// Target is the path in the user's server, relative to its root.
 	Target string
 }
@@ -69,6 +77,9 @@ type item struct {
 	src  string // relative to the storage root
 	dir  bool
 	size int64
+	// cat is what the catalogue says of a DID's file: the upload's size
+	// and adler32 are checked against it.
+	cat *rucio.File
 }
 
 // Copy stages req into the server hub reaches, reporting to report (which
@@ -81,7 +92,7 @@ func (c *Copier) Copy(ctx context.Context, hub *hubclient.Client, req Request, r
 	if err := checkNames(target); err != nil {
 		return Result{}, err
 	}
-	items, total, err := c.plan(req.Source)
+	items, total, err := c.planSource(ctx, req)
 	if err != nil {
 		return Result{}, err
 	}
@@ -148,6 +159,14 @@ func checkNames(target string) error {
 		return contract.Errorf(contract.CodeInvalidPath, "relative_path %q ends in a name of %d bytes; jupyter_copy takes at most %d (%d less than a filesystem's %d, for the temporary name of the upload)", target, len(name), maxName-hubclient.TempNameExtra, hubclient.TempNameExtra, maxName)
 	}
 	return nil
+}
+
+// planSource plans the upload of the request's path, or of its DID's files.
+func (c *Copier) planSource(ctx context.Context, req Request) ([]item, int64, error) {
+	if req.DID != "" {
+		return c.planDID(ctx, req.DID)
+	}
+	return c.plan(req.Source)
 }
 
 // plan lists what the source holds, the item itself first and every
@@ -251,14 +270,39 @@ func (c *Copier) retry(ctx context.Context, hub *hubclient.Client, user string, 
 // uploadFile uploads one file to dst: through a temporary name when atomic,
 // directly when dst lies in a temporary tree. A failed attempt restarts the
 // file from its first piece: pieces after the first append, so resending
-// one would duplicate data.
+// one would duplicate data. A DID's file is checked against the
+// catalogue's size and adler32 as it is sent; a single one under a
+// temporary name, renamed into place only once it matches.
 func (c *Copier) uploadFile(ctx context.Context, hub *hubclient.Client, user string, it item, dst string, atomic bool,
-	prog *contract.Progress, report func(Update), res *Result) error {
+	prog *contract.Progress, report func(Update), res *Result) (err error) {
 	f, err := c.Source.OS().Open(it.src)
 	if err != nil {
 		return storage.SourceError(it.src, err)
 	}
 	defer f.Close()
+	var in io.ReaderAt = f
+	var sum *summed
+	to := dst
+	if it.cat != nil {
+		sum = &summed{r: f, h: adler32.New()}
+		in = sum
+		if atomic {
+			if to, err = hubclient.TempName(dst); err != nil {
+				return err
+			}
+			atomic = false
+			defer func() {
+				if err == nil {
+					return
+				}
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				defer cancel()
+				if derr := hub.RemoveAll(dctx, user, to); derr != nil {
+					err = errors.Join(err, fmt.Errorf("remove partial upload %s: %w", to, derr))
+				}
+			}()
+		}
+	}
 	base := prog.BytesDone
 	sent := func(n int64) {
 		prog.BytesDone = base + n
@@ -267,12 +311,24 @@ func (c *Copier) uploadFile(ctx context.Context, hub *hubclient.Client, user str
 	_, err = c.retry(ctx, hub, user, report, res, func() (bool, error) {
 		prog.BytesDone = base
 		if atomic {
-			return false, hub.Upload(ctx, user, dst, f, it.size, sent)
+			return false, hub.Upload(ctx, user, to, in, it.size, sent)
 		}
-		return false, hub.PutFile(ctx, user, dst, f, it.size, sent)
+		return false, hub.PutFile(ctx, user, to, in, it.size, sent)
 	})
 	if err != nil {
 		return fmt.Errorf("upload %s to %s: %w", it.src, dst, err)
+	}
+	if sum != nil {
+		if err := sum.check(*it.cat); err != nil {
+			return err
+		}
+	}
+	if to != dst {
+		if _, err := c.retry(ctx, hub, user, report, res, func() (bool, error) {
+			return false, hub.Rename(ctx, user, to, dst)
+		}); err != nil {
+			return fmt.Errorf("move %s into place: %w", dst, err)
+		}
 	}
 	prog.BytesDone = base + it.size
 	prog.FilesDone++

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/rucio"
 	"github.com/skao/skao-staging/libs/storage"
 )
 
@@ -31,6 +32,9 @@ type copyJob struct {
 	// on its own (a tree's files are not: the tree is synced once, as a
 	// whole).
 	sum, sync bool
+	// cat, for a file of a DID: the copy must have the catalogue's size
+	// and checksum.
+	cat *rucio.File
 }
 
 // copyFrom copies the file j.src of the storage (a path resolved through
@@ -92,6 +96,11 @@ func (s *Stager) copyFile(ctx context.Context, t *target, in int, j copyJob, m *
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return "", contract.Errorf(contract.CodeInvalidPath, "%s is no longer a regular file", j.src)
 	}
+	if j.cat != nil {
+		if err := j.cat.CheckSize(st.Size); err != nil {
+			return "", err
+		}
+	}
 	out, err := create(j.dir, j.dst)
 	if err != nil {
 		return "", targetError(t.shown, err)
@@ -103,7 +112,7 @@ func (s *Stager) copyFile(ctx context.Context, t *target, in int, j copyJob, m *
 		}
 	}()
 	c := &copier{src: j.src, in: in, out: out, size: st.Size, sync: j.sync}
-	if j.sum {
+	if j.sum || j.cat != nil {
 		c.h = adler32.New()
 	}
 	if err := s.copyData(ctx, t, c, m); err != nil {
@@ -128,7 +137,11 @@ func (s *Stager) copyFile(ctx context.Context, t *target, in int, j copyJob, m *
 	if c.h == nil {
 		return "", nil
 	}
-	return fmt.Sprintf("%08x", c.h.Sum32()), nil
+	sum := fmt.Sprintf("%08x", c.h.Sum32())
+	if j.cat != nil {
+		return sum, j.cat.CheckAdler32(sum)
+	}
+	return sum, nil
 }
 
 // bufSize is the buffer of a copy through user memory: with a checksum,

@@ -18,22 +18,18 @@ import (
 // Copy copies the source file or directory tree to the target and leaves
 // the result read-only: files 0400, directories 0500.
 func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress ProgressFunc) (Result, error) {
-	rel, fi, err := s.resolve(ctx, cmd)
+	p, err := s.planSource(ctx, cmd)
 	if err != nil {
 		return Result{}, err
 	}
-	if fi.IsDir() && cmd.ExpectedAdler32 != "" {
-		// Refused before anything is copied: a tree has no one checksum
-		// to compare with.
-		return Result{}, contract.Errorf(contract.CodeMalformed, "expected_adler32 applies to a single file, and %s is a directory", cmd.LocalPathOnStorage)
-	}
+	return s.stagePlan(ctx, cmd, p, progress)
+}
 
+// stagePlan makes what p plans at cmd's target: copies, or for a DID's
+// tree with a linking method, links (linkDID).
+func (s *Stager) stagePlan(ctx context.Context, cmd contract.Command, p *plan, progress ProgressFunc) (Result, error) {
 	_, span := s.Tracer.Start(ctx, "stager.check")
-	p, err := s.planCopy(rel, fi)
-	var t *target
-	if err == nil {
-		t, err = s.openTarget(cmd)
-	}
+	t, err := s.openTarget(cmd)
 	span.End()
 	if err != nil {
 		return Result{}, err
@@ -50,8 +46,10 @@ func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress Progre
 		}
 		return r, err
 	}
-	if err := t.checkSpace(p); err != nil {
-		return Result{}, err
+	if p.link == "" {
+		if err := t.checkSpace(p); err != nil {
+			return Result{}, err
+		}
 	}
 	if p.tree || p.size > trackAbove {
 		if err := s.track(cmd.ID, t); err != nil {
@@ -92,8 +90,28 @@ func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress Progre
 		Bytes:   p.bytes,
 		Files:   p.files,
 		Adler32: sum,
-		Message: fmt.Sprintf("staged %s (%s) to %s", plural(p.files, "file"), plural(p.bytes, "byte"), t.shown),
+		Message: fmt.Sprintf("%s %s (%s)%s to %s", p.verb(), plural(p.files, "file"), plural(p.bytes, "byte"), didMessage(cmd), t.shown),
 	}, nil
+}
+
+// planSource plans the copy of cmd's source: the path on the storage, or
+// the files of the DID (did.go).
+func (s *Stager) planSource(ctx context.Context, cmd contract.Command) (*plan, error) {
+	if cmd.DID != "" {
+		return s.planDID(ctx, cmd)
+	}
+	rel, fi, err := s.resolve(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if fi.IsDir() && cmd.ExpectedAdler32 != "" {
+		// Refused before anything is copied: a tree has no one checksum
+		// to compare with.
+		return nil, contract.Errorf(contract.CodeMalformed, "expected_adler32 applies to a single file, and %s is a directory", cmd.LocalPathOnStorage)
+	}
+	_, span := s.Tracer.Start(ctx, "stager.plan")
+	defer span.End()
+	return s.planCopy(rel, fi)
 }
 
 // copyPlan writes the result under the target's temporary name and returns
@@ -102,7 +120,7 @@ func (s *Stager) copyPlan(ctx context.Context, t *target, p *plan, m *meter, sum
 	if !p.tree {
 		var adler string
 		err := t.withTemp(func() (err error) {
-			adler, err = s.copyFrom(ctx, t, copyJob{src: p.top, dir: t.fd, dst: path.Base(t.tmpRel), sum: sum, sync: !s.NoSync}, m)
+			adler, err = s.copyFrom(ctx, t, copyJob{src: p.top, dir: t.fd, dst: path.Base(t.tmpRel), sum: sum, sync: !s.NoSync, cat: p.cat}, m)
 			return err
 		})
 		return adler, err
@@ -161,11 +179,15 @@ const unitFiles = 256
 // workers on different directories do not contend for a directory's lock
 // when they create files.
 func (s *Stager) copyTree(ctx context.Context, t *target, p *plan, m *meter) error {
-	from, err := s.Source.OS().OpenRoot(p.top)
-	if err != nil {
-		return storage.SourceError(p.top, err)
+	// A DID's files are each found by their own path (copyUnit).
+	from := s.Source.OS()
+	if !p.catalogue {
+		var err error
+		if from, err = s.Source.OS().OpenRoot(p.top); err != nil {
+			return storage.SourceError(p.top, err)
+		}
+		defer from.Close()
 	}
-	defer from.Close()
 	to, err := t.user.OpenRoot(t.tmpRel)
 	if err != nil {
 		return targetError(t.shown, err)
@@ -181,7 +203,7 @@ feed:
 				break feed
 			}
 			u := dir{sub: d.sub, files: files}
-			g.Go(func() error { return s.copyUnit(gctx, t, from, to, p.top, u, m) })
+			g.Go(func() error { return s.copyUnit(gctx, t, from, to, p, u, m) })
 		}
 	}
 	if err := g.Wait(); err != nil {
@@ -194,18 +216,34 @@ feed:
 // once on each side: each file is then opened by its name alone, with a
 // raw openat relative to the directory, rather than by a path resolved
 // again component by component.
-func (s *Stager) copyUnit(ctx context.Context, t *target, srcTop, dstTop *os.Root, top string, u dir, m *meter) error {
-	src := path.Join(top, u.sub)
-	from, err := openDir(srcTop, u.sub)
-	if err != nil {
-		return storage.SourceError(src, err)
-	}
-	defer from.Close()
+func (s *Stager) copyUnit(ctx context.Context, t *target, srcTop, dstTop *os.Root, p *plan, u dir, m *meter) error {
 	to, err := openDir(dstTop, u.sub)
 	if err != nil {
 		return targetError(t.shown, err)
 	}
 	defer to.Close()
+	if u.files[0].src != "" {
+		// A DID's files: each by its own path, from the storage's
+		// root, through os.Root.
+		for _, f := range u.files {
+			var err error
+			if p.link != "" {
+				err = s.linkFile(t, p.link, f, int(to.Fd()), m)
+			} else {
+				_, err = s.copyFrom(ctx, t, copyJob{src: f.src, dir: int(to.Fd()), dst: f.name, cat: f.cat}, m)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	src := path.Join(p.top, u.sub)
+	from, err := openDir(srcTop, u.sub)
+	if err != nil {
+		return storage.SourceError(src, err)
+	}
+	defer from.Close()
 	for _, f := range u.files {
 		j := copyJob{src: path.Join(src, f.name), dir: int(to.Fd()), dst: f.name}
 		if f.link {

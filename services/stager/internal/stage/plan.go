@@ -7,6 +7,7 @@ import (
 	"path"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/rucio"
 	"github.com/skao/skao-staging/libs/storage"
 )
 
@@ -18,6 +19,14 @@ type plan struct {
 	dirs  []dir  // of a tree, parents first: the top (".") first
 	files int64
 	bytes int64
+	// catalogue: the tree is a DID's, its files named by their own
+	// paths on the storage (file.src), not found below top.
+	catalogue bool
+	// link is the method of a DID's tree of links (local_symlink,
+	// local_hardlink); empty for copies.
+	link contract.Method
+	// cat is what the catalogue says of a file DID's file.
+	cat *rucio.File
 }
 
 // dir is a directory of a tree and the files in it.
@@ -32,6 +41,21 @@ type file struct {
 	// link: a symbolic link, followed from the storage's root (it may lead
 	// out of its directory).
 	link bool
+	// src is the file's own path on the storage, in a DID's tree; cat
+	// what the catalogue says of it.
+	src string
+	cat *rucio.File
+}
+
+// verb says what staging p did, for the result's message.
+func (p *plan) verb() string {
+	switch p.link {
+	case contract.MethodLocalSymlink:
+		return "symlinked"
+	case contract.MethodLocalHardlink:
+		return "hard-linked"
+	}
+	return "staged"
 }
 
 func (p *plan) kind() fs.FileMode {

@@ -37,6 +37,9 @@ type Stager struct {
 	Owners *ownership.Owners
 	// ProgressEvery is the interval of progress reports (default 1 s).
 	ProgressEvery time.Duration
+	// Rucio resolves the DID a request names (nil: a request by DID is
+	// refused).
+	Rucio Catalogue
 	// Tracer makes the resolve, check, copy and finalize spans.
 	Tracer trace.Tracer
 	// NoSync leaves a copy's data and its rename to the kernel's writeback

@@ -1,0 +1,266 @@
+package stager_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+
+	"github.com/skao/skao-staging/libs/bus"
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/rucio"
+	"github.com/skao/skao-staging/libs/rucio/ruciotest"
+	"github.com/skao/skao-staging/services/stager"
+)
+
+// didSystem is a stager whose site's Rucio is a fake, its RSE's prefix
+// the stager's source root, holding:
+//
+//	testsrc:file1            a file
+//	testsrc:ds1              file1 and dir/x (a name with a '/')
+//	testsrc:outer            ds1 and the container inner, holding user.jdoe:ds2 (a.root)
+//	testsrc:elsewhere        a file held at CERN_DISK only
+//	testsrc:copying          a file whose replica here is COPYING
+type didSystem struct {
+	*system
+	rucio *ruciotest.Server
+}
+
+func startDIDStager(t *testing.T, edit func(*rucio.Config)) *didSystem {
+	t.Helper()
+	var fake *ruciotest.Server
+	s := startStager(t, func(cfg *stager.Config) {
+		fake = ruciotest.New(t, "SITE_POSIX", cfg.SourceRoot+"/")
+		cfg.Rucio = rucio.Config{URL: fake.URL, Account: ruciotest.Account, Username: ruciotest.Username,
+			Password: ruciotest.Password, RSE: fake.RSE, PFNPrefix: fake.PFNPrefix(), Timeout: 5 * time.Second, Retries: 2}
+		if edit != nil {
+			edit(&cfg.Rucio)
+		}
+	})
+	d := &didSystem{system: s, rucio: fake}
+	d.file(t, "testsrc", "file1", "one")
+	d.file(t, "testsrc", "dir/x", "deeper")
+	d.file(t, "user.jdoe", "a.root", "jdoe's")
+	fake.AddCollection("DATASET", "testsrc", "ds1", "testsrc:file1", "testsrc:dir/x")
+	fake.AddCollection("DATASET", "user.jdoe", "ds2", "user.jdoe:a.root")
+	fake.AddCollection("CONTAINER", "testsrc", "inner", "user.jdoe:ds2")
+	fake.AddCollection("CONTAINER", "testsrc", "outer", "testsrc:ds1", "testsrc:inner")
+	fake.AddFile("testsrc", "elsewhere", []byte("x"), "CERN_DISK")
+	d.file(t, "testsrc", "copying", "x")
+	fake.SetState("testsrc", "copying", "SITE_POSIX", "COPYING")
+	return d
+}
+
+// file writes content at the DID's deterministic path and registers it.
+func (d *didSystem) file(t *testing.T, scope, name, content string) {
+	t.Helper()
+	d.write(t, ruciotest.Path(scope, name), content)
+	d.rucio.AddFile(scope, name, []byte(content))
+}
+
+func (d *didSystem) submitDID(t *testing.T, method contract.Method, did, rel string) string {
+	t.Helper()
+	cmd := contract.Command{
+		SpecVersion: contract.SpecVersion, ID: uuid.NewString(), Method: method, Username: "alice",
+		DID: did, RelativePath: rel, Origin: "test", RequestedAt: time.Now().UTC(),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := bus.PublishCommand(ctx, d.js, cmd); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.ID
+}
+
+// tree lists the files below dir of the user area with their content.
+func tree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(dir, p)
+		out[rel] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestLocalCopyOfDID(t *testing.T) {
+	d := startDIDStager(t, nil)
+	for _, tt := range []struct {
+		did   string
+		want  map[string]string
+		bytes int64
+	}{
+		{"testsrc:file1", map[string]string{".": "one"}, 3},
+		{"testsrc:ds1", map[string]string{"file1": "one", "dir/x": "deeper"}, 9},
+		{"testsrc:outer", map[string]string{"file1": "one", "dir/x": "deeper", "a.root": "jdoe's"}, 15},
+	} {
+		t.Run(tt.did, func(t *testing.T) {
+			rel := "rucio/" + strings.ReplaceAll(tt.did, ":", "_")
+			id := d.submitDID(t, contract.MethodLocalCopy, tt.did, rel)
+			evs := d.events(t, contract.EventSubject(id))
+			want := []summary{{Type: contract.EventStarted},
+				{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged, Bytes: tt.bytes, Files: int64(len(tt.want))}}
+			if diff := cmp.Diff(summarize(evs), want); diff != "" {
+				t.Fatalf("events (-got +want):\n%s", diff)
+			}
+			for _, ev := range evs {
+				if ev.DID != tt.did || ev.LocalPathOnStorage != "" {
+					t.Errorf("%s event: did %q, local_path_on_storage %q; want the DID alone", ev.Type, ev.DID, ev.LocalPathOnStorage)
+				}
+			}
+			if msg := evs[len(evs)-1].Message; !strings.Contains(msg, "of "+tt.did) {
+				t.Errorf("message %q does not name the DID", msg)
+			}
+			if diff := cmp.Diff(tree(t, filepath.Join(d.userArea, "alice", rel)), tt.want); diff != "" {
+				t.Errorf("staged (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDIDOutcomes(t *testing.T) {
+	d := startDIDStager(t, nil)
+	d.file(t, "testsrc", "bad-sum", "twelve bytes")
+	d.rucio.SetCatalogue("testsrc", "bad-sum", 12, "00000001", "")
+	d.file(t, "testsrc", "bad-size", "short")
+	d.rucio.SetCatalogue("testsrc", "bad-size", 50, "", "")
+	d.rucio.AddCollection("DATASET", "testsrc", "dsbad", "testsrc:file1", "testsrc:bad-sum")
+	d.file(t, "testsrc", "../../escape", "x")
+	d.rucio.AddCollection("DATASET", "testsrc", "dsescape", "testsrc:../../escape")
+	for _, tt := range []struct {
+		did    string
+		code   contract.Code
+		detail string
+	}{
+		{"testsrc:nosuch", contract.CodeDIDNotFound, "nosuch"},
+		{"testsrc:elsewhere", contract.CodeNotAtSite, "CERN_DISK"},
+		{"testsrc:copying", contract.CodeReplicaUnavailable, "COPYING"},
+		{"testsrc:bad-sum", contract.CodeChecksumMismatch, "bad-sum"},
+		{"testsrc:bad-size", contract.CodeSizeMismatch, "bad-size"},
+		{"testsrc:dsbad", contract.CodeChecksumMismatch, "bad-sum"},
+		{"testsrc:dsescape", contract.CodeInvalidPath, "../../escape"},
+	} {
+		t.Run(tt.did, func(t *testing.T) {
+			rel := "rucio/" + strings.ReplaceAll(tt.did, ":", "_")
+			id := d.submitDID(t, contract.MethodLocalCopy, tt.did, rel)
+			evs := d.events(t, contract.EventSubject(id))
+			last := evs[len(evs)-1]
+			if last.Type != contract.EventFailed || last.Error.Code != tt.code || !strings.Contains(last.Error.Detail, tt.detail) {
+				t.Fatalf("last event %s %+v, want failed %s naming %q", last.Type, last.Error, tt.code, tt.detail)
+			}
+			if last.DID != tt.did {
+				t.Errorf("failed event did %q, want %q", last.DID, tt.did)
+			}
+			if _, err := os.Lstat(filepath.Join(d.userArea, "alice", rel)); !os.IsNotExist(err) {
+				t.Errorf("something is at the target after a failure: %v", err)
+			}
+		})
+	}
+}
+
+// TestDIDRucioDown: a failing Rucio is retried within the call, then on
+// each delivery, and the request fails with rucio_unavailable on the last
+// one; the stager works on once it is back.
+func TestDIDRucioDown(t *testing.T) {
+	d := startDIDStager(t, nil)
+	d.rucio.Fail(1000)
+	id := d.submitDID(t, contract.MethodLocalCopy, "testsrc:file1", "down/file1")
+	evs := d.events(t, contract.EventSubject(id))
+	last := evs[len(evs)-1]
+	if last.Type != contract.EventFailed || last.Error.Code != contract.CodeRucioUnavailable || last.Attempt != d.cfg.MaxDeliver {
+		t.Fatalf("last event %s %+v on attempt %d, want failed rucio_unavailable on attempt %d", last.Type, last.Error, last.Attempt, d.cfg.MaxDeliver)
+	}
+	d.rucio.Fail(0)
+	id = d.submitDID(t, contract.MethodLocalCopy, "testsrc:file1", "up/file1")
+	if last := lastEvent(t, d.system, id); last.Type != contract.EventSucceeded {
+		t.Fatalf("after Rucio came back: %s %+v", last.Type, last.Error)
+	}
+}
+
+// TestDIDTokenExpiry: the stager's token expires between two requests; the
+// second logs in again and succeeds.
+func TestDIDTokenExpiry(t *testing.T) {
+	d := startDIDStager(t, nil)
+	if last := lastEvent(t, d.system, d.submitDID(t, contract.MethodLocalCopy, "testsrc:file1", "t1")); last.Type != contract.EventSucceeded {
+		t.Fatalf("first: %s %+v", last.Type, last.Error)
+	}
+	d.rucio.ExpireTokens()
+	if last := lastEvent(t, d.system, d.submitDID(t, contract.MethodLocalCopy, "testsrc:file1", "t2")); last.Type != contract.EventSucceeded {
+		t.Fatalf("after the token expired: %s %+v", last.Type, last.Error)
+	}
+}
+
+// TestLinksOfDID: the linking methods link a file DID as a path, and make
+// a dataset or container a directory of links to its files; a download
+// link is issued for a file DID, and a dataset is refused clearly.
+func TestLinksOfDID(t *testing.T) {
+	d := startDIDStager(t, nil)
+	for _, m := range []contract.Method{contract.MethodLocalSymlink, contract.MethodLocalHardlink} {
+		t.Run(string(m), func(t *testing.T) {
+			for _, tt := range []struct {
+				did  string
+				want map[string]string
+			}{
+				{"testsrc:file1", map[string]string{".": "one"}},
+				{"testsrc:ds1", map[string]string{"file1": "one", "dir/x": "deeper"}},
+				{"testsrc:outer", map[string]string{"file1": "one", "dir/x": "deeper", "a.root": "jdoe's"}},
+			} {
+				rel := "links/" + string(m) + "/" + strings.ReplaceAll(tt.did, ":", "_")
+				last := lastEvent(t, d.system, d.submitDID(t, m, tt.did, rel))
+				if last.Type != contract.EventSucceeded || last.DID != tt.did {
+					t.Fatalf("%s: %s %+v", tt.did, last.Type, last.Error)
+				}
+				top := filepath.Join(d.userArea, "alice", rel)
+				if diff := cmp.Diff(tree(t, top), tt.want); diff != "" {
+					t.Errorf("%s staged (-got +want):\n%s", tt.did, diff)
+				}
+				// Links, not copies: a symbolic link each, or the source's inode.
+				name := "."
+				if len(tt.want) > 1 {
+					name = "file1"
+				}
+				p := filepath.Join(top, name)
+				fi, err := os.Lstat(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				src, _ := os.Stat(filepath.Join(d.storage, ruciotest.Path("testsrc", "file1")))
+				switch {
+				case m == contract.MethodLocalSymlink && fi.Mode().Type() != os.ModeSymlink:
+					t.Errorf("%s: %s is %v, not a symbolic link", tt.did, name, fi.Mode())
+				case m == contract.MethodLocalHardlink && !os.SameFile(fi, src):
+					t.Errorf("%s: %s is not a hard link to the source", tt.did, name)
+				}
+			}
+		})
+	}
+	t.Run("direct_download", func(t *testing.T) {
+		last := lastEvent(t, d.system, d.submitDID(t, contract.MethodDirectDownload, "testsrc:file1", "dl"))
+		if last.Type != contract.EventSucceeded || last.Outcome != contract.OutcomeLinkIssued || last.DID != "testsrc:file1" {
+			t.Fatalf("file DID: %s %+v", last.Type, last.Error)
+		}
+		last = lastEvent(t, d.system, d.submitDID(t, contract.MethodDirectDownload, "testsrc:ds1", "dl-ds"))
+		if last.Type != contract.EventFailed || last.Error.Code != contract.CodeInvalidPath || !strings.Contains(last.Error.Detail, "dataset") {
+			t.Errorf("dataset: %s %+v, want failed invalid_path naming a dataset", last.Type, last.Error)
+		}
+	})
+}
+
+func lastEvent(t *testing.T, s *system, id string) contract.Event {
+	t.Helper()
+	evs := s.events(t, contract.EventSubject(id))
+	return evs[len(evs)-1]
+}
