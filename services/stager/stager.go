@@ -21,6 +21,7 @@ import (
 	"github.com/skao/skao-staging/libs/storage"
 	"github.com/skao/skao-staging/libs/worker"
 	"github.com/skao/skao-staging/services/stager/internal/downloads"
+	"github.com/skao/skao-staging/services/stager/internal/expiry"
 	"github.com/skao/skao-staging/services/stager/internal/ownership"
 	"github.com/skao/skao-staging/services/stager/internal/stage"
 )
@@ -52,6 +53,10 @@ type Config struct {
 	SyncCopies   bool          `env:"STAGER_SYNC_COPIES" envDeprecated:"SYNC_COPIES" envDefault:"true" help:"write each copy, then its rename, to disk before reporting it done; false is faster, but a machine crash soon after can leave a copy named with data missing"`
 	DownloadAddr string        `env:"DOWNLOAD_ADDR" envDefault:":8081" help:"listen address for download links; empty for none"`
 	DownloadTTL  time.Duration `env:"DOWNLOAD_TTL" envDefault:"1h" help:"lifetime of a download link"`
+	// DefaultLifetime and MaxLifetime bound how long staged items stay
+	// (a request's lifetime); 0 keeps them for ever.
+	DefaultLifetime time.Duration `env:"DEFAULT_LIFETIME" envDefault:"0s" help:"how long an item staged by local_copy, local_symlink or local_hardlink stays when the request names no lifetime; 0 keeps it for ever"`
+	MaxLifetime     time.Duration `env:"MAX_LIFETIME" envDefault:"0s" help:"the longest lifetime of a staged item; a longer one (or for ever) is cut to it; 0 for no bound"`
 	// DownloadSendfile is on by default. Which path is faster depends on
 	// the machine (docs/benchmarks.md), so the buffered copy stays a
 	// setting.
@@ -114,7 +119,11 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		log.InfoContext(ctx, "leftovers_removed", "removed", n)
 	}
 
-	work := newMethods(deps.Registerer, links, st)
+	expiries := &expiry.Keeper{
+		JS: deps.JS, Users: users, Default: cfg.DefaultLifetime, Max: cfg.MaxLifetime,
+		Log: log.With("component", "expiry"), Source: "stager", AckWait: cfg.AckWait,
+	}
+	work := newMethods(deps.Registerer, links, st, expiries)
 	w, err := worker.New(worker.Options{
 		Source:        "stager",
 		Methods:       contract.StagerMethods,
@@ -151,6 +160,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		})
 	}
 	g.Go(func() error { return w.Run(ctx) })
+	g.Go(func() error { return expiries.Run(ctx) })
 	log.InfoContext(ctx, "stager_started", "source_root", source.Dir(), "user_area_root", cfg.UserAreaRoot, "methods", fmt.Sprint(allowed))
 	return g.Wait()
 }
@@ -202,14 +212,16 @@ func storageCheck(source *storage.Root, users *os.Root) func(context.Context) er
 type methods struct {
 	stager       *stage.Stager
 	links        *downloads.Store
+	expiries     *expiry.Keeper
 	bytes, files prometheus.Counter
 }
 
-func newMethods(reg prometheus.Registerer, links *downloads.Store, s *stage.Stager) *methods {
+func newMethods(reg prometheus.Registerer, links *downloads.Store, s *stage.Stager, expiries *expiry.Keeper) *methods {
 	counters := promauto.With(reg)
 	return &methods{
-		stager: s,
-		links:  links,
+		stager:   s,
+		links:    links,
+		expiries: expiries,
 		bytes: counters.NewCounter(prometheus.CounterOpts{
 			Name: "staging_stager_bytes_total",
 			Help: "Bytes copied or linked by the stager.",
@@ -240,6 +252,11 @@ func (m *methods) stage(ctx context.Context, cmd contract.Command, report *worke
 	if err != nil {
 		return worker.Result{}, err
 	}
+	// Before the succeeded event: a failure here is retried, and the
+	// item is then already present.
+	if r.ExpiresAt, err = m.expiries.Schedule(ctx, cmd, r.Outcome); err != nil {
+		return worker.Result{}, err
+	}
 	if r.Outcome == contract.OutcomeStaged {
 		m.bytes.Add(float64(r.Bytes))
 		m.files.Add(float64(r.Files))
@@ -254,7 +271,7 @@ func (m *methods) issueLink(ctx context.Context, cmd contract.Command) (worker.R
 	if err != nil {
 		return worker.Result{}, err
 	}
-	url, err := m.links.Issue(ctx, cmd.Username, rel, cmd.ID)
+	url, expires, err := m.links.Issue(ctx, cmd.Username, rel, cmd.ID)
 	if err != nil {
 		return worker.Result{}, fmt.Errorf("issue download link: %w", err)
 	}
@@ -266,5 +283,6 @@ func (m *methods) issueLink(ctx context.Context, cmd contract.Command) (worker.R
 		Outcome:     contract.OutcomeLinkIssued,
 		Message:     fmt.Sprintf("download link issued for %s %s", what, cmd.LocalPathOnStorage),
 		DownloadURL: url,
+		ExpiresAt:   expires,
 	}, nil
 }

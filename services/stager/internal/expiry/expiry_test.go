@@ -1,0 +1,133 @@
+package expiry_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skao/skao-staging/libs/bus"
+	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/natstest"
+	"github.com/skao/skao-staging/libs/testenv"
+	"github.com/skao/skao-staging/services/stager/internal/expiry"
+)
+
+// The schedule is durable and shared: items scheduled by one stager,
+// before NATS restarts, are removed after it by two other stagers
+// together, each exactly once (one expired event per request), none
+// missed.
+func TestExpiryOutlivesRestartsAndSharesOut(t *testing.T) {
+	storeDir, usersDir := t.TempDir(), t.TempDir()
+	users, err := os.OpenRoot(usersDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { users.Close() })
+
+	srv := natstest.StartServer(t, storeDir)
+	nc, js := natstest.Connect(t, srv.ClientURL())
+	first := &expiry.Keeper{JS: js, Users: users, Log: slog.New(slog.DiscardHandler), Source: "stager-1"}
+	const n = 20
+	var cmds []contract.Command
+	for i := range n {
+		cmd := contract.Command{
+			SpecVersion: contract.SpecVersion, ID: uuid.NewString(), Method: contract.MethodLocalCopy, Username: "alice",
+			LocalPathOnStorage: "src.ms", RelativePath: fmt.Sprintf("staged/%d.ms", i), Lifetime: 2,
+		}
+		if err := os.MkdirAll(filepath.Join(usersDir, "alice", "staged"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(usersDir, "alice", cmd.RelativePath), []byte("data"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		due, err := first.Schedule(t.Context(), cmd, contract.OutcomeStaged)
+		if err != nil || due.IsZero() {
+			t.Fatalf("Schedule = %s, %v; want an expiry", due, err)
+		}
+		ok := contract.EventFor(cmd, contract.EventSucceeded)
+		ok.ID, ok.Time, ok.Source, ok.Outcome, ok.ExpiresAt = uuid.NewString(), time.Now().UTC(), "stager-1", contract.OutcomeStaged, &due
+		if err := bus.PublishEvent(t.Context(), js, ok); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	nc.Close()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+
+	srv = natstest.StartServer(t, storeDir)
+	_, js = natstest.Connect(t, srv.ClientURL())
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range 2 {
+		k := &expiry.Keeper{JS: js, Users: users, Log: slog.New(slog.DiscardHandler), Source: fmt.Sprintf("stager-%d", i+2)}
+		wg.Go(func() {
+			if err := k.Run(ctx); err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(func() { stop(); wg.Wait() })
+
+	events, err := js.Stream(t.Context(), contract.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, "every item to expire", func() bool {
+		info, err := events.Info(context.Background(), jetstream.WithSubjectFilter(contract.SubjectEventsAll))
+		return err == nil && info.State.Msgs == 2*n
+	})
+	sources := map[string]int{}
+	for _, cmd := range cmds {
+		raw, err := events.GetLastMsgForSubject(t.Context(), contract.EventSubject(cmd.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := contract.DecodeEvent(raw.Subject, raw.Data)
+		if err != nil || ev.Type != contract.EventExpired {
+			t.Errorf("%s: last event %s (%v), want expired", cmd.RelativePath, ev.Type, err)
+		}
+		sources[ev.Source]++
+		if _, err := os.Lstat(filepath.Join(usersDir, "alice", cmd.RelativePath)); !os.IsNotExist(err) {
+			t.Errorf("%s is still there (%v)", cmd.RelativePath, err)
+		}
+	}
+	info, err := events.Info(t.Context(), jetstream.WithSubjectFilter(contract.SubjectEventsAll))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 2*n {
+		t.Errorf("%d events, want %d: one succeeded and one expired per request", info.State.Msgs, 2*n)
+	}
+	t.Logf("expired by: %v", sources)
+}
+
+// The lifetime of a request: its own or the site's default, cut to the
+// site's maximum; 0 is for ever.
+func TestLifetime(t *testing.T) {
+	for _, tt := range []struct {
+		own      int64
+		def, max time.Duration
+		want     time.Duration
+	}{
+		{0, 0, 0, 0},
+		{60, 0, 0, time.Minute},
+		{0, time.Hour, 0, time.Hour},
+		{60, time.Hour, 0, time.Minute},
+		{7200, 0, time.Hour, time.Hour},
+		{0, 0, time.Hour, time.Hour},
+	} {
+		k := expiry.Keeper{Default: tt.def, Max: tt.max}
+		if got := k.Lifetime(contract.Command{Lifetime: tt.own}); got != tt.want {
+			t.Errorf("lifetime %d, default %s, max %s: got %s, want %s", tt.own, tt.def, tt.max, got, tt.want)
+		}
+	}
+}
