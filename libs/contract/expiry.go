@@ -85,5 +85,8 @@ func Expired(last Event, due time.Time) Event {
 		LocalPathOnStorage: last.LocalPathOnStorage, RelativePath: last.RelativePath,
 		Origin: last.Origin, ExpectedAdler32: last.ExpectedAdler32, TraceID: last.TraceID,
 		Attempt: last.Attempt, ExpiresAt: &due,
+		// The staging's results stand: the state after expired still
+		// tells what was staged.
+		Outcome: last.Outcome, Bytes: last.Bytes, Files: last.Files, Adler32: last.Adler32,
 	}
 }

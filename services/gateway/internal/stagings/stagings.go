@@ -68,6 +68,7 @@ type Item struct {
 	LocalPathOnStorage string
 	RelativePath       string
 	ExpectedAdler32    string
+	Lifetime           int64 // seconds
 	JobID              string
 }
 
@@ -82,6 +83,7 @@ func (c *Client) NewCommand(item Item) contract.Command {
 		LocalPathOnStorage: item.LocalPathOnStorage,
 		RelativePath:       item.RelativePath,
 		ExpectedAdler32:    item.ExpectedAdler32,
+		Lifetime:           item.Lifetime,
 		Origin:             Origin,
 		RequestedAt:        c.now(),
 	}
