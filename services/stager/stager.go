@@ -23,6 +23,7 @@ import (
 	"github.com/skao/skao-staging/services/stager/internal/downloads"
 	"github.com/skao/skao-staging/services/stager/internal/expiry"
 	"github.com/skao/skao-staging/services/stager/internal/ownership"
+	"github.com/skao/skao-staging/services/stager/internal/quota"
 	"github.com/skao/skao-staging/services/stager/internal/stage"
 )
 
@@ -57,6 +58,8 @@ type Config struct {
 	// (a request's lifetime); 0 keeps them for ever.
 	DefaultLifetime time.Duration `env:"DEFAULT_LIFETIME" envDefault:"0s" help:"how long an item staged by local_copy, local_symlink or local_hardlink stays when the request names no lifetime; 0 keeps it for ever"`
 	MaxLifetime     time.Duration `env:"MAX_LIFETIME" envDefault:"0s" help:"the longest lifetime of a staged item; a longer one (or for ever) is cut to it; 0 for no bound"`
+	UserQuota       int64         `env:"USER_QUOTA" envDefault:"0" help:"bytes each user may hold in the user area; a local_copy that would go over fails with quota_exceeded; 0 for no quota"`
+	UserQuotaFile   string        `env:"USER_QUOTA_FILE" help:"file of \"username bytes\" lines overriding STAGING_USER_QUOTA per user (0: no quota for that user)"`
 	// DownloadSendfile is on by default. Which path is faster depends on
 	// the machine (docs/benchmarks.md), so the buffered copy stays a
 	// setting.
@@ -83,6 +86,10 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	if err != nil {
 		return err
 	}
+	quotas, err := quota.Load(cfg.UserQuota, cfg.UserQuotaFile)
+	if err != nil {
+		return err
+	}
 	source, err := storage.Open(cfg.SourceRoot)
 	if err != nil {
 		return fmt.Errorf("source root (STAGING_SOURCE_ROOT): %w", err)
@@ -103,7 +110,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 
 	tracer := deps.Tracer.Tracer("skao-staging/stager")
 	st := &stage.Stager{
-		Source: source, Users: users, Owners: owners, Workers: cfg.CopyWorkers, Tracer: tracer,
+		Source: source, Users: users, Owners: owners, Quotas: quotas, Workers: cfg.CopyWorkers, Tracer: tracer,
 		NoSync: !cfg.SyncCopies,
 		// The copy meter samples more often than the worker publishes, so
 		// the worker's spacing of progress events sets the pace.

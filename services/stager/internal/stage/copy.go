@@ -53,6 +53,9 @@ func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress Progre
 	if err := t.checkSpace(p); err != nil {
 		return Result{}, err
 	}
+	if err := s.Quotas.Check(s.Users, cmd.Username, p.bytes); err != nil {
+		return Result{}, err
+	}
 	if p.tree || p.size > trackAbove {
 		if err := s.track(cmd.ID, t); err != nil {
 			return Result{}, err
