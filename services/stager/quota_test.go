@@ -17,7 +17,7 @@ import (
 // A local_copy that would take a user over their quota fails before
 // anything is copied, naming the usage, the size and the quota; a user
 // with an override from the quota file holds more; removing an item gives
-// its space back; links take no room.
+// its space back, as does one that expires; links take no room.
 func TestUserQuota(t *testing.T) {
 	quotas := filepath.Join(t.TempDir(), "quotas")
 	if err := os.WriteFile(quotas, []byte("# site overrides\nbob 1000\n"), 0o644); err != nil {
@@ -57,6 +57,20 @@ func TestUserQuota(t *testing.T) {
 	}
 	if ok := s.stageOutcome(t, "alice", contract.MethodLocalCopy, "b.ms", "b.ms"); ok.Type != contract.EventSucceeded {
 		t.Errorf("after a.ms was removed, b.ms ended %s (%+v), want succeeded", ok.Type, ok.Error)
+	}
+
+	// An item that expires gives its space back too.
+	if err := os.Remove(filepath.Join(s.userArea, "alice", "b.ms")); err != nil {
+		t.Fatal(err)
+	}
+	expiring := s.stageWithLifetime(t, contract.MethodLocalCopy, "a.ms", "carol/a.ms", 1)
+	carol := func() contract.Event { return s.stageOutcome(t, "alice", contract.MethodLocalCopy, "a.ms", "carol/b.ms") }
+	if ev := carol(); ev.Type != contract.EventFailed || ev.Error.Code != contract.CodeQuotaExceeded {
+		t.Fatalf("a copy over the quota ended %s (%+v), want quota_exceeded", ev.Type, ev.Error)
+	}
+	s.awaitLast(t, expiring.RequestID, contract.EventExpired)
+	if ev := carol(); ev.Type != contract.EventSucceeded {
+		t.Errorf("after the item expired, the copy ended %s (%+v), want succeeded", ev.Type, ev.Error)
 	}
 }
 
