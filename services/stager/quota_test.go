@@ -64,7 +64,9 @@ func TestUserQuota(t *testing.T) {
 		t.Fatal(err)
 	}
 	expiring := s.stageWithLifetime(t, contract.MethodLocalCopy, "a.ms", "carol/a.ms", 1)
-	carol := func() contract.Event { return s.stageOutcome(t, "alice", contract.MethodLocalCopy, "a.ms", "carol/b.ms") }
+	carol := func() contract.Event {
+		return s.stageOutcome(t, "alice", contract.MethodLocalCopy, "a.ms", "carol/b.ms")
+	}
 	if ev := carol(); ev.Type != contract.EventFailed || ev.Error.Code != contract.CodeQuotaExceeded {
 		t.Fatalf("a copy over the quota ended %s (%+v), want quota_exceeded", ev.Type, ev.Error)
 	}

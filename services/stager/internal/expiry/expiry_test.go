@@ -2,10 +2,12 @@ package expiry_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -129,5 +131,77 @@ func TestLifetime(t *testing.T) {
 		if got := k.Lifetime(contract.Command{Lifetime: tt.own}); got != tt.want {
 			t.Errorf("lifetime %d, default %s, max %s: got %s, want %s", tt.own, tt.def, tt.max, got, tt.want)
 		}
+	}
+}
+
+// Requests staging the same item again at the same moment, on several
+// stagers, each extend its one schedule: none is lost, and the latest
+// expiry wins.
+func TestConcurrentExtensions(t *testing.T) {
+	_, js := natstest.JetStream(t)
+	usersDir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(usersDir, "alice"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(usersDir, "alice", "vis.ms"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	users, err := os.OpenRoot(usersDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { users.Close() })
+	cmd := func(lifetime int64) contract.Command {
+		return contract.Command{
+			SpecVersion: contract.SpecVersion, ID: uuid.NewString(), Method: contract.MethodLocalCopy, Username: "alice",
+			LocalPathOnStorage: "vis.ms", RelativePath: "vis.ms", Lifetime: lifetime,
+		}
+	}
+	keeper := func() *expiry.Keeper {
+		return &expiry.Keeper{JS: js, Users: users, Log: slog.New(slog.DiscardHandler), Source: "stager"}
+	}
+	first := cmd(60)
+	if _, err := keeper().Schedule(t.Context(), first, contract.OutcomeStaged); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{first.ID}
+	var latest time.Time
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range 10 {
+		c := cmd(int64(100 + i*100))
+		ids = append(ids, c.ID)
+		wg.Go(func() {
+			due, err := keeper().Schedule(t.Context(), c, contract.OutcomeAlreadyPresent)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if due.After(latest) {
+				latest = due
+			}
+		})
+	}
+	wg.Wait()
+	stream, err := js.Stream(t.Context(), contract.StreamExpiries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := stream.GetLastMsgForSubject(t.Context(), contract.ExpiryScheduleSubject(contract.ExpiryKey("alice", "vis.ms")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got contract.Expiry
+	if err := json.Unmarshal(raw.Data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !got.ExpiresAt.Equal(latest) || time.Until(got.ExpiresAt) < 999*time.Second {
+		t.Errorf("the schedule expires at %s, want the latest, %s (about 1000 s away)", got.ExpiresAt, latest)
+	}
+	slices.Sort(ids)
+	slices.Sort(got.RequestIDs)
+	if !slices.Equal(got.RequestIDs, ids) {
+		t.Errorf("the schedule names %d requests, want all %d", len(got.RequestIDs), len(ids))
 	}
 }
