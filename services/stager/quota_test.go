@@ -63,15 +63,15 @@ func TestUserQuota(t *testing.T) {
 	if err := os.Remove(filepath.Join(s.userArea, "alice", "b.ms")); err != nil {
 		t.Fatal(err)
 	}
-	expiring := s.stageWithLifetime(t, contract.MethodLocalCopy, "a.ms", "carol/a.ms", 1)
-	carol := func() contract.Event {
-		return s.stageOutcome(t, "alice", contract.MethodLocalCopy, "a.ms", "carol/b.ms")
+	expiring := s.stageWithLifetime(t, contract.MethodLocalCopy, "a.ms", "later/a.ms", 1)
+	copyLater := func() contract.Event {
+		return s.stageOutcome(t, "alice", contract.MethodLocalCopy, "a.ms", "later/b.ms")
 	}
-	if ev := carol(); ev.Type != contract.EventFailed || ev.Error.Code != contract.CodeQuotaExceeded {
+	if ev := copyLater(); ev.Type != contract.EventFailed || ev.Error.Code != contract.CodeQuotaExceeded {
 		t.Fatalf("a copy over the quota ended %s (%+v), want quota_exceeded", ev.Type, ev.Error)
 	}
 	s.awaitLast(t, expiring.RequestID, contract.EventExpired)
-	if ev := carol(); ev.Type != contract.EventSucceeded {
+	if ev := copyLater(); ev.Type != contract.EventSucceeded {
 		t.Errorf("after the item expired, the copy ended %s (%+v), want succeeded", ev.Type, ev.Error)
 	}
 }
