@@ -74,8 +74,9 @@ type Config struct {
 //
 // In order: the roots and settings are checked and opened, the copy engine
 // is built and clears what crashed copies left, then the worker (the
-// JetStream consumer) and the download listener run side by side until ctx
-// ends or either fails, which stops the other.
+// JetStream consumer), the expiry keeper (the consumer of due expiries) and
+// the download listener run side by side until ctx ends or one fails, which
+// stops the others.
 func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	log := deps.Log.With("component", "stager")
 	allowed, err := contract.ParseMethodSet(cfg.AllowedMethods)
