@@ -125,6 +125,10 @@ func addRequest(ids []string, id string) []string {
 // current is the item's schedule and its stream sequence; nil and 0 when
 // it has none.
 func (k *Keeper) current(ctx context.Context, key string) (*contract.Expiry, uint64, error) {
+	// Bounded like a publish: the caller's deadline allows hours, and a
+	// read of a stream whose leader died must fail and be retried.
+	ctx, cancel := context.WithTimeout(ctx, bus.PublishTimeout)
+	defer cancel()
 	stream, err := k.JS.Stream(ctx, contract.StreamExpiries)
 	if err != nil {
 		return nil, 0, fmt.Errorf("stream %s: %w", contract.StreamExpiries, err)
@@ -164,6 +168,8 @@ func (k *Keeper) publish(ctx context.Context, key string, e contract.Expiry, seq
 
 // unschedule removes the item's schedule.
 func (k *Keeper) unschedule(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, bus.PublishTimeout)
+	defer cancel()
 	stream, err := k.JS.Stream(ctx, contract.StreamExpiries)
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", contract.StreamExpiries, err)
@@ -283,6 +289,8 @@ type lastEvent struct {
 // whose succeeded event is still to come (its worker scheduled, then
 // publishes) makes the expiry wait.
 func (k *Keeper) requests(ctx context.Context, ids []string) ([]lastEvent, error) {
+	ctx, cancel := context.WithTimeout(ctx, bus.PublishTimeout)
+	defer cancel()
 	stream, err := k.JS.Stream(ctx, contract.StreamEvents)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", contract.StreamEvents, err)
