@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/skao/skao-staging/libs/backoff"
 	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
 )
@@ -67,8 +68,34 @@ func (k *Keeper) Schedule(ctx context.Context, cmd contract.Command, outcome con
 	if !contract.Expires(cmd.Method) {
 		return time.Time{}, nil
 	}
-	key := contract.ExpiryKey(cmd.Username, cmd.RelativePath)
 	lifetime := k.Lifetime(cmd)
+	var staged contract.StagedItem
+	if outcome == contract.OutcomeStaged && lifetime > 0 {
+		var err error
+		if staged, err = k.describe(cmd.Username, cmd.RelativePath); err != nil {
+			return time.Time{}, err
+		}
+	}
+	// The item is staged: a schedule NATS cannot take now (a stream
+	// leader lost) is tried again here, not by failing the staging, whose
+	// next delivery would find the item already present and no schedule.
+	for attempt := 1; ; attempt++ {
+		due, err := k.schedule(ctx, cmd, outcome, lifetime, staged)
+		if err == nil {
+			return due, nil
+		}
+		k.Log.WarnContext(ctx, "expiry_schedule_retry", "request_id", cmd.ID, "attempt", attempt, "error", err)
+		if werr := backoff.Wait(ctx, scheduleBackoff.Delay(attempt)); werr != nil {
+			return time.Time{}, err
+		}
+	}
+}
+
+var scheduleBackoff = backoff.Exponential{Base: 100 * time.Millisecond, Max: 5 * time.Second}
+
+// schedule is one attempt of Schedule.
+func (k *Keeper) schedule(ctx context.Context, cmd contract.Command, outcome contract.Outcome, lifetime time.Duration, staged contract.StagedItem) (time.Time, error) {
+	key := contract.ExpiryKey(cmd.Username, cmd.RelativePath)
 	for {
 		current, seq, err := k.current(ctx, key)
 		if err != nil {
@@ -84,12 +111,8 @@ func (k *Keeper) Schedule(ctx context.Context, cmd contract.Command, outcome con
 		}
 		// Whole seconds, rounded up: the schedule's time has no more.
 		due := time.Now().UTC().Add(lifetime).Truncate(time.Second).Add(time.Second)
-		next := contract.Expiry{SpecVersion: contract.SpecVersion, Username: cmd.Username, RelativePath: cmd.RelativePath, ExpiresAt: due, RequestIDs: []string{cmd.ID}}
-		if outcome == contract.OutcomeStaged {
-			if next.Staged, err = k.describe(cmd.Username, cmd.RelativePath); err != nil {
-				return time.Time{}, err
-			}
-		} else {
+		next := contract.Expiry{SpecVersion: contract.SpecVersion, Username: cmd.Username, RelativePath: cmd.RelativePath, ExpiresAt: due, RequestIDs: []string{cmd.ID}, Staged: staged}
+		if outcome != contract.OutcomeStaged {
 			next.Staged = current.Staged
 			next.ExpiresAt = later(current.ExpiresAt, due)
 			next.RequestIDs = addRequest(current.RequestIDs, cmd.ID)

@@ -205,3 +205,69 @@ func TestConcurrentExtensions(t *testing.T) {
 		t.Errorf("the schedule names %d requests, want all %d", len(got.RequestIDs), len(ids))
 	}
 }
+
+// A schedule NATS cannot take at once (here: its stream is missing for a
+// moment) is tried again until it is taken, not given up: the item is
+// staged, and a failed staging's next delivery would find it already
+// present and give it no schedule.
+func TestScheduleRetriesUntilTaken(t *testing.T) {
+	_, js := natstest.JetStream(t)
+	usersDir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(usersDir, "alice"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(usersDir, "alice", "vis.ms"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	users, err := os.OpenRoot(usersDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { users.Close() })
+	if err := js.DeleteStream(t.Context(), contract.StreamExpiries); err != nil {
+		t.Fatal(err)
+	}
+	retried := make(chan struct{}, 100)
+	log := slog.New(handlerFunc(func(r slog.Record) {
+		if r.Message == "expiry_schedule_retry" {
+			select {
+			case retried <- struct{}{}:
+			default:
+			}
+		}
+	}))
+	k := &expiry.Keeper{JS: js, Users: users, Log: log, Source: "stager"}
+	cmd := contract.Command{
+		SpecVersion: contract.SpecVersion, ID: uuid.NewString(), Method: contract.MethodLocalCopy, Username: "alice",
+		LocalPathOnStorage: "vis.ms", RelativePath: "vis.ms", Lifetime: 60,
+	}
+	type result struct {
+		due time.Time
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		due, err := k.Schedule(t.Context(), cmd, contract.OutcomeStaged)
+		done <- result{due, err}
+	}()
+	<-retried
+	if err := bus.EnsureStreams(t.Context(), js, bus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil || r.due.IsZero() {
+			t.Errorf("Schedule = %s, %v; want an expiry once the stream is back", r.due, r.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Schedule did not return once the stream was back")
+	}
+}
+
+// handlerFunc is a slog handler that hands each record to a function.
+type handlerFunc func(slog.Record)
+
+func (h handlerFunc) Enabled(context.Context, slog.Level) bool      { return true }
+func (h handlerFunc) Handle(_ context.Context, r slog.Record) error { h(r); return nil }
+func (h handlerFunc) WithAttrs([]slog.Attr) slog.Handler            { return h }
+func (h handlerFunc) WithGroup(string) slog.Handler                 { return h }
