@@ -2,7 +2,7 @@
 # Run the four standalone services against a local nats-server configured
 # with the per-service users and subject permissions of
 # deploy/nats/nats-values.yaml (the values for the upstream NATS chart), stage
-# a local_copy and a direct_download through the gateway (with an
+# a local_copy (with a lifetime: its expiry schedule) and a direct_download through the gateway (with an
 # Idempotency-Key, the download proxied through the gateway, the request's
 # live events, the history query, the log window), and fail on any
 # "Permissions Violation" in the server log or on a request that does not
@@ -131,7 +131,7 @@ wait_done() {
 	done
 	die "request $id did not finish: $body"
 }
-id1=$(stage '{"method":"local_copy","username":"alice","local_path_on_storage":"sample/hello.txt","relative_path":"hello.txt"}' key-1)
+id1=$(stage '{"method":"local_copy","username":"alice","local_path_on_storage":"sample/hello.txt","relative_path":"hello.txt","lifetime":3600}' key-1)
 wait_done "$id1" >/dev/null
 [[ -f $work/user_area/alice/hello.txt ]] || die "local_copy did not stage the file"
 log "ok: local_copy $id1"
@@ -143,7 +143,7 @@ link=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1]).get("download
 curl -fsS "$link" | grep -q 'permissions check' || die "download through the gateway failed: $link"
 log "ok: direct_download $id2, link served through the gateway"
 curl -fsS -X POST "$api/api/v1/stagings" -H 'Content-Type: application/json' -H 'Idempotency-Key: key-1' \
-	-d '{"method":"local_copy","username":"alice","local_path_on_storage":"sample/hello.txt","relative_path":"hello.txt"}' >/dev/null ||
+	-d '{"method":"local_copy","username":"alice","local_path_on_storage":"sample/hello.txt","relative_path":"hello.txt","lifetime":3600}' >/dev/null ||
 	die "replayed Idempotency-Key refused"
 curl -fsS --max-time 3 "$api/api/v1/stagings/$id1/events" -o "$work/events.txt" 2>/dev/null || true
 grep -q 'succeeded' "$work/events.txt" || log "warning: no live events read for $id1 (endpoint answered: $(head -c 200 "$work/events.txt"))"

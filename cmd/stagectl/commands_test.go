@@ -341,14 +341,29 @@ func TestCancel(t *testing.T) {
 	}
 }
 
-// TestLifetime: --lifetime is sent only when given; a server whose API does
-// not know it gets a warning, one that refuses it a clear message.
+// TestLifetime: --lifetime is sent only when given; this server honours
+// it, one whose API does not know it gets a warning, one that refuses it a
+// clear message.
 func TestLifetime(t *testing.T) {
 	ivan := newUser("ivan")
 	src := sourceFile(t, "t.txt", []byte("lifetime\n"))
 	r := mustRun(t, exitOK, "stage", "local_copy", src, "life/t.txt", "--user", ivan, "--lifetime", "2h")
+	if strings.Contains(r.stderr, "does not list a lifetime field") {
+		t.Errorf("a warning that this server, which honours lifetime, may ignore --lifetime:\n%s", r)
+	}
+	older := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/openapi.json" {
+			io.WriteString(w, `{"components":{"schemas":{"SubmitRequest":{"properties":{"method":{}}}}}}`)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, `{"id":"x0","status":"queued"}`)
+	}))
+	defer older.Close()
+	r = stagectl(t, map[string]string{"STAGING_URL": older.URL}, "stage", "local_copy", "a", "b", "--user", ivan, "--lifetime", "2h")
 	if !strings.Contains(r.stderr, "does not list a lifetime field") {
-		t.Errorf("no warning that this server may ignore --lifetime:\n%s", r)
+		t.Errorf("no warning that an older server may ignore --lifetime:\n%s", r)
 	}
 
 	var mu sync.Mutex

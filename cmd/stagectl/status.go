@@ -148,7 +148,7 @@ be reached. Follow a running job live with 'stagectl watch --job JOB_ID'.`,
 
 func (a *app) printJob(j job) {
 	var counts []string
-	for _, st := range []string{"queued", "running", "succeeded", "failed", "rejected", "cancelled"} {
+	for _, st := range []string{"queued", "running", "succeeded", "failed", "rejected", "cancelled", "expired"} {
 		if n := j.Counts[st]; n > 0 {
 			counts = append(counts, fmt.Sprintf("%d %s", n, st))
 		}
@@ -195,14 +195,14 @@ With --json it prints an array of the API's records.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.user, "user", "u", "", "only this user's requests")
-	f.StringVar(&o.status, "status", "", "only requests in this status: queued, running, succeeded, failed, rejected")
+	f.StringVar(&o.status, "status", "", "only requests in this status: queued, running, succeeded, failed, rejected, cancelled, expired")
 	f.StringVar(&o.method, "method", "", "only requests of this method (see 'stagectl methods')")
 	f.StringVar(&o.since, "since", "", "only requests created since this time: RFC 3339 (2026-12-01T00:00:00Z) or a duration ago (90m, 24h, 7d)")
 	f.StringVar(&o.job, "job", "", "only the requests of this batch job")
 	f.IntVarP(&o.limit, "limit", "n", 50, "show at most this many requests")
 	_ = cmd.RegisterFlagCompletionFunc("method", a.completeMethods)
 	_ = cmd.RegisterFlagCompletionFunc("status", cobra.FixedCompletions(
-		[]string{"queued", "running", "succeeded", "failed", "rejected", "cancelled"}, cobra.ShellCompDirectiveNoFileComp))
+		[]string{"queued", "running", "succeeded", "failed", "rejected", "cancelled", "expired"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 

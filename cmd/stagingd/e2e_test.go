@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -121,6 +122,35 @@ func endToEnd(t *testing.T, sys running) {
 			t.Errorf("audit record = %+v, want origin gateway, user %s, %d bytes", rec, user, len(sampleContent))
 		}
 		sys.checkOneTrace(t, sub.ID)
+	})
+
+	t.Run("a staged item's lifetime ends in expired", func(t *testing.T) {
+		var sub struct {
+			ID string `json:"id"`
+		}
+		expiring := "e2e-" + uuid.NewString()[:8] + "/expiring.txt"
+		status := sys.postJSON(t, "/api/v1/stagings", map[string]any{
+			"method": "local_copy", "username": user,
+			"local_path_on_storage": sampleFile, "relative_path": expiring, "lifetime": 1,
+		}, &sub)
+		if status != http.StatusAccepted {
+			t.Fatalf("POST /api/v1/stagings with a lifetime = %d, want 202", status)
+		}
+		ok := sys.waitStatus(t, sub.ID, "succeeded")
+		if _, err := time.Parse(time.RFC3339, fmt.Sprint(ok["expires_at"])); err != nil {
+			t.Errorf("succeeded state %v has no expires_at: %v", ok, err)
+		}
+		sys.waitStatus(t, sub.ID, "expired")
+		if _, err := os.Lstat(filepath.Join(sys.cfg.Stager.UserAreaRoot, user, filepath.FromSlash(expiring))); !os.IsNotExist(err) {
+			t.Errorf("the expired item is still in the user's area (%v)", err)
+		}
+		if _, err := os.Stat(filepath.Join(sys.cfg.Stager.SourceRoot, filepath.FromSlash(sampleFile))); err != nil {
+			t.Errorf("the source is gone: %v", err)
+		}
+		rec := sys.waitAudit(t, sub.ID, contract.StatusExpired)
+		if rec.Outcome != contract.OutcomeStaged || rec.Bytes != int64(len(sampleContent)) {
+			t.Errorf("audit record = %+v, want the staging's outcome and bytes kept", rec)
+		}
 	})
 
 	t.Run("seed API waits for the outcome", func(t *testing.T) {

@@ -11,8 +11,10 @@ import (
 )
 
 // MinServerVersion is the oldest nats-server the services work with:
-// consumers filter on several subjects, which arrived in 2.10.
-const MinServerVersion = "2.10.0"
+// consumers filter on several subjects, which arrived in 2.10, and staged
+// items expire by message schedules (STAGING_EXPIRIES), which arrived in
+// 2.12.
+const MinServerVersion = "2.12.0"
 
 // Connect connects to the NATS server at url as client name, reconnecting
 // forever, and fails when the server is older than MinServerVersion.
@@ -34,7 +36,7 @@ func Connect(url, name string, log *slog.Logger, opts ...nats.Option) (*nats.Con
 	}
 	if v := nc.ConnectedServerVersion(); !versionAtLeast(v, MinServerVersion) {
 		nc.Close()
-		return nil, fmt.Errorf("nats server at %s is version %s; skao-staging needs %s or newer (multi-subject consumer filters)", RedactURL(url), v, MinServerVersion)
+		return nil, fmt.Errorf("nats server at %s is version %s; skao-staging needs %s or newer (multi-subject consumer filters, message schedules)", RedactURL(url), v, MinServerVersion)
 	}
 	return nc, nil
 }

@@ -92,6 +92,19 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		Duplicates:        2 * time.Minute,
 		Replicas:          o.Replicas,
 		AllowDirect:       true,
+	}, {
+		Name:        contract.StreamExpiries,
+		Description: "The expiry schedule of staged items (one message schedule per item) and the expiries due, a work queue of the stagers.",
+		Subjects:    []string{contract.SubjectExpirySchedules, contract.SubjectExpiriesDue},
+		// A due expiry goes to one stager and leaves once handled; a
+		// schedule waits, unconsumed, until the server fires it. No max
+		// age: a schedule may be years ahead.
+		Retention:         jetstream.WorkQueuePolicy,
+		Storage:           jetstream.FileStorage,
+		AllowMsgSchedules: true,
+		MaxMsgsPerSubject: 1,
+		Replicas:          o.Replicas,
+		AllowDirect:       true,
 	}}
 	for _, cfg := range streams {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {

@@ -9,8 +9,10 @@ func TestVersionAtLeast(t *testing.T) {
 	}{
 		{"2.9.10", false},
 		{"2.9.99", false},
-		{"2.10.0", true},
-		{"2.10.0-beta.1", true},
+		{"2.10.0", false},
+		{"2.11.9", false},
+		{"2.12.0", true},
+		{"2.12.0-beta.1", true},
 		{"v2.15.2", true},
 		{"3.0.0", true},
 		{"1.99.99", false},

@@ -224,6 +224,10 @@ func TestCommandValidate(t *testing.T) {
 		{"jupyter token too short", func(c *contract.Command) { c.Method, c.JupyterToken = contract.MethodJupyterCopy, "abc" }, contract.CodeMalformed},
 		{"jupyter token with space", func(c *contract.Command) { c.Method, c.JupyterToken = contract.MethodJupyterCopy, "0123 456789" }, contract.CodeMalformed},
 		{"jupyter token on local_copy", func(c *contract.Command) { c.JupyterToken = "0123456789abcdef" }, contract.CodeMalformed},
+		{"lifetime", func(c *contract.Command) { c.Lifetime = 3600 }, ""},
+		{"negative lifetime", func(c *contract.Command) { c.Lifetime = -1 }, contract.CodeMalformed},
+		{"lifetime over a century", func(c *contract.Command) { c.Lifetime = contract.MaxLifetime + 1 }, contract.CodeMalformed},
+		{"lifetime of a download link", func(c *contract.Command) { c.Method, c.Lifetime = contract.MethodDirectDownload, 60 }, contract.CodeMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -261,7 +265,7 @@ func TestMethodSet(t *testing.T) {
 }
 
 func TestStatusOnlyMovesForward(t *testing.T) {
-	order := []contract.EventType{contract.EventQueued, contract.EventStarted, contract.EventSucceeded}
+	order := []contract.EventType{contract.EventQueued, contract.EventStarted, contract.EventSucceeded, contract.EventExpired}
 	for i := 1; i < len(order); i++ {
 		if order[i].Status().Rank() <= order[i-1].Status().Rank() {
 			t.Errorf("%s does not rank above %s", order[i], order[i-1])

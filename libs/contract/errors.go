@@ -34,6 +34,7 @@ const (
 	CodeTargetConflict   Code = "target_conflict"   // something different already exists at the target
 	CodeCrossDevice      Code = "cross_device"      // a hard link across filesystems was asked for
 	CodeNoSpace          Code = "no_space"          // the target filesystem lacks the space
+	CodeQuotaExceeded    Code = "quota_exceeded"    // the copy would take the user over their quota in the user area
 	CodeChecksumMismatch Code = "checksum_mismatch" // the copy does not match the expected checksum
 	CodeIOError          Code = "io_error"          // the filesystem failed while staging
 	CodeRetriesExhausted Code = "retries_exhausted" // the request failed on every allowed delivery

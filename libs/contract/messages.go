@@ -32,6 +32,10 @@ type Command struct {
 	// ExpectedAdler32 is the source's checksum (8 hex digits, as Rucio
 	// reports it); when set, the staged copy is compared with it.
 	ExpectedAdler32 string `json:"expected_adler32,omitempty"`
+	// Lifetime is how many seconds the staged item is kept (local_copy,
+	// local_symlink and local_hardlink only); 0 asks for the site's
+	// default (STAGING_DEFAULT_LIFETIME), and the site's maximum caps it.
+	Lifetime int64 `json:"lifetime,omitempty"`
 	// JupyterToken is the user's own JupyterHub token for jupyter_copy
 	// (the seed API's jupyter_token); without it the bridge uses its
 	// service token. A secret: it is never copied into events, the audit,
@@ -62,11 +66,12 @@ const (
 	EventSucceeded EventType = "succeeded" // staged, or already present
 	EventFailed    EventType = "failed"    // staging failed and will not be retried
 	EventCancelled EventType = "cancelled" // stopped, or never started, at someone's request
+	EventExpired   EventType = "expired"   // the staged item's lifetime passed; the stager removed it
 )
 
 // Terminal reports whether no event follows t for the same request.
 func (t EventType) Terminal() bool {
-	return t == EventRejected || t == EventSucceeded || t == EventFailed || t == EventCancelled
+	return t == EventRejected || t == EventSucceeded || t == EventFailed || t == EventCancelled || t == EventExpired
 }
 
 // Status is the state of a request as the API and the audit report it.
@@ -80,6 +85,7 @@ const (
 	StatusFailed    Status = "failed"
 	StatusRejected  Status = "rejected"
 	StatusCancelled Status = "cancelled"
+	StatusExpired   Status = "expired"
 )
 
 // Status is the request status after an event of type t.
@@ -95,6 +101,8 @@ func (t EventType) Status() Status {
 		return StatusRejected
 	case EventCancelled:
 		return StatusCancelled
+	case EventExpired:
+		return StatusExpired
 	default:
 		return StatusFailed
 	}
@@ -110,6 +118,9 @@ func (s Status) Rank() int {
 		return 2
 	case StatusSucceeded, StatusFailed, StatusRejected, StatusCancelled:
 		return 3
+	case StatusExpired:
+		// Only a succeeded request expires: it follows that status.
+		return 4
 	default:
 		return 0
 	}
@@ -175,6 +186,10 @@ type Event struct {
 	Adler32  string    `json:"adler32,omitempty"`
 	// DownloadURL is the path of an issued download link (direct_download).
 	DownloadURL string `json:"download_url,omitempty"`
+	// ExpiresAt is when the staged item is removed (succeeded and
+	// expired events; absent: kept for ever), or when the download link
+	// ends (direct_download).
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 // EventFor starts an event of type t about cmd, copying the request fields.

@@ -187,7 +187,30 @@ func (c Command) Validate() error {
 	if c.ExpectedAdler32 != "" && !adler32RE.MatchString(c.ExpectedAdler32) {
 		return Errorf(CodeMalformed, "expected_adler32 must be 8 lower-case hex digits")
 	}
+	return checkLifetime(c.Method, c.Lifetime)
+}
+
+// MaxLifetime bounds lifetime (100 years in seconds), so that an expiry
+// time always fits the stores.
+const MaxLifetime = 100 * 365 * 24 * 3600
+
+// checkLifetime checks a command's lifetime: only for the methods that
+// leave an item in the user's area, which the stager can remove.
+func checkLifetime(m Method, seconds int64) error {
+	switch {
+	case seconds < 0:
+		return Errorf(CodeMalformed, "lifetime must not be negative")
+	case seconds > MaxLifetime:
+		return Errorf(CodeMalformed, "lifetime must be at most %d seconds", MaxLifetime)
+	case seconds > 0 && !Expires(m):
+		return Errorf(CodeMalformed, "lifetime applies to local_copy, local_symlink and local_hardlink, not %s", m)
+	}
 	return nil
+}
+
+// Expires reports whether what method m stages can be given a lifetime.
+func Expires(m Method) bool {
+	return m == MethodLocalCopy || m == MethodLocalSymlink || m == MethodLocalHardlink
 }
 
 // checkJobSize checks a command's job_size: only with a job_id.
@@ -258,9 +281,9 @@ func (e Event) Validate() error {
 	switch e.Type {
 	case "":
 		return Errorf(CodeMissingField, "type is required")
-	case EventQueued, EventRejected, EventStarted, EventProgress, EventSucceeded, EventFailed, EventCancelled:
+	case EventQueued, EventRejected, EventStarted, EventProgress, EventSucceeded, EventFailed, EventCancelled, EventExpired:
 	default:
-		return Errorf(CodeUnknownEventType, "unknown event type %q; known types: queued, rejected, started, progress, succeeded, failed, cancelled", cut(string(e.Type), 64))
+		return Errorf(CodeUnknownEventType, "unknown event type %q; known types: queued, rejected, started, progress, succeeded, failed, cancelled, expired", cut(string(e.Type), 64))
 	}
 	if err := e.checkRequestFields(); err != nil {
 		return err
@@ -282,6 +305,12 @@ func (e Event) Validate() error {
 		return Errorf(CodeMissingField, "cancelled_by is required on a cancelled event")
 	case e.Type != EventCancelled && e.CancelledBy != "":
 		return Errorf(CodeMalformed, "cancelled_by belongs only to a cancelled event")
+	case e.Type == EventExpired && e.ExpiresAt == nil:
+		return Errorf(CodeMissingField, "expires_at is required on an expired event")
+	case e.ExpiresAt != nil && e.Type != EventSucceeded && e.Type != EventExpired:
+		return Errorf(CodeMalformed, "expires_at belongs only to a succeeded or expired event")
+	case e.ExpiresAt != nil && (e.ExpiresAt.Before(minEventTime) || !e.ExpiresAt.Before(endEventTime)):
+		return Errorf(CodeMalformed, "expires_at %s is not between 1970 and 9999", e.ExpiresAt.Format(time.RFC3339Nano))
 	case e.Type == EventProgress && e.Progress == nil:
 		return Errorf(CodeMissingField, "progress is required on a progress event")
 	case e.Progress != nil && (e.Progress.BytesDone < 0 || e.Progress.BytesTotal < 0 || e.Progress.FilesDone < 0 || e.Progress.FilesTotal < 0):

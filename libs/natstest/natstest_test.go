@@ -16,7 +16,7 @@ func TestJetStreamHasTheStreams(t *testing.T) {
 	if !nc.IsConnected() {
 		t.Fatalf("connection status = %v, want connected", nc.Status())
 	}
-	for _, name := range []string{contract.StreamRequests, contract.StreamEvents} {
+	for _, name := range []string{contract.StreamRequests, contract.StreamEvents, contract.StreamCancels, contract.StreamExpiries} {
 		if _, err := js.Stream(t.Context(), name); err != nil {
 			t.Errorf("stream %s: %v", name, err)
 		}

@@ -43,6 +43,9 @@ type Result struct {
 	Adler32 string
 	// DownloadURL is the path of an issued download link.
 	DownloadURL string
+	// ExpiresAt is when the staged item is removed, or the download link
+	// ends; zero for never.
+	ExpiresAt time.Time
 	// Message tells a person what happened.
 	Message string
 }
@@ -192,6 +195,9 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 	span.SetAttributes(telemetry.AttrBytes.Int64(res.Bytes), telemetry.AttrFiles.Int64(res.Files), attribute.String("staging.outcome", string(res.Outcome)))
 	ev := w.event(ctx, cmd, contract.EventSucceeded, attempt)
 	ev.Outcome, ev.Bytes, ev.Files, ev.Adler32, ev.Message, ev.DownloadURL = res.Outcome, res.Bytes, res.Files, res.Adler32, res.Message, res.DownloadURL
+	if !res.ExpiresAt.IsZero() {
+		ev.ExpiresAt = new(res.ExpiresAt.UTC())
+	}
 	if err := bus.PublishEvent(ctx, w.o.JS, ev); err != nil {
 		// Redelivery is safe: the target is now present.
 		return fmt.Errorf("publish succeeded event: %w", err)

@@ -22,7 +22,9 @@ import (
 	"github.com/skao/skao-staging/libs/storage"
 	"github.com/skao/skao-staging/libs/worker"
 	"github.com/skao/skao-staging/services/stager/internal/downloads"
+	"github.com/skao/skao-staging/services/stager/internal/expiry"
 	"github.com/skao/skao-staging/services/stager/internal/ownership"
+	"github.com/skao/skao-staging/services/stager/internal/quota"
 	"github.com/skao/skao-staging/services/stager/internal/stage"
 )
 
@@ -53,6 +55,12 @@ type Config struct {
 	SyncCopies   bool          `env:"STAGER_SYNC_COPIES" envDeprecated:"SYNC_COPIES" envDefault:"true" help:"write each copy, then its rename, to disk before reporting it done; false is faster, but a machine crash soon after can leave a copy named with data missing"`
 	DownloadAddr string        `env:"DOWNLOAD_ADDR" envDefault:":8081" help:"listen address for download links; empty for none"`
 	DownloadTTL  time.Duration `env:"DOWNLOAD_TTL" envDefault:"1h" help:"lifetime of a download link"`
+	// DefaultLifetime and MaxLifetime bound how long staged items stay
+	// (a request's lifetime); 0 keeps them for ever.
+	DefaultLifetime time.Duration `env:"DEFAULT_LIFETIME" envDefault:"0s" help:"how long an item staged by local_copy, local_symlink or local_hardlink stays when the request names no lifetime; 0 keeps it for ever"`
+	MaxLifetime     time.Duration `env:"MAX_LIFETIME" envDefault:"0s" help:"the longest lifetime of a staged item; a longer one (or for ever) is cut to it; 0 for no bound"`
+	UserQuota       int64         `env:"USER_QUOTA" envDefault:"0" help:"bytes each user may hold in the user area; a local_copy that would go over fails with quota_exceeded; 0 for no quota"`
+	UserQuotaFile   string        `env:"USER_QUOTA_FILE" help:"file of \"username bytes\" lines overriding STAGING_USER_QUOTA per user (0: no quota for that user)"`
 	// DownloadSendfile is on by default. Which path is faster depends on
 	// the machine (docs/benchmarks.md), so the buffered copy stays a
 	// setting.
@@ -69,8 +77,9 @@ type Config struct {
 //
 // In order: the roots and settings are checked and opened, the copy engine
 // is built and clears what crashed copies left, then the worker (the
-// JetStream consumer) and the download listener run side by side until ctx
-// ends or either fails, which stops the other.
+// JetStream consumer), the expiry keeper (the consumer of due expiries) and
+// the download listener run side by side until ctx ends or one fails, which
+// stops the others.
 func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	log := deps.Log.With("component", "stager")
 	allowed, err := contract.ParseMethodSet(cfg.AllowedMethods)
@@ -78,6 +87,10 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		return fmt.Errorf("allowed methods: %w", err)
 	}
 	owners, err := ownership.New(cfg.Ownership, cfg.OwnershipMap)
+	if err != nil {
+		return err
+	}
+	quotas, err := quota.Load(cfg.UserQuota, cfg.UserQuotaFile)
 	if err != nil {
 		return err
 	}
@@ -101,7 +114,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 
 	tracer := deps.Tracer.Tracer("skao-staging/stager")
 	st := &stage.Stager{
-		Source: source, Users: users, Owners: owners, Workers: cfg.CopyWorkers, Tracer: tracer,
+		Source: source, Users: users, Owners: owners, Quotas: quotas, Workers: cfg.CopyWorkers, Tracer: tracer,
 		NoSync: !cfg.SyncCopies,
 		// The copy meter samples more often than the worker publishes, so
 		// the worker's spacing of progress events sets the pace.
@@ -124,7 +137,11 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		log.InfoContext(ctx, "leftovers_removed", "removed", n)
 	}
 
-	work := newMethods(deps.Registerer, links, st)
+	expiries := &expiry.Keeper{
+		JS: deps.JS, Users: users, Default: cfg.DefaultLifetime, Max: cfg.MaxLifetime,
+		Log: log.With("component", "expiry"), Source: "stager", AckWait: cfg.AckWait,
+	}
+	work := newMethods(deps.Registerer, links, st, expiries)
 	w, err := worker.New(worker.Options{
 		Source:        "stager",
 		Methods:       contract.StagerMethods,
@@ -161,6 +178,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		})
 	}
 	g.Go(func() error { return w.Run(ctx) })
+	g.Go(func() error { return expiries.Run(ctx) })
 	log.InfoContext(ctx, "stager_started", "source_root", source.Dir(), "user_area_root", cfg.UserAreaRoot, "methods", fmt.Sprint(allowed))
 	return g.Wait()
 }
@@ -212,14 +230,16 @@ func storageCheck(source *storage.Root, users *os.Root) func(context.Context) er
 type methods struct {
 	stager       *stage.Stager
 	links        *downloads.Store
+	expiries     *expiry.Keeper
 	bytes, files prometheus.Counter
 }
 
-func newMethods(reg prometheus.Registerer, links *downloads.Store, s *stage.Stager) *methods {
+func newMethods(reg prometheus.Registerer, links *downloads.Store, s *stage.Stager, expiries *expiry.Keeper) *methods {
 	counters := promauto.With(reg)
 	return &methods{
-		stager: s,
-		links:  links,
+		stager:   s,
+		links:    links,
+		expiries: expiries,
 		bytes: counters.NewCounter(prometheus.CounterOpts{
 			Name: "staging_stager_bytes_total",
 			Help: "Bytes copied or linked by the stager.",
@@ -246,6 +266,11 @@ func (m *methods) stage(ctx context.Context, cmd contract.Command, report *worke
 		return worker.Result{}, contract.Errorf(contract.CodeInvalidMethod, "the stager does not carry out %q", cmd.Method)
 	}
 	if err != nil {
+		return worker.Result{}, err
+	}
+	// Before the succeeded event: a failure here is retried, and the
+	// item is then already present.
+	if r.ExpiresAt, err = m.expiries.Schedule(ctx, cmd, r.Outcome); err != nil {
 		return worker.Result{}, err
 	}
 	if r.Outcome == contract.OutcomeStaged {
@@ -280,7 +305,7 @@ func (m *methods) issueLink(ctx context.Context, cmd contract.Command) (worker.R
 	if err != nil {
 		return worker.Result{}, err
 	}
-	url, err := m.links.Issue(ctx, cmd.Username, rel, cmd.ID)
+	url, expires, err := m.links.Issue(ctx, cmd.Username, rel, cmd.ID)
 	if err != nil {
 		return worker.Result{}, fmt.Errorf("issue download link: %w", err)
 	}
@@ -292,5 +317,6 @@ func (m *methods) issueLink(ctx context.Context, cmd contract.Command) (worker.R
 		Outcome:     contract.OutcomeLinkIssued,
 		Message:     fmt.Sprintf("download link issued for %s %s", what, cmd.LocalPathOnStorage),
 		DownloadURL: url,
+		ExpiresAt:   expires,
 	}, nil
 }

@@ -17,7 +17,7 @@ import (
 //   - created_at and started_at keep the earliest time seen, updated_at the
 //     latest;
 //   - finished_at and the results come from the terminal event that set the
-//     status.
+//     status; expired, which follows succeeded, changes only the status.
 //
 // An event of a type this version does not know is kept in the history but
 // changes no status (the recorder sets such events apart before they get
@@ -50,20 +50,35 @@ func merge(r contract.Record, exists bool, ev contract.Event) contract.Record {
 	}
 	status := ev.Type.Status()
 	if status.Rank() <= r.Status.Rank() {
+		if ev.Type == contract.EventSucceeded && r.Status == contract.StatusExpired {
+			// The expired event came first: the results are still the
+			// staging's.
+			finish(&r, ev, t)
+		}
 		return r
 	}
 	r.Status = status
+	if ev.Type == contract.EventExpired {
+		// The staging's end and results stand; expired only says the item
+		// is gone since.
+		return r
+	}
 	if ev.Type.Terminal() {
-		r.FinishedAt = timePtr(t)
-		r.Outcome = contract.Outcome(clip(string(ev.Outcome), maxWord))
-		r.Bytes, r.Files = ev.Bytes, ev.Files
-		r.Adler32 = clip(ev.Adler32, maxChecksum)
-		if ev.Error != nil {
-			r.ErrorCode = contract.Code(clip(string(ev.Error.Code), maxShort))
-			r.ErrorReason = clip(ev.Error.Detail, maxText)
-		}
+		finish(&r, ev, t)
 	}
 	return r
+}
+
+// finish sets the end and the results of r from ev, its terminal event.
+func finish(r *contract.Record, ev contract.Event, t time.Time) {
+	r.FinishedAt = timePtr(t)
+	r.Outcome = contract.Outcome(clip(string(ev.Outcome), maxWord))
+	r.Bytes, r.Files = ev.Bytes, ev.Files
+	r.Adler32 = clip(ev.Adler32, maxChecksum)
+	if ev.Error != nil {
+		r.ErrorCode = contract.Code(clip(string(ev.Error.Code), maxShort))
+		r.ErrorReason = clip(ev.Error.Detail, maxText)
+	}
 }
 
 func fill(field *string, v string) {
@@ -77,7 +92,8 @@ func timePtr(t time.Time) *time.Time { return &t }
 func knownType(t contract.EventType) bool {
 	switch t {
 	case contract.EventQueued, contract.EventRejected, contract.EventStarted,
-		contract.EventProgress, contract.EventSucceeded, contract.EventFailed, contract.EventCancelled:
+		contract.EventProgress, contract.EventSucceeded, contract.EventFailed, contract.EventCancelled,
+		contract.EventExpired:
 		return true
 	}
 	return false

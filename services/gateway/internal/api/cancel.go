@@ -125,7 +125,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func ended(s contract.Status) bool { return s.Rank() == contract.StatusSucceeded.Rank() }
+func ended(s contract.Status) bool { return s.Rank() >= contract.StatusSucceeded.Rank() }
 
 func alreadyFinished(state stagings.State) error {
 	return contract.Errorf(contract.CodeAlreadyFinished, "request %s has already ended: %s", state.ID, state.Status)

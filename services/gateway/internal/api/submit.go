@@ -23,6 +23,9 @@ type submitRequest struct {
 	DID                string `json:"did,omitempty"`
 	RelativePath       string `json:"relative_path"`
 	ExpectedAdler32    string `json:"expected_adler32,omitempty"`
+	// Lifetime is how many seconds the staged item is kept (0: the
+	// site's default).
+	Lifetime int64 `json:"lifetime,omitempty"`
 	// JupyterToken is the user's own JupyterHub token (jupyter_copy only);
 	// a secret, never logged or echoed.
 	JupyterToken string `json:"jupyter_token,omitempty"`
@@ -86,6 +89,7 @@ func (s *Server) command(it submitRequest) contract.Command {
 		DID:                it.DID,
 		RelativePath:       it.RelativePath,
 		ExpectedAdler32:    it.ExpectedAdler32,
+		Lifetime:           it.Lifetime,
 	})
 	cmd.JupyterToken = it.JupyterToken
 	return cmd

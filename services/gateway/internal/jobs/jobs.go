@@ -45,10 +45,11 @@ func ItemID(jobID string, n int) string {
 func Overall(statuses []contract.Status) State {
 	succeeded, cancelled, finished := 0, 0, 0
 	for _, s := range statuses {
-		if s.Rank() == contract.StatusSucceeded.Rank() {
+		if s.Rank() >= contract.StatusSucceeded.Rank() {
 			finished++
 			switch s {
-			case contract.StatusSucceeded:
+			case contract.StatusSucceeded, contract.StatusExpired:
+				// An expired item was staged, and kept its time.
 				succeeded++
 			case contract.StatusCancelled:
 				cancelled++

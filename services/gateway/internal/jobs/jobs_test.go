@@ -15,6 +15,7 @@ func TestOverall(t *testing.T) {
 		f  = contract.StatusFailed
 		rj = contract.StatusRejected
 		c  = contract.StatusCancelled
+		ex = contract.StatusExpired
 	)
 	tests := []struct {
 		name     string
@@ -31,6 +32,8 @@ func TestOverall(t *testing.T) {
 		{"all cancelled", []contract.Status{c, c}, jobs.Cancelled},
 		{"some cancelled", []contract.Status{c, ok}, jobs.Partial},
 		{"cancelled and failed", []contract.Status{c, f}, jobs.Failed},
+		{"some expired", []contract.Status{ok, ex}, jobs.Completed},
+		{"expired and failed", []contract.Status{ex, f}, jobs.Partial},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

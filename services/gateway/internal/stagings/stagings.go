@@ -69,6 +69,7 @@ type Item struct {
 	DID                string // instead of LocalPathOnStorage: a Rucio DID
 	RelativePath       string
 	ExpectedAdler32    string
+	Lifetime           int64 // seconds
 	JobID              string
 }
 
@@ -84,6 +85,7 @@ func (c *Client) NewCommand(item Item) contract.Command {
 		DID:                item.DID,
 		RelativePath:       item.RelativePath,
 		ExpectedAdler32:    item.ExpectedAdler32,
+		Lifetime:           item.Lifetime,
 		Origin:             Origin,
 		RequestedAt:        c.now(),
 	}

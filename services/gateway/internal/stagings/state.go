@@ -33,9 +33,11 @@ type State struct {
 	Files              int64              `json:"files"`
 	Adler32            string             `json:"adler32,omitempty"`
 	DownloadURL        string             `json:"download_url,omitempty"`
-	TraceID            string             `json:"trace_id,omitempty"`
-	CreatedAt          *time.Time         `json:"created_at,omitempty"`
-	UpdatedAt          time.Time          `json:"updated_at"`
+	// ExpiresAt is when the staged item goes, or the download link ends.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	TraceID   string     `json:"trace_id,omitempty"`
+	CreatedAt *time.Time `json:"created_at,omitempty"`
+	UpdatedAt time.Time  `json:"updated_at"`
 }
 
 // StateFromEvent is the state a request is in after ev.
@@ -58,6 +60,7 @@ func StateFromEvent(ev contract.Event) State {
 		Files:              ev.Files,
 		Adler32:            ev.Adler32,
 		DownloadURL:        ev.DownloadURL,
+		ExpiresAt:          ev.ExpiresAt,
 		TraceID:            ev.TraceID,
 		UpdatedAt:          ev.Time,
 	}

@@ -75,13 +75,14 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (
 	return &Store{kv: kv, ttl: ttl}, nil
 }
 
-// Issue stores a new link to path for username and returns its URL path.
-// The link remembers requestID and the span of ctx for its downloads.
-func (s *Store) Issue(ctx context.Context, username, path, requestID string) (string, error) {
+// Issue stores a new link to path for username and returns its URL path
+// and when it ends. The link remembers requestID and the span of ctx for
+// its downloads.
+func (s *Store) Issue(ctx context.Context, username, path, requestID string) (string, time.Time, error) {
 	// 32 random bytes: 256 bits, beyond guessing.
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("download token: %w", err)
+		return "", time.Time{}, fmt.Errorf("download token: %w", err)
 	}
 	token := base64.RawURLEncoding.EncodeToString(b)
 	l := Link{Path: path, Username: username, RequestID: requestID, Expires: time.Now().UTC().Add(s.ttl)}
@@ -93,12 +94,12 @@ func (s *Store) Issue(ctx context.Context, username, path, requestID string) (st
 	}
 	data, err := json.Marshal(l)
 	if err != nil {
-		return "", fmt.Errorf("encode download link: %w", err)
+		return "", time.Time{}, fmt.Errorf("encode download link: %w", err)
 	}
 	if _, err := s.kv.Create(ctx, token, data); err != nil {
-		return "", fmt.Errorf("store download link: %w", err)
+		return "", time.Time{}, fmt.Errorf("store download link: %w", err)
 	}
-	return PathPrefix + token, nil
+	return PathPrefix + token, l.Expires, nil
 }
 
 // Lookup returns the link of token, or ErrNotFound.

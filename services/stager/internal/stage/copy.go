@@ -51,6 +51,9 @@ func (s *Stager) stagePlan(ctx context.Context, cmd contract.Command, p *plan, p
 			return Result{}, err
 		}
 	}
+	if err := s.Quotas.Check(s.Users, cmd.Username, p.bytes); err != nil {
+		return Result{}, err
+	}
 	if p.tree || p.size > trackAbove {
 		if err := s.track(cmd.ID, t); err != nil {
 			return Result{}, err

@@ -23,6 +23,7 @@ import (
 	"github.com/skao/skao-staging/libs/storage"
 	"github.com/skao/skao-staging/libs/worker"
 	"github.com/skao/skao-staging/services/stager/internal/ownership"
+	"github.com/skao/skao-staging/services/stager/internal/quota"
 )
 
 // Stager stages requests from one storage into one user area.
@@ -35,6 +36,8 @@ type Stager struct {
 	// Owners gives staged data to its user (nil: it keeps the stager's
 	// owner).
 	Owners *ownership.Owners
+	// Quotas bound what each user holds in the user area (nil: no bound).
+	Quotas *quota.Quotas
 	// ProgressEvery is the interval of progress reports (default 1 s).
 	ProgressEvery time.Duration
 	// Rucio resolves the DID a request names (nil: a request by DID is
