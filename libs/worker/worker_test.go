@@ -1,5 +1,9 @@
 package worker_test
 
+// Handle's behaviour around one delivery, table by table (validation, outcomes,
+// retries, metrics, events); the id, cancel and run tests have files of their
+// own. Over 400 lines because the tables share one harness, defined here.
+
 import (
 	"context"
 	"encoding/json"
