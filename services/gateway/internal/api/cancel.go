@@ -40,17 +40,11 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Before the cancel, so that the cancelled event cannot be missed.
-	watch, err := s.client.Watch(state.ID)
-	if err != nil {
-		s.logFault(r, "watch_failed", err)
-		writeError(w, r, err)
+	watch, ok := s.watch(w, r, state.ID)
+	if !ok {
 		return
 	}
-	defer func() {
-		if err := watch.Close(); err != nil {
-			s.log.WarnContext(ctx, "unwatch_failed", "id", state.ID, "error", err)
-		}
-	}()
+	defer s.unwatch(r, watch, state.ID)
 	if err := s.client.Cancel(ctx, state.ID, canceller(ctx)); err != nil {
 		s.logFault(r, "cancel_failed", err)
 		writeError(w, r, err)

@@ -83,17 +83,11 @@ func (s *Server) stageData(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	watch, err := s.client.Watch(cmd.ID)
-	if err != nil {
-		s.logFault(r, "watch_failed", err)
-		writeError(w, r, err)
+	watch, ok := s.watch(w, r, cmd.ID)
+	if !ok {
 		return
 	}
-	defer func() {
-		if err := watch.Close(); err != nil {
-			s.log.WarnContext(r.Context(), "unwatch_failed", "id", cmd.ID, "error", err)
-		}
-	}()
+	defer s.unwatch(r, watch, cmd.ID)
 	if !s.publish(w, r, cmd) {
 		return
 	}
@@ -222,4 +216,24 @@ func (s *Server) config(w http.ResponseWriter, _ *http.Request) {
 
 func (s *Server) allowedMethods(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, allowedMethods{Methods: s.client.Allowed()})
+}
+
+// watch starts following the events of request id, so that an outcome
+// published from now on cannot be missed; it answers the fault itself and
+// reports false when it cannot.
+func (s *Server) watch(w http.ResponseWriter, r *http.Request, id string) (*stagings.Watch, bool) {
+	watch, err := s.client.Watch(id)
+	if err != nil {
+		s.logFault(r, "watch_failed", err)
+		writeError(w, r, err)
+		return nil, false
+	}
+	return watch, true
+}
+
+// unwatch ends what watch started.
+func (s *Server) unwatch(r *http.Request, watch *stagings.Watch, id string) {
+	if err := watch.Close(); err != nil {
+		s.log.WarnContext(r.Context(), "unwatch_failed", "id", id, "error", err)
+	}
 }
