@@ -249,7 +249,7 @@ func (c *Client) Upload(ctx context.Context, user, p string, src io.ReaderAt, si
 // the chunk size.
 func (c *Client) PutFile(ctx context.Context, user, p string, src io.ReaderAt, size int64, progress func(sent int64)) error {
 	if size <= c.chunkSize {
-		if err := c.putPiece(ctx, user, p, 0, io.NewSectionReader(src, 0, size), size); err != nil {
+		if err := c.putWhole(ctx, user, p, 0, io.NewSectionReader(src, 0, size), size); err != nil {
 			return err
 		}
 		if progress != nil {
@@ -265,7 +265,7 @@ func (c *Client) PutFile(ctx context.Context, user, p string, src io.ReaderAt, s
 		}
 		off := i * c.chunkSize
 		length := min(c.chunkSize, size-off)
-		if err := c.putPiece(ctx, user, p, chunk, io.NewSectionReader(src, off, length), length); err != nil {
+		if err := c.putWhole(ctx, user, p, chunk, io.NewSectionReader(src, off, length), length); err != nil {
 			return err
 		}
 		if progress != nil {
@@ -273,6 +273,28 @@ func (c *Client) PutFile(ctx context.Context, user, p string, src io.ReaderAt, s
 		}
 	}
 	return nil
+}
+
+// pieceGrace is how long a piece already on its way may take to end once
+// its upload is cancelled.
+const pieceGrace = 10 * time.Second
+
+// putWhole is putPiece for a piece that, once begun, is let end: a piece
+// abandoned mid-request can still be written by the server after the
+// cleanup that follows a cancel, and leave a file behind. A cancelled ctx
+// starts no new piece, and cuts one in flight only after pieceGrace.
+func (c *Client) putWhole(ctx context.Context, user, p string, chunk int, r io.Reader, length int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(pieceGrace, cancel) })
+	defer stop()
+	if err := c.putPiece(pctx, user, p, chunk, r, length); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // putPiece sends one PUT whose JSON body carries length bytes of r as
