@@ -179,17 +179,7 @@ func TestEventGapsFilledFromTheMessage(t *testing.T) {
 // ignores it), and encoded again when it is not valid UTF-8, which a MySQL
 // text column would refuse: both are recorded, on every backend.
 func TestEventsStoredAsReceivedOrEncoded(t *testing.T) {
-	for _, backend := range []struct {
-		name string
-		cfg  func(t *testing.T) audit.Config
-	}{
-		{"sqlite", sqliteConfig},
-		{"mysql", func(t *testing.T) audit.Config {
-			cfg := sqliteConfig(t)
-			cfg.MySQLDSN = testenv.MySQL(t)
-			return cfg
-		}},
-	} {
+	for _, backend := range backends {
 		t.Run(backend.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.start(t, backend.cfg(t))
@@ -355,4 +345,18 @@ func TestConfigIsChecked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// backends are the audit's two databases, for the tests that run on each:
+// SQLite, and the MySQL/MariaDB named by STAGING_TEST_MYSQL_DSN.
+var backends = []struct {
+	name string
+	cfg  func(t *testing.T) audit.Config
+}{
+	{"sqlite", sqliteConfig},
+	{"mysql", func(t *testing.T) audit.Config {
+		cfg := sqliteConfig(t)
+		cfg.MySQLDSN = testenv.MySQL(t)
+		return cfg
+	}},
 }

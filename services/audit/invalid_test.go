@@ -12,7 +12,6 @@ import (
 
 	"github.com/skao/skao-staging/libs/contract"
 	"github.com/skao/skao-staging/libs/testenv"
-	"github.com/skao/skao-staging/services/audit"
 )
 
 // rawEvent is a message as anyone allowed to publish on the events stream
@@ -94,17 +93,7 @@ func invalidEvents(t *testing.T) []rawEvent {
 // flows around them, including those that legitimately begin with a
 // rejected or a started event, are recorded as before.
 func TestInvalidEventsAreKeptApart(t *testing.T) {
-	for _, backend := range []struct {
-		name string
-		cfg  func(t *testing.T) audit.Config
-	}{
-		{"sqlite", sqliteConfig},
-		{"mysql", func(t *testing.T) audit.Config {
-			cfg := sqliteConfig(t)
-			cfg.MySQLDSN = testenv.MySQL(t)
-			return cfg
-		}},
-	} {
+	for _, backend := range backends {
 		t.Run(backend.name, func(t *testing.T) {
 			e := newEnv(t)
 			cfg := backend.cfg(t)
