@@ -101,6 +101,7 @@ bench: ## Run benchmarks in libs and services
 	STAGING_TEST_MYSQL_DSN="$${STAGING_TEST_MYSQL_DSN:-root:@tcp(127.0.0.1:3306)/}" services/audit/bench.sh
 	scripts/bench/stager.sh
 	scripts/bench/gateway.sh
+	scripts/bench/latency.sh
 	GATEWAY=1 LEVELS=256 MODES=seed,sse RUNS=1 DOWNLOAD_MIB=0 scripts/bench/gateway.sh  # the gateway process's own peak RSS
 	scripts/jupyterhub-test/bench.sh
 

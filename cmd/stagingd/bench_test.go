@@ -69,15 +69,7 @@ func TestGatewayBench(t *testing.T) {
 	p := benchParamsFromEnv(t)
 	bin := ""
 	if !p.inProcess {
-		bin = p.bin
-		if bin == "" {
-			bin = filepath.Join(t.TempDir(), "stagingd")
-			build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
-			build.Stdout, build.Stderr = os.Stderr, os.Stderr
-			if err := build.Run(); err != nil {
-				t.Fatalf("go build ./cmd/stagingd: %v", err)
-			}
-		}
+		bin = benchBinary(t)
 	}
 	if p.gatewayBin == "" && os.Getenv("STAGING_BENCH_GATEWAY") == "1" && !p.inProcess {
 		p.gatewayBin = filepath.Join(t.TempDir(), "gateway")
@@ -107,7 +99,6 @@ type benchParams struct {
 	runs, requests, downloadMiB int
 	levels                      []int
 	modes                       []string
-	bin                         string
 	inProcess                   bool
 	// gatewayBin, when set, is a built standalone gateway: the requests go
 	// through it, on stagingd's NATS server, and its own peak RSS is
@@ -133,7 +124,6 @@ func benchParamsFromEnv(t *testing.T) benchParams {
 		requests:    max(num("STAGING_BENCH_REQUESTS", 3000), 10),
 		downloadMiB: num("STAGING_BENCH_DOWNLOAD_MIB", 1024),
 		modes:       strings.Split(orDefault(os.Getenv("STAGING_BENCH_MODES"), "seed,sse,bare"), ","),
-		bin:         os.Getenv("STAGING_BENCH_BIN"),
 		inProcess:   os.Getenv("STAGING_BENCH_INPROCESS") == "1",
 		gatewayBin:  os.Getenv("STAGING_BENCH_GATEWAY_BIN"),
 	}
@@ -329,11 +319,12 @@ var (
 	bannerNATS = regexp.MustCompile(`NATS \(embedded\):\s+(\S+)`)
 )
 
-// startSubprocess runs bin as `make run` does, on free ports, and waits
-// for its banner.
-func startSubprocess(t *testing.T, bin, dir string) benchTarget {
+// startSubprocess runs bin as `make run` does, on free ports, with env
+// added to the test's environment, and waits for its banner.
+func startSubprocess(t *testing.T, bin, dir string, env ...string) benchTarget {
 	t.Helper()
 	cmd := exec.Command(bin, "-data-dir", dir, "-http-addr", "127.0.0.1:0", "-nats-listen", "127.0.0.1:0", "-log-level", "warn")
+	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
