@@ -33,6 +33,7 @@ type staging struct {
 	Method             string    `json:"method"`
 	Username           string    `json:"username"`
 	LocalPathOnStorage string    `json:"local_path_on_storage"`
+	DID                string    `json:"did,omitempty"`
 	RelativePath       string    `json:"relative_path"`
 	Outcome            string    `json:"outcome,omitempty"`
 	Message            string    `json:"message,omitempty"`
@@ -97,9 +98,12 @@ type recordPage struct {
 // item is one item to stage: the body of POST /api/v1/stagings and an
 // element of a job's items.
 type item struct {
-	Method             string `json:"method"`
-	Username           string `json:"username"`
-	LocalPathOnStorage string `json:"local_path_on_storage"`
+	Method   string `json:"method"`
+	Username string `json:"username"`
+	// The source: a path on the site's storage or, instead, a Rucio DID
+	// (scope:name); the server takes exactly one of the two.
+	LocalPathOnStorage string `json:"local_path_on_storage,omitempty"`
+	DID                string `json:"did,omitempty"`
 	RelativePath       string `json:"relative_path"`
 	ExpectedAdler32    string `json:"expected_adler32,omitempty"`
 	// Lifetime (seconds) is sent only when asked for: servers without

@@ -97,6 +97,11 @@ func TestExitCodes(t *testing.T) {
 		{"unknown request", nil, []string{"status", "00000000-0000-4000-8000-000000000000"}, exitFailed, "not_found: "},
 		{"missing --user", nil, []string{"stage", "local_copy", src, "codes/v.txt"}, exitUsage, "--user is required"},
 		{"too few arguments", nil, []string{"stage", "local_copy", src}, exitUsage, "METHOD SOURCE TARGET"},
+		{"--did and a source", nil, []string{"stage", "local_copy", src, "codes/d.txt", "--did", "testsrc:f", "--user", dave}, exitUsage, "give SOURCE or --did, not both"},
+		{"--did without a target", nil, []string{"stage", "local_copy", "--did", "testsrc:f", "--user", dave}, exitUsage, "stage --did needs METHOD TARGET"},
+		{"--did and --from", nil, []string{"stage", "--from", "items.csv", "--did", "testsrc:f", "--user", dave}, exitUsage, "--did names the source of one request"},
+		{"--did and --adler32", nil, []string{"stage", "local_copy", "codes/d.txt", "--did", "testsrc:f", "--adler32", "0a1b2c3d", "--user", dave}, exitUsage, "--adler32 does not go with --did"},
+		{"not a did", nil, []string{"stage", "local_copy", "codes/d.txt", "--did", "no-scope", "--user", dave}, exitFailed, "invalid_did: "},
 		{"unknown flag", nil, []string{"status", "--colour", "x"}, exitUsage, "unknown flag"},
 		{"unknown command", nil, []string{"stagex"}, exitUsage, "unknown command"},
 		{"bad server URL", map[string]string{"STAGING_URL": "localhost:8080"}, []string{"methods"}, exitUsage, "not an http:// or https:// URL"},
@@ -229,6 +234,50 @@ func TestStageBatchFromFile(t *testing.T) {
 	os.WriteFile(bad, []byte(`{"method":"local_copy","colour":"blue"}`+"\n"), 0o644)
 	if r := stagectl(t, nil, "stage", "--from", bad); r.code != exitUsage || !strings.Contains(r.stderr, "line 1") {
 		t.Errorf("a malformed batch file: %s\nwant exit 2 naming line 1", r)
+	}
+}
+
+// TestStageByDID: --did sends the DID instead of a source path, and the
+// request's state shows it. The all-in-one has no Rucio, so its stager
+// refuses the request with method_not_allowed.
+func TestStageByDID(t *testing.T) {
+	heidi := newUser("heidi")
+	r := stagectl(t, nil, "stage", "local_copy", "did/ds1", "--did", "testsrc:ds1", "--user", heidi, "--wait")
+	if r.code != exitFailed || !strings.Contains(r.stdout+r.stderr, "method_not_allowed") || !strings.Contains(r.stdout+r.stderr, "staging by DID is not set up") {
+		t.Fatalf("stage --did on a server without Rucio: %s\nwant exit 1 with method_not_allowed", r)
+	}
+
+	id := strings.TrimSpace(mustRun(t, exitOK, "stage", "local_copy", "did/ds2", "--did", "testsrc:ds2", "--user", heidi).stdout)
+	var states []staging
+	eventually(t, 10*time.Second, "the request to end", func() bool {
+		states = nil
+		r := stagectl(t, nil, "status", "--json", id)
+		pureJSON(t, r.stdout, &states)
+		return len(states) == 1 && states[0].finished()
+	})
+	if s := states[0]; s.DID != "testsrc:ds2" || s.LocalPathOnStorage != "" || s.RelativePath != "did/ds2" || s.Error == nil || s.Error.Code != "method_not_allowed" {
+		t.Errorf("state = %+v (error %+v), want did testsrc:ds2, no source path, method_not_allowed", s, s.Error)
+	}
+	if r := mustRun(t, exitFailed, "status", id); !strings.Contains(r.stdout, "testsrc:ds2") {
+		t.Errorf("status does not show the did:\n%s", r)
+	}
+
+	// In a batch file: a did field of a JSON line, a did column of a CSV.
+	dir := t.TempDir()
+	jsonl := filepath.Join(dir, "dids.jsonl")
+	os.WriteFile(jsonl, []byte(`{"method":"local_copy","did":"testsrc:ds3","relative_path":"did/ds3"}`+"\n"), 0o644)
+	csvFile := filepath.Join(dir, "dids.csv")
+	os.WriteFile(csvFile, []byte("method,did,target\nlocal_copy,testsrc:ds4,did/ds4\n"), 0o644)
+	for file, did := range map[string]string{jsonl: "testsrc:ds3", csvFile: "testsrc:ds4"} {
+		jobID := strings.TrimSpace(mustRun(t, exitOK, "stage", "--from", file, "--user", heidi).stdout)
+		if r := stagectl(t, nil, "watch", "--job", jobID); r.code != exitFailed || !strings.Contains(r.stdout+r.stderr, "method_not_allowed") {
+			t.Fatalf("a batch by DID on a server without Rucio: %s\nwant exit 1 with method_not_allowed", r)
+		}
+		var j job
+		pureJSON(t, stagectl(t, nil, "job", jobID, "--json").stdout, &j)
+		if len(j.Items) != 1 || j.Items[0].DID != did || j.Items[0].Error == nil || j.Items[0].Error.Code != "method_not_allowed" {
+			t.Errorf("job of %s = %+v, want one item by %s refused with method_not_allowed", filepath.Base(file), j, did)
+		}
 	}
 }
 

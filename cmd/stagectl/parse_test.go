@@ -52,6 +52,9 @@ func TestCSVItems(t *testing.T) {
 		{"header with API names and a lifetime", "# comment\nMethod,relative_path,local_path_on_storage,username,lifetime\nlocal_copy,b,a,ann,2h\n", []item{
 			{Method: "local_copy", LocalPathOnStorage: "a", RelativePath: "b", Username: "ann", Lifetime: 7200},
 		}, ""},
+		{"did column", "method,did,target,user\nlocal_copy,testsrc:ds1,ds1,ann\n", []item{
+			{Method: "local_copy", DID: "testsrc:ds1", RelativePath: "ds1", Username: "ann"},
+		}, ""},
 		{"unknown column", "method,colour\nlocal_copy,blue\n", nil, `unknown column "colour"`},
 		{"too few fields", "local_copy,a\n", nil, "CSV row 1: 2 fields"},
 		{"too many fields", "local_copy,a,b,c,d,e\n", nil, "CSV row 1: 6 fields"},

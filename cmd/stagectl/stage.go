@@ -22,6 +22,7 @@ import (
 
 type stageOptions struct {
 	user     string
+	did      string
 	adler32  string
 	lifetime string
 	from     string
@@ -31,7 +32,7 @@ type stageOptions struct {
 func (a *app) stageCommand() *cobra.Command {
 	var o stageOptions
 	cmd := &cobra.Command{
-		Use:   "stage METHOD SOURCE TARGET --user USER [flags]\n  stagectl stage --from FILE [--user USER] [flags]",
+		Use:   "stage METHOD SOURCE TARGET --user USER [flags]\n  stagectl stage METHOD TARGET --did SCOPE:NAME --user USER [flags]\n  stagectl stage --from FILE [--user USER] [flags]",
 		Short: "Submit a staging request (or a batch job from a file) and print its id",
 		Long: `Submit one staging request and print its id, or a batch job from a file and
 print the job's id.
@@ -46,6 +47,13 @@ print the job's id.
           root (sample/hello.txt) or absolute inside it
   TARGET  where it goes, relative to your user area (hello.txt)
 
+Instead of SOURCE, --did names the data by its Rucio DID (scope:name), on
+servers set up with the site's Rucio: give METHOD TARGET and --did, never
+both SOURCE and --did. A file DID becomes one file at TARGET, a dataset or
+container a directory there holding its files; every file is checked
+against the catalogue's size and adler32 (so --adler32 does not go with
+--did). A server without Rucio refuses it with method_not_allowed.
+
 With --wait, stagectl follows the request to its end with a progress bar
 (as 'stagectl watch' does) and exits with its outcome: 0 succeeded, 1 failed
 or rejected.
@@ -53,10 +61,12 @@ or rejected.
 A batch (--from FILE, or - for stdin) holds one item a line, as CSV or as JSON
 lines (chosen by the extension .csv, .jsonl or .ndjson, else by the first
 character). CSV columns are method,source,target[,user[,adler32]], or any
-order a header line names (method, user, source, target, adler32, lifetime;
-the API's names username, local_path_on_storage, relative_path and
-expected_adler32 work too). A JSON line is the API's item:
+order a header line names (method, user, source, did, target, adler32,
+lifetime; the API's names username, local_path_on_storage, relative_path and
+expected_adler32 work too); an item names a source or a did, not both. A
+JSON line is the API's item:
   {"method":"local_copy","username":"alice","local_path_on_storage":"a.fits","relative_path":"a.fits"}
+  {"method":"local_copy","username":"alice","did":"testsrc:ds1","relative_path":"ds1"}
 Lines starting with # are comments. --user fills in the user of items
 without one. The job is sent with an Idempotency-Key derived from the
 items, so running the same command again is safe: the server answers with
@@ -64,14 +74,21 @@ the job it already has instead of staging everything twice.`,
 		Example: `  stagectl stage local_copy sample/hello.txt hello.txt --user alice
   stagectl stage local_copy obs/1234/vis.ms vis.ms --user alice --wait
   stagectl stage local_copy data/a.fits a.fits --user alice --adler32 0a1b2c3d
+  stagectl stage local_copy ds1 --did testsrc:ds1 --user alice --wait
   id=$(stagectl stage direct_download sample/hello.txt hello.txt --user alice)
   stagectl stage --from items.csv --user alice --wait`,
 		Args: func(_ *cobra.Command, args []string) error {
 			switch {
 			case o.from != "" && len(args) > 0:
 				return usagef("give METHOD SOURCE TARGET or --from FILE, not both")
-			case o.from == "" && len(args) != 3:
-				return usagef("stage needs METHOD SOURCE TARGET (or --from FILE), got %d argument(s)", len(args))
+			case o.from != "" && o.did != "":
+				return usagef("--did names the source of one request; in a --from file give each item's did (a did column or field)")
+			case o.did != "" && len(args) == 3:
+				return usagef("give SOURCE or --did, not both: with --did the arguments are METHOD TARGET")
+			case o.did != "" && len(args) != 2:
+				return usagef("stage --did needs METHOD TARGET, got %d argument(s)", len(args))
+			case o.from == "" && o.did == "" && len(args) != 3:
+				return usagef("stage needs METHOD SOURCE TARGET (or METHOD TARGET --did SCOPE:NAME, or --from FILE), got %d argument(s)", len(args))
 			}
 			return nil
 		},
@@ -82,14 +99,18 @@ the job it already has instead of staging everything twice.`,
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.from != "" {
+			switch {
+			case o.from != "":
 				return a.stageBatch(cmd.Context(), o)
+			case o.did != "":
+				return a.stageOne(cmd.Context(), o, item{Method: args[0], DID: o.did, RelativePath: args[1]})
 			}
-			return a.stageOne(cmd.Context(), o, args[0], args[1], args[2])
+			return a.stageOne(cmd.Context(), o, item{Method: args[0], LocalPathOnStorage: args[1], RelativePath: args[2]})
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.user, "user", "u", "", "the user to stage for: the owner of the user area (required without --from)")
+	f.StringVar(&o.did, "did", "", "the source as a Rucio DID (scope:name) instead of SOURCE; the arguments are then METHOD TARGET")
 	f.StringVar(&o.adler32, "adler32", "", "the source's adler32 checksum (8 hex digits, as Rucio reports it); the copy is checked against it")
 	f.StringVar(&o.lifetime, "lifetime", "", "how long the staged data should be kept, as seconds or a duration (90m, 24h, 7d); only for servers with request lifetimes")
 	f.StringVar(&o.from, "from", "", "submit a batch job from this CSV or JSON-lines file (- for stdin)")
@@ -97,11 +118,16 @@ the job it already has instead of staging everything twice.`,
 	return cmd
 }
 
-func (a *app) stageOne(ctx context.Context, o stageOptions, method, source, target string) error {
+// stageOne submits it, the request the arguments name, with the user and
+// checksum of the flags.
+func (a *app) stageOne(ctx context.Context, o stageOptions, it item) error {
 	if o.user == "" {
 		return usagef("--user is required: the user whose area receives the data")
 	}
-	it := item{Method: method, Username: o.user, LocalPathOnStorage: source, RelativePath: target, ExpectedAdler32: o.adler32}
+	if o.did != "" && o.adler32 != "" {
+		return usagef("--adler32 does not go with --did: every file of a DID is checked against the catalogue's adler32")
+	}
+	it.Username, it.ExpectedAdler32 = o.user, o.adler32
 	if o.lifetime != "" {
 		secs, err := parseLifetime(o.lifetime)
 		if err != nil {
@@ -293,7 +319,7 @@ func jsonItems(data []byte) ([]item, error) {
 		dec.DisallowUnknownFields()
 		var it item
 		if err := dec.Decode(&it); err != nil {
-			return nil, usagef("line %d: not an item of the API (method, username, local_path_on_storage, relative_path, expected_adler32, lifetime): %v", n+1, err)
+			return nil, usagef("line %d: not an item of the API (method, username, local_path_on_storage or did, relative_path, expected_adler32, lifetime): %v", n+1, err)
 		}
 		items = append(items, it)
 	}
@@ -304,6 +330,7 @@ func jsonItems(data []byte) ([]item, error) {
 var csvColumns = map[string]string{
 	"method": "method", "user": "user", "username": "user",
 	"source": "source", "local_path_on_storage": "source",
+	"did":    "did",
 	"target": "target", "relative_path": "target",
 	"adler32": "adler32", "expected_adler32": "adler32",
 	"lifetime": "lifetime",
@@ -325,7 +352,7 @@ func csvItems(data []byte) ([]item, error) {
 		for _, h := range rows[0] {
 			c, ok := csvColumns[strings.ToLower(strings.TrimSpace(h))]
 			if !ok {
-				return nil, usagef("CSV header: unknown column %q (known: method, user, source, target, adler32, lifetime)", h)
+				return nil, usagef("CSV header: unknown column %q (known: method, user, source, did, target, adler32, lifetime)", h)
 			}
 			cols = append(cols, c)
 		}
@@ -346,6 +373,8 @@ func csvItems(data []byte) ([]item, error) {
 				it.Username = v
 			case "source":
 				it.LocalPathOnStorage = v
+			case "did":
+				it.DID = v
 			case "target":
 				it.RelativePath = v
 			case "adler32":

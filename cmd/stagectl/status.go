@@ -85,6 +85,7 @@ func (a *app) printStaging(s staging) {
 	field("method", s.Method)
 	field("user", s.Username)
 	field("source", s.LocalPathOnStorage)
+	field("did", s.DID)
 	field("target", s.RelativePath)
 	if s.Progress != nil && s.Status == "running" {
 		field("progress", fmt.Sprintf("%s of %s (%d%%), %d of %d files", size(s.Progress.BytesDone), size(s.Progress.BytesTotal),

@@ -21,7 +21,10 @@ import (
 // in "data".
 type seedItem struct {
 	LocalPathOnStorage string `json:"local_path_on_storage"`
-	RelativePath       string `json:"relative_path"`
+	// DID is not the seed's: the source by Rucio DID instead of
+	// local_path_on_storage, checked as on /api/v1/stagings.
+	DID          string `json:"did,omitempty"`
+	RelativePath string `json:"relative_path"`
 	// ExpectedAdler32 is not the seed's; honoured as /api/v1 does.
 	ExpectedAdler32 string `json:"expected_adler32,omitempty"`
 }
@@ -63,6 +66,7 @@ func (s *Server) stageData(w http.ResponseWriter, r *http.Request) {
 		Method:             q.Get("method"),
 		Username:           q.Get("username"),
 		LocalPathOnStorage: item.LocalPathOnStorage,
+		DID:                item.DID,
 		RelativePath:       item.RelativePath,
 		ExpectedAdler32:    item.ExpectedAdler32,
 	})
