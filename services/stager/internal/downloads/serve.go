@@ -115,9 +115,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		span.End()
 	}()
-	log := h.log.With("request_id", link.RequestID, "username", link.Username, "path", link.Path)
+	log := h.log.With("request_id", link.RequestID, "username", link.Username)
 	if link.DID != "" {
 		log = log.With("did", link.DID)
+	} else {
+		log = log.With("path", link.Path)
 	}
 	// A path is opened through the storage's os.Root: it was checked when
 	// the link was issued, and is checked again now, in case it changed. A
