@@ -161,12 +161,7 @@ func TestDIDOutcomes(t *testing.T) {
 	} {
 		t.Run(tt.did, func(t *testing.T) {
 			rel := "rucio/" + strings.ReplaceAll(tt.did, ":", "_")
-			id := d.submitDID(t, contract.MethodLocalCopy, tt.did, rel)
-			evs := d.events(t, contract.EventSubject(id))
-			last := evs[len(evs)-1]
-			if last.Type != contract.EventFailed || last.Error.Code != tt.code || !strings.Contains(last.Error.Detail, tt.detail) {
-				t.Fatalf("last event %s %+v, want failed %s naming %q", last.Type, last.Error, tt.code, tt.detail)
-			}
+			last := d.failDID(t, contract.MethodLocalCopy, tt.did, rel, tt.code, tt.detail)
 			if last.DID != tt.did {
 				t.Errorf("failed event did %q, want %q", last.DID, tt.did)
 			}
@@ -175,6 +170,17 @@ func TestDIDOutcomes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// failDID submits a request of did by method and checks that it fails
+// with code, its detail naming detail; it returns the failed event.
+func (d *didSystem) failDID(t *testing.T, method contract.Method, did, rel string, code contract.Code, detail string) contract.Event {
+	t.Helper()
+	last := lastEvent(t, d.system, d.submitDID(t, method, did, rel))
+	if last.Type != contract.EventFailed || last.Error.Code != code || !strings.Contains(last.Error.Detail, detail) {
+		t.Fatalf("%s of %s: last event %s %+v, want failed %s naming %q", method, did, last.Type, last.Error, code, detail)
+	}
+	return last
 }
 
 // TestDIDRucioDown: a failing Rucio is retried within the call, then on
@@ -347,19 +353,8 @@ func TestLinksOfDID(t *testing.T) {
 
 		// What fails a copy fails the link before it is issued.
 		d.rucio.AddCollection("DATASET", "testsrc", "dselse", "testsrc:file1", "testsrc:elsewhere")
-		for _, tt := range []struct {
-			did    string
-			code   contract.Code
-			detail string
-		}{
-			{"testsrc:dselse", contract.CodeNotAtSite, "CERN_DISK"},
-			{"testsrc:nosuch", contract.CodeDIDNotFound, "nosuch"},
-		} {
-			last := lastEvent(t, d.system, d.submitDID(t, contract.MethodDirectDownload, tt.did, "dl"))
-			if last.Type != contract.EventFailed || last.Error.Code != tt.code || !strings.Contains(last.Error.Detail, tt.detail) {
-				t.Errorf("%s: %s %+v, want failed %s naming %q", tt.did, last.Type, last.Error, tt.code, tt.detail)
-			}
-		}
+		d.failDID(t, contract.MethodDirectDownload, "testsrc:dselse", "dl", contract.CodeNotAtSite, "CERN_DISK")
+		d.failDID(t, contract.MethodDirectDownload, "testsrc:nosuch", "dl", contract.CodeDIDNotFound, "nosuch")
 	})
 }
 
