@@ -221,7 +221,8 @@ func (h *Handler) open(ctx context.Context, w http.ResponseWriter, link Link, lo
 // sendTar answers with the tar archive write streams to cw, named
 // name.tar, and returns how many files it sent whole. write calls begin
 // before it writes anything: the download starts there. An error before
-// then is answered as such (503 when Rucio cannot be reached, else 404);
+// then is answered as such (503 when Rucio cannot be reached, 500 for an
+// error of the stager's own, else 404);
 // after, the status is sent, and all that can be done is to cut the
 // stream short, so the client sees a truncated archive. HEAD answers the
 // headers alone.
@@ -241,8 +242,11 @@ func (h *Handler) sendTar(ctx context.Context, cw *countingWriter, r *http.Reque
 	case err != nil && !dl.started:
 		log.WarnContext(ctx, "download_source_unavailable", "error", err)
 		status := http.StatusNotFound
-		if contract.CodeOf(err) == contract.CodeRucioUnavailable {
+		switch contract.CodeOf(err) {
+		case contract.CodeRucioUnavailable:
 			status = http.StatusServiceUnavailable
+		case contract.CodeInternal, contract.CodeIOError:
+			status = http.StatusInternalServerError
 		}
 		cw.Header().Del("Content-Disposition")
 		writeError(cw, status, contract.AsError(err))
