@@ -330,7 +330,7 @@ func (m *methods) issueLink(ctx context.Context, cmd contract.Command) (worker.R
 			return worker.Result{}, err
 		}
 		link.DID = cmd.DID
-		r.Message = fmt.Sprintf("download link issued for %s %s (as a tar archive of %s)", strings.ToLower(string(d.Kind)), cmd.DID, countFiles(d.Files))
+		r.Message = fmt.Sprintf("download link issued for %s %s (as a tar archive)", strings.ToLower(string(d.Kind)), cmd.DID)
 	default:
 		rel, fi, err := m.stager.Check(ctx, cmd)
 		if err != nil {
@@ -349,11 +349,4 @@ func (m *methods) issueLink(ctx context.Context, cmd contract.Command) (worker.R
 	}
 	r.Outcome, r.DownloadURL, r.ExpiresAt = contract.OutcomeLinkIssued, url, expires
 	return r, nil
-}
-
-func countFiles(n int64) string {
-	if n == 1 {
-		return "1 file"
-	}
-	return fmt.Sprintf("%d files", n)
 }

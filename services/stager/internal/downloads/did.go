@@ -159,7 +159,7 @@ func sendFile(tw *tar.Writer, dirs map[string]bool, top string, f rucio.File, in
 
 // openReplica opens the replica of f through the storage's os.Root and
 // checks that it is still a regular file of the catalogue's size.
-func (h *Handler) openReplica(f rucio.File) (*os.File, os.FileInfo, error) {
+func (h *Handler) openReplica(f rucio.File) (*os.File, fs.FileInfo, error) {
 	rel, err := rucio.Locate(h.source, f)
 	if err != nil {
 		return nil, nil, err

@@ -222,10 +222,9 @@ func (h *Handler) open(ctx context.Context, w http.ResponseWriter, link Link, lo
 // name.tar, and returns how many files it sent whole. write calls begin
 // before it writes anything: the download starts there. An error before
 // then is answered as such (503 when Rucio cannot be reached, 500 for an
-// error of the stager's own, else 404);
-// after, the status is sent, and all that can be done is to cut the
-// stream short, so the client sees a truncated archive. HEAD answers the
-// headers alone.
+// error of the stager's own, else 404); after, the status is sent, and
+// all that can be done is to cut the stream short, so the client sees a
+// truncated archive. HEAD answers the headers alone.
 func (h *Handler) sendTar(ctx context.Context, cw *countingWriter, r *http.Request, dl *download, log *slog.Logger,
 	name string, write func(w io.Writer, begin func()) (int, error)) int {
 	cw.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name + ".tar"}))
@@ -248,8 +247,10 @@ func (h *Handler) sendTar(ctx context.Context, cw *countingWriter, r *http.Reque
 		case contract.CodeInternal, contract.CodeIOError:
 			status = http.StatusInternalServerError
 		}
+		trace.SpanFromContext(ctx).SetStatus(codes.Error, string(contract.CodeOf(err)))
 		cw.Header().Del("Content-Disposition")
-		writeError(cw, status, contract.AsError(err))
+		// Not counted as download bytes: nothing was downloaded.
+		writeError(cw.ResponseWriter, status, contract.AsError(err))
 	case err != nil:
 		log.WarnContext(ctx, "download_archive_failed", "error", err)
 		trace.SpanFromContext(ctx).SetStatus(codes.Error, "archive cut short")
