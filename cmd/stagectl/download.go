@@ -37,7 +37,7 @@ func (a *app) downloadCommand() *cobra.Command {
 ID (stagectl looks its link up) or the link itself (a URL or the path
 /api/v1/downloads/...). A file is saved under its own name in the current
 directory unless -o names a file or a directory (-o - writes to stdout); a
-directory arrives as a tar archive.
+directory, or a Rucio dataset or container, arrives as a tar archive.
 
 The data goes to PATH.part first and is renamed to PATH when complete. If
 the connection breaks, the download resumes where it stopped (HTTP Range),

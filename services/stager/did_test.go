@@ -1,7 +1,12 @@
 package stager_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
@@ -155,12 +161,7 @@ func TestDIDOutcomes(t *testing.T) {
 	} {
 		t.Run(tt.did, func(t *testing.T) {
 			rel := "rucio/" + strings.ReplaceAll(tt.did, ":", "_")
-			id := d.submitDID(t, contract.MethodLocalCopy, tt.did, rel)
-			evs := d.events(t, contract.EventSubject(id))
-			last := evs[len(evs)-1]
-			if last.Type != contract.EventFailed || last.Error.Code != tt.code || !strings.Contains(last.Error.Detail, tt.detail) {
-				t.Fatalf("last event %s %+v, want failed %s naming %q", last.Type, last.Error, tt.code, tt.detail)
-			}
+			last := d.failDID(t, contract.MethodLocalCopy, tt.did, rel, tt.code, tt.detail)
 			if last.DID != tt.did {
 				t.Errorf("failed event did %q, want %q", last.DID, tt.did)
 			}
@@ -169,6 +170,17 @@ func TestDIDOutcomes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// failDID submits a request of did by method and checks that it fails
+// with code, its detail naming detail; it returns the failed event.
+func (d *didSystem) failDID(t *testing.T, method contract.Method, did, rel string, code contract.Code, detail string) contract.Event {
+	t.Helper()
+	last := lastEvent(t, d.system, d.submitDID(t, method, did, rel))
+	if last.Type != contract.EventFailed || last.Error.Code != code || !strings.Contains(last.Error.Detail, detail) {
+		t.Fatalf("%s of %s: last event %s %+v, want failed %s naming %q", method, did, last.Type, last.Error, code, detail)
+	}
+	return last
 }
 
 // TestDIDRucioDown: a failing Rucio is retried within the call, then on
@@ -205,7 +217,8 @@ func TestDIDTokenExpiry(t *testing.T) {
 
 // TestLinksOfDID: the linking methods link a file DID as a path, and make
 // a dataset or container a directory of links to its files; a download
-// link is issued for a file DID, and a dataset is refused clearly.
+// link serves a file DID as its file, a dataset or a container as one tar
+// archive of its files.
 func TestLinksOfDID(t *testing.T) {
 	d := startDIDStager(t, nil)
 	for _, m := range []contract.Method{contract.MethodLocalSymlink, contract.MethodLocalHardlink} {
@@ -248,14 +261,100 @@ func TestLinksOfDID(t *testing.T) {
 		})
 	}
 	t.Run("direct_download", func(t *testing.T) {
-		last := lastEvent(t, d.system, d.submitDID(t, contract.MethodDirectDownload, "testsrc:file1", "dl"))
-		if last.Type != contract.EventSucceeded || last.Outcome != contract.OutcomeLinkIssued || last.DID != "testsrc:file1" {
-			t.Fatalf("file DID: %s %+v", last.Type, last.Error)
+		srv := httptest.NewServer(d.downloadHandler(t, prometheus.NewRegistry()))
+		defer srv.Close()
+		link := func(t *testing.T, did string) contract.Event {
+			t.Helper()
+			last := lastEvent(t, d.system, d.submitDID(t, contract.MethodDirectDownload, did, "dl"))
+			if last.Type != contract.EventSucceeded || last.Outcome != contract.OutcomeLinkIssued || last.DID != did || last.DownloadURL == "" {
+				t.Fatalf("%s: %s %+v, want a link", did, last.Type, last.Error)
+			}
+			return last
 		}
-		last = lastEvent(t, d.system, d.submitDID(t, contract.MethodDirectDownload, "testsrc:ds1", "dl-ds"))
-		if last.Type != contract.EventFailed || last.Error.Code != contract.CodeInvalidPath || !strings.Contains(last.Error.Detail, "dataset") {
-			t.Errorf("dataset: %s %+v, want failed invalid_path naming a dataset", last.Type, last.Error)
+
+		last := link(t, "testsrc:file1")
+		resp, body := fetch(t, srv.Client(), http.MethodGet, srv.URL+last.DownloadURL)
+		if string(body) != "one" || resp.Header.Get("Content-Disposition") != "attachment; filename=file1" {
+			t.Errorf("file DID: body %q, Content-Disposition %q; want the file itself", body, resp.Header.Get("Content-Disposition"))
 		}
+
+		// A dataset or a container: one tar archive of its files, each
+		// under the DID's name, its names' directories before them.
+		for _, tt := range []struct {
+			did, kind, name string
+			want            []string
+			files, bytes    int64
+		}{
+			{"testsrc:ds1", "dataset", "ds1", []string{"ds1/ ", "ds1/file1 one", "ds1/dir/ ", "ds1/dir/x deeper"}, 2, 9},
+			{"testsrc:outer", "container", "outer", []string{"outer/ ", "outer/file1 one", "outer/dir/ ", "outer/dir/x deeper", "outer/a.root jdoe's"}, 3, 15},
+		} {
+			last := link(t, tt.did)
+			if last.Files != tt.files || last.Bytes != tt.bytes {
+				t.Errorf("%s: link issued for %d files, %d bytes; want %d, %d", tt.did, last.Files, last.Bytes, tt.files, tt.bytes)
+			}
+			if !strings.Contains(last.Message, tt.kind+" "+tt.did+" (as a tar archive") {
+				t.Errorf("%s: message %q does not name the %s as an archive", tt.did, last.Message, tt.kind)
+			}
+			url := srv.URL + last.DownloadURL
+			// HEAD answers the headers without asking Rucio.
+			calls := d.rucio.Calls()
+			resp, body := fetch(t, srv.Client(), http.MethodHead, url)
+			if resp.StatusCode != http.StatusOK || len(body) != 0 || d.rucio.Calls() != calls {
+				t.Errorf("%s: HEAD answered %d with %d bytes after %d calls to Rucio", tt.did, resp.StatusCode, len(body), d.rucio.Calls()-calls)
+			}
+			resp, body = fetch(t, srv.Client(), http.MethodGet, url)
+			if got, want := resp.Header.Get("Content-Disposition"), "attachment; filename="+tt.name+".tar"; resp.StatusCode != http.StatusOK ||
+				resp.Header.Get("Content-Type") != "application/x-tar" || got != want {
+				t.Fatalf("%s: status %d, Content-Type %q, Content-Disposition %q", tt.did, resp.StatusCode, resp.Header.Get("Content-Type"), got)
+			}
+			got, err := untar(bytes.NewReader(body))
+			if err != nil {
+				t.Fatalf("%s: %v", tt.did, err)
+			}
+			if diff := cmp.Diff(got, tt.want); diff != "" {
+				t.Errorf("%s archive (-got +want):\n%s", tt.did, diff)
+			}
+			evs := summarizeDownloads(t, last.RequestID, d.downloadEvents(t, last.RequestID, 2))
+			if diff := cmp.Diff(evs, []dlSummary{{Type: contract.DownloadStarted}, {Type: contract.DownloadCompleted, Bytes: int64(len(body))}}); diff != "" {
+				t.Errorf("%s download events (-got +want):\n%s", tt.did, diff)
+			}
+		}
+
+		// A file that is not what the catalogue says is found as it is
+		// sent: the archive is cut short, and the download failed.
+		d.file(t, "testsrc", "bad-sum", "twelve bytes")
+		d.rucio.SetCatalogue("testsrc", "bad-sum", 12, "00000001", "")
+		d.rucio.AddCollection("DATASET", "testsrc", "dsbad", "testsrc:file1", "testsrc:bad-sum")
+		last = link(t, "testsrc:dsbad")
+		resp, err := srv.Client().Get(srv.URL + last.DownloadURL)
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		if err == nil {
+			t.Error("the archive with a file of another checksum came whole")
+		}
+		evs := summarizeDownloads(t, last.RequestID, d.downloadEvents(t, last.RequestID, 2))
+		if evs[0].Type != contract.DownloadStarted || evs[1].Type != contract.DownloadFailed || evs[1].Code != contract.CodeIOError {
+			t.Errorf("download events %+v, want started then failed io_error", evs)
+		}
+
+		// Rucio away when the link is used: nothing is sent, and the
+		// client is told so.
+		last = link(t, "testsrc:ds1")
+		d.rucio.Fail(1000)
+		resp, body = fetch(t, srv.Client(), http.MethodGet, srv.URL+last.DownloadURL)
+		d.rucio.Fail(0)
+		var e contract.Error
+		if resp.StatusCode != http.StatusServiceUnavailable || json.Unmarshal(body, &e) != nil || e.Code != contract.CodeRucioUnavailable {
+			t.Errorf("with Rucio away: %d %s, want 503 rucio_unavailable", resp.StatusCode, body)
+		}
+		d.downloadEvents(t, last.RequestID, 0)
+
+		// What fails a copy fails the link before it is issued.
+		d.rucio.AddCollection("DATASET", "testsrc", "dselse", "testsrc:file1", "testsrc:elsewhere")
+		d.failDID(t, contract.MethodDirectDownload, "testsrc:dselse", "dl", contract.CodeNotAtSite, "CERN_DISK")
+		d.failDID(t, contract.MethodDirectDownload, "testsrc:nosuch", "dl", contract.CodeDIDNotFound, "nosuch")
 	})
 }
 

@@ -110,33 +110,39 @@ func TestDirectDownloadOfDirectory(t *testing.T) {
 	h := s.downloadHandler(t, prometheus.NewRegistry())
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	resp, err := srv.Client().Get(srv.URL + last.DownloadURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp, body := fetch(t, srv.Client(), http.MethodGet, srv.URL+last.DownloadURL)
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/x-tar" {
 		t.Fatalf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	var got []string
-	tr := tar.NewReader(resp.Body)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, hdr.Name+" "+string(b))
+	got, err := untar(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
 	}
 	want := []string{"run/ ", "run/a.txt a", "run/sub/ ", "run/sub/b.txt bb"}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("archive (-got +want):\n%s", diff)
+	}
+}
+
+// untar reads the tar archive r as its entries in order, each "name
+// content" (a directory's content empty), up to the error that ends it
+// early, if any.
+func untar(r io.Reader) ([]string, error) {
+	var got []string
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return got, nil
+		}
+		if err != nil {
+			return got, err
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return got, err
+		}
+		got = append(got, hdr.Name+" "+string(b))
 	}
 }
 

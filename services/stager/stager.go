@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -120,12 +121,8 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 		// the worker's spacing of progress events sets the pace.
 		ProgressEvery: worker.DefaultProgressEvery / 4,
 	}
-	if cfg.Rucio.Enabled() {
-		c, err := rucio.New(cfg.Rucio, nil)
-		if err != nil {
-			return err
-		}
-		st.Rucio = c
+	if st.Rucio, err = openRucio(cfg.Rucio); err != nil {
+		return err
 	}
 	// What a crashed copy left is removed when its request is delivered
 	// again; this removes what no delivery will come back for. A copy
@@ -169,7 +166,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 
 	g, ctx := errgroup.WithContext(ctx)
 	if cfg.DownloadAddr != "" {
-		h, events := newDownloadHandler(links, source, cfg, deps)
+		h, events := newDownloadHandler(links, source, st.Rucio, cfg, deps)
 		g.Go(func() error {
 			err := service.Serve(ctx, log, "downloads", cfg.DownloadAddr, h, cfg.ShutdownGrace, deps.HTTP)
 			// The downloads that ended meanwhile still reach the audit.
@@ -196,7 +193,11 @@ func NewDownloadHandler(ctx context.Context, cfg Config, deps service.Deps) (htt
 	if err != nil {
 		return nil, nil, errors.Join(err, source.Close())
 	}
-	h, events := newDownloadHandler(links, source, cfg, deps)
+	catalogue, err := openRucio(cfg.Rucio)
+	if err != nil {
+		return nil, nil, errors.Join(err, source.Close())
+	}
+	h, events := newDownloadHandler(links, source, catalogue, cfg, deps)
 	closeAll := func() error {
 		events.Close(max(cfg.ShutdownGrace, time.Second))
 		return source.Close()
@@ -204,12 +205,26 @@ func NewDownloadHandler(ctx context.Context, cfg Config, deps service.Deps) (htt
 	return h, closeAll, nil
 }
 
-// newDownloadHandler builds the handler of download links and the reporter
-// of their events; close the reporter once the handler serves no more.
-func newDownloadHandler(links *downloads.Store, source *storage.Root, cfg Config, deps service.Deps) (*downloads.Handler, *downloads.Reporter) {
+// newDownloadHandler builds the handler of download links, which lists a
+// DID's files from catalogue (nil: no Rucio), and the reporter of their
+// events; close the reporter once the handler serves no more.
+func newDownloadHandler(links *downloads.Store, source *storage.Root, catalogue downloads.Catalogue, cfg Config, deps service.Deps) (*downloads.Handler, *downloads.Reporter) {
 	log := deps.Log.With("component", "downloads")
 	events := downloads.NewReporter(deps.JS, "stager", log, deps.Registerer)
-	return downloads.NewHandler(links, source, events, log, deps.Tracer.Tracer("skao-staging/stager"), deps.Registerer, cfg.DownloadSendfile), events
+	return downloads.NewHandler(links, source, catalogue, events, log, deps.Tracer.Tracer("skao-staging/stager"), deps.Registerer, cfg.DownloadSendfile), events
+}
+
+// openRucio returns the client of the site's Rucio, or nil when none is
+// configured: a request by DID is then refused.
+func openRucio(cfg rucio.Config) (stage.Catalogue, error) {
+	if !cfg.Enabled() {
+		return nil, nil
+	}
+	c, err := rucio.New(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // storageCheck reports the stager ready while both roots can be read.
@@ -292,31 +307,46 @@ func (m *methods) link(ctx context.Context, cmd contract.Command, report *worker
 	}
 }
 
-// issueLink carries out direct_download: it checks the source (a file DID
-// resolved to its path first) and issues a link to it.
+// issueLink carries out direct_download: it checks the source and issues
+// a link to it. A file DID is resolved to its path first; a dataset or a
+// container is checked whole, file by file, and its link keeps the DID,
+// whose files the link lists again to serve them as one tar archive.
 func (m *methods) issueLink(ctx context.Context, cmd contract.Command) (worker.Result, error) {
-	if cmd.DID != "" {
-		var err error
-		if cmd, err = m.stager.FileOfDID(ctx, cmd); err != nil {
+	link := downloads.Link{Username: cmd.Username, RequestID: cmd.ID}
+	var r worker.Result
+	switch {
+	case cmd.DID != "":
+		d, err := m.stager.DownloadOfDID(ctx, cmd)
+		if err != nil {
 			return worker.Result{}, err
 		}
+		r.Files, r.Bytes = d.Files, d.Bytes
+		if d.Path != "" {
+			link.Path = d.Path
+			r.Message = fmt.Sprintf("download link issued for file %s", cmd.DID)
+			break
+		}
+		if _, err := downloads.ArchiveName(cmd.DID); err != nil {
+			return worker.Result{}, err
+		}
+		link.DID = cmd.DID
+		r.Message = fmt.Sprintf("download link issued for %s %s (as a tar archive)", strings.ToLower(string(d.Kind)), cmd.DID)
+	default:
+		rel, fi, err := m.stager.Check(ctx, cmd)
+		if err != nil {
+			return worker.Result{}, err
+		}
+		link.Path = rel
+		what := "file"
+		if fi.IsDir() {
+			what = "directory (as a tar archive)"
+		}
+		r.Message = fmt.Sprintf("download link issued for %s %s", what, cmd.LocalPathOnStorage)
 	}
-	rel, fi, err := m.stager.Check(ctx, cmd)
-	if err != nil {
-		return worker.Result{}, err
-	}
-	url, expires, err := m.links.Issue(ctx, cmd.Username, rel, cmd.ID)
+	url, expires, err := m.links.Issue(ctx, link)
 	if err != nil {
 		return worker.Result{}, fmt.Errorf("issue download link: %w", err)
 	}
-	what := "file"
-	if fi.IsDir() {
-		what = "directory (as a tar archive)"
-	}
-	return worker.Result{
-		Outcome:     contract.OutcomeLinkIssued,
-		Message:     fmt.Sprintf("download link issued for %s %s", what, cmd.LocalPathOnStorage),
-		DownloadURL: url,
-		ExpiresAt:   expires,
-	}, nil
+	r.Outcome, r.DownloadURL, r.ExpiresAt = contract.OutcomeLinkIssued, url, expires
+	return r, nil
 }

@@ -1,5 +1,6 @@
 // Package downloads issues and serves direct-download links. A link is an
-// unguessable token bound to one source path and one user, kept in a
+// unguessable token bound to one source (a path, or a Rucio DID whose files
+// are listed again when it is used) and one user, kept in a
 // JetStream key-value bucket whose TTL expires it, so any stager replica can
 // serve a link another one issued.
 package downloads
@@ -27,8 +28,12 @@ const PathPrefix = "/api/v1/downloads/"
 
 // Link is what a token stands for.
 type Link struct {
-	// Path is the source, relative to the storage.
-	Path     string `json:"path"`
+	// Path is the source, relative to the storage; empty for a DID.
+	Path string `json:"path"`
+	// DID is the source when it is a Rucio dataset or container: its
+	// files are listed again at each download, not stored here (the
+	// bucket's values are bounded in size, a dataset's files are not).
+	DID      string `json:"did,omitempty"`
 	Username string `json:"username"`
 	// RequestID is the direct_download request the link was issued for:
 	// the link's download events are published under it.
@@ -75,17 +80,17 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (
 	return &Store{kv: kv, ttl: ttl}, nil
 }
 
-// Issue stores a new link to path for username and returns its URL path
-// and when it ends. The link remembers requestID and the span of ctx for
-// its downloads.
-func (s *Store) Issue(ctx context.Context, username, path, requestID string) (string, time.Time, error) {
+// Issue stores a new link to l's source (Path or DID) for l.Username and
+// l.RequestID, and returns its URL path and when it ends. The link
+// remembers the span of ctx for its downloads.
+func (s *Store) Issue(ctx context.Context, l Link) (string, time.Time, error) {
 	// 32 random bytes: 256 bits, beyond guessing.
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", time.Time{}, fmt.Errorf("download token: %w", err)
 	}
 	token := base64.RawURLEncoding.EncodeToString(b)
-	l := Link{Path: path, Username: username, RequestID: requestID, Expires: time.Now().UTC().Add(s.ttl)}
+	l.Expires = time.Now().UTC().Add(s.ttl)
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 		l.TraceID = sc.TraceID().String()
 		if sc.HasSpanID() {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -32,11 +33,13 @@ import (
 const Pattern = "GET " + PathPrefix + "{token}"
 
 // Handler serves links: a file with http.ServeContent (Range, If-Range,
-// HEAD, conditional requests), a directory as a tar archive streamed as it
-// is read.
+// HEAD, conditional requests), a directory or a Rucio dataset or container
+// as a tar archive streamed as it is read.
 type Handler struct {
 	store  *Store
 	source *storage.Root
+	// rucio lists the files of a DID's link (nil: no DID is served).
+	rucio  Catalogue
 	events *Reporter
 	log    *slog.Logger
 	tracer trace.Tracer
@@ -58,12 +61,14 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, BufferSize); return 
 
 // NewHandler returns the handler, with its metric registered on reg. With
 // sendfile, file bodies go through sendfile(2); without, through a buffer
-// of BufferSize. Each download's start and end go to events, and each
+// of BufferSize. rucio lists the files of a DID's link (nil when the site
+// has no Rucio). Each download's start and end go to events, and each
 // download is a span of tracer.
-func NewHandler(store *Store, source *storage.Root, events *Reporter, log *slog.Logger, tracer trace.Tracer, reg prometheus.Registerer, sendfile bool) *Handler {
+func NewHandler(store *Store, source *storage.Root, rucio Catalogue, events *Reporter, log *slog.Logger, tracer trace.Tracer, reg prometheus.Registerer, sendfile bool) *Handler {
 	h := &Handler{
 		store:    store,
 		source:   source,
+		rucio:    rucio,
 		events:   events,
 		log:      log,
 		tracer:   tracer,
@@ -110,22 +115,22 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		span.End()
 	}()
-	log := h.log.With("request_id", link.RequestID, "username", link.Username, "path", link.Path)
-	// Opened through the storage's os.Root: the path was checked when the
-	// link was issued, and is checked again now, in case it changed.
-	f, err := h.source.OS().Open(link.Path)
-	if err != nil {
-		err = storage.SourceError(link.Path, err)
-		log.WarnContext(ctx, "download_source_unavailable", "error", err)
-		writeError(w, http.StatusNotFound, contract.AsError(err))
-		return
+	log := h.log.With("request_id", link.RequestID, "username", link.Username)
+	if link.DID != "" {
+		log = log.With("did", link.DID)
+	} else {
+		log = log.With("path", link.Path)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		log.ErrorContext(ctx, "download_stat_failed", "error", err)
-		writeError(w, http.StatusInternalServerError, contract.Errorf(contract.CodeIOError, "the source cannot be read"))
-		return
+	// A path is opened through the storage's os.Root: it was checked when
+	// the link was issued, and is checked again now, in case it changed. A
+	// DID's files are found one by one as its archive is written.
+	var f *os.File
+	var fi fs.FileInfo
+	if link.DID == "" {
+		if f, fi = h.open(ctx, w, link, log); f == nil {
+			return
+		}
+		defer f.Close()
 	}
 	// A download may outlast the server's write timeout: each write gets
 	// one of its own, so only a client that stops reading is cut off.
@@ -133,9 +138,21 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	defer func() { h.bytes.Add(float64(cw.n)) }()
 	dl := &download{h: h, link: link, id: uuid.NewString()}
 	span.SetAttributes(attribute.String("staging.download_id", dl.id))
-	name := path.Base(link.Path)
 	switch {
+	case link.DID != "":
+		name, err := ArchiveName(link.DID)
+		if err != nil {
+			writeError(w, http.StatusNotFound, contract.AsError(err))
+			return
+		}
+		files = h.sendTar(ctx, cw, r, dl, log, name, func(w io.Writer, begin func()) (int, error) {
+			return h.writeDIDTar(ctx, w, link.DID, name, begin)
+		})
+		if !dl.started {
+			return
+		}
 	case fi.Mode().IsRegular():
+		name := path.Base(link.Path)
 		// The ranges are checked before ServeContent serves them, and only
 		// their normalised form is logged and reported: the header is the
 		// client's, of any length.
@@ -167,28 +184,82 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		dl.end(ctx, cw, nil)
 	case fi.IsDir():
-		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name + ".tar"}))
-		w.Header().Set("Content-Type", "application/x-tar")
-		if r.Method == http.MethodHead {
+		files = h.sendTar(ctx, cw, r, dl, log, path.Base(link.Path), func(w io.Writer, begin func()) (int, error) {
+			begin()
+			return h.writeTar(w, link.Path, path.Base(link.Path))
+		})
+		if !dl.started {
 			return
 		}
-		log.InfoContext(ctx, "download_started", "archive", "tar")
-		dl.start(ctx, w.Header(), http.StatusOK, "")
-		var err error
-		if files, err = h.writeTar(cw, link.Path, name); err != nil {
-			// The status is sent; all that can be done is to cut the
-			// stream short, so the client sees a truncated archive.
-			log.WarnContext(ctx, "download_archive_failed", "error", err)
-			span.SetStatus(codes.Error, "archive cut short")
-			dl.end(ctx, cw, err)
-			panic(http.ErrAbortHandler)
-		}
-		dl.end(ctx, cw, nil)
 	default:
 		writeError(w, http.StatusNotFound, contract.Errorf(contract.CodeSourceNotFound, "%s is neither a file nor a directory", link.Path))
 		return
 	}
 	log.InfoContext(ctx, "download_finished", "sent_bytes", cw.n)
+}
+
+// open opens the path of link and returns it with its FileInfo, or
+// answers the error and returns nil.
+func (h *Handler) open(ctx context.Context, w http.ResponseWriter, link Link, log *slog.Logger) (*os.File, fs.FileInfo) {
+	f, err := h.source.OS().Open(link.Path)
+	if err != nil {
+		err = storage.SourceError(link.Path, err)
+		log.WarnContext(ctx, "download_source_unavailable", "error", err)
+		writeError(w, http.StatusNotFound, contract.AsError(err))
+		return nil, nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		log.ErrorContext(ctx, "download_stat_failed", "error", err)
+		writeError(w, http.StatusInternalServerError, contract.Errorf(contract.CodeIOError, "the source cannot be read"))
+		return nil, nil
+	}
+	return f, fi
+}
+
+// sendTar answers with the tar archive write streams to cw, named
+// name.tar, and returns how many files it sent whole. write calls begin
+// before it writes anything: the download starts there. An error before
+// then is answered as such (503 when Rucio cannot be reached, 500 for an
+// error of the stager's own, else 404); after, the status is sent, and
+// all that can be done is to cut the stream short, so the client sees a
+// truncated archive. HEAD answers the headers alone.
+func (h *Handler) sendTar(ctx context.Context, cw *countingWriter, r *http.Request, dl *download, log *slog.Logger,
+	name string, write func(w io.Writer, begin func()) (int, error)) int {
+	cw.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name + ".tar"}))
+	cw.Header().Set("Content-Type", "application/x-tar")
+	if r.Method == http.MethodHead {
+		return 0
+	}
+	begin := func() {
+		log.InfoContext(ctx, "download_started", "archive", "tar")
+		dl.start(ctx, cw.Header(), http.StatusOK, "")
+	}
+	files, err := write(cw, begin)
+	switch {
+	case err != nil && !dl.started:
+		log.WarnContext(ctx, "download_source_unavailable", "error", err)
+		status := http.StatusNotFound
+		switch contract.CodeOf(err) {
+		case contract.CodeRucioUnavailable:
+			status = http.StatusServiceUnavailable
+		case contract.CodeInternal, contract.CodeIOError:
+			status = http.StatusInternalServerError
+		}
+		trace.SpanFromContext(ctx).SetStatus(codes.Error, string(contract.CodeOf(err)))
+		cw.Header().Del("Content-Disposition")
+		// Not counted as download bytes: nothing was downloaded.
+		writeError(cw.ResponseWriter, status, contract.AsError(err))
+	case err != nil:
+		log.WarnContext(ctx, "download_archive_failed", "error", err)
+		trace.SpanFromContext(ctx).SetStatus(codes.Error, "archive cut short")
+		dl.end(ctx, cw, err)
+		panic(http.ErrAbortHandler)
+	default:
+		dl.end(ctx, cw, nil)
+	}
+	return files
 }
 
 // download reports one download's start and end as download events.
@@ -206,7 +277,7 @@ type download struct {
 // start reports download_started for a response of status whose headers
 // are hdr: the body is about to be sent. ranges is the normalised Range.
 func (d *download) start(ctx context.Context, hdr http.Header, status int, ranges string) {
-	if d.started || d.h.events == nil {
+	if d.started {
 		return
 	}
 	d.started = true
@@ -219,7 +290,7 @@ func (d *download) start(ctx context.Context, hdr http.Header, status int, range
 		d.ranges = ranges
 	}
 	ev.Range = d.ranges
-	d.h.events.Report(ctx, d.link, ev)
+	d.report(ctx, ev)
 }
 
 // end reports how a started download ended: download_completed when the
@@ -238,14 +309,24 @@ func (d *download) end(ctx context.Context, cw *countingWriter, failure error) {
 		ev.Type, ev.Error = contract.DownloadFailed, contract.Errorf(contract.CodeClientGone, "the client closed the connection after %d bytes", cw.n)
 	case failure != nil:
 		// The cause is in the stager's log; paths stay out of the event.
-		ev.Type, ev.Error = contract.DownloadFailed, contract.Errorf(contract.CodeIOError, "the source could not be read to the end after %d bytes", cw.n)
+		detail := "the source could not be read to the end after %d bytes"
+		if c := contract.CodeOf(failure); c == contract.CodeSizeMismatch || c == contract.CodeChecksumMismatch {
+			detail = "a file differs from the catalogue: the archive was cut short after %d bytes"
+		}
+		ev.Type, ev.Error = contract.DownloadFailed, contract.Errorf(contract.CodeIOError, detail, cw.n)
 	case short:
 		ev.Type, ev.Error = contract.DownloadFailed, contract.Errorf(contract.CodeIOError, "sent %d of %d bytes: the source could not be read to the end", cw.n, d.size)
 	}
 	if ev.Type == contract.DownloadFailed {
 		trace.SpanFromContext(ctx).SetStatus(codes.Error, string(ev.Error.Code))
 	}
-	d.h.events.Report(ctx, d.link, ev)
+	d.report(ctx, ev)
+}
+
+func (d *download) report(ctx context.Context, ev contract.DownloadEvent) {
+	if d.h.events != nil {
+		d.h.events.Report(ctx, d.link, ev)
+	}
 }
 
 // writeTar streams the tree at dir as a tar archive whose entries start

@@ -49,13 +49,13 @@ func (s *Stager) planDID(ctx context.Context, cmd contract.Command) (*plan, erro
 			if err != nil {
 				return err
 			}
-			p = &plan{top: src, size: f.Bytes, files: 1, bytes: f.Bytes, cat: &f}
+			p = &plan{didKind: kind, top: src, size: f.Bytes, files: 1, bytes: f.Bytes, cat: &f}
 			return nil
 		})
 		return p, err
 	}
 
-	p := &plan{tree: true, catalogue: true, dirs: []dir{{sub: "."}}}
+	p := &plan{didKind: kind, tree: true, catalogue: true, dirs: []dir{{sub: "."}}}
 	dirs := map[string]int{".": 0}
 	names := map[string]bool{}
 	err = s.Rucio.Files(ctx, cmd.DID, func(f rucio.File) error {
@@ -102,19 +102,38 @@ func (p *plan) dirOf(dirs map[string]int, files map[string]bool, did, sub string
 	return dirs[sub], nil
 }
 
-// FileOfDID resolves cmd's file DID into its path on the storage, for
-// direct_download, which serves one source; a dataset or container is not
-// taken by it yet.
-func (s *Stager) FileOfDID(ctx context.Context, cmd contract.Command) (contract.Command, error) {
+// DIDDownload is what a direct_download of a DID serves: a file DID's
+// file, or every file of a dataset or container, listed again when the
+// link is used.
+type DIDDownload struct {
+	// Path is a file DID's file, relative to the storage; empty for a
+	// dataset or a container.
+	Path string
+	// Kind is the DID's type.
+	Kind  rucio.Kind
+	Files int64
+	Bytes int64
+}
+
+// DownloadOfDID resolves and checks cmd's DID for direct_download, as for
+// a copy (planDID): every file on the site's RSE, found through the
+// storage's os.Root, its name fit for a path and its size the catalogue's.
+// A file DID comes back as its path; a dataset or a container as its
+// kind, file count and size alone, its files being served as they are
+// listed again when the link is used.
+func (s *Stager) DownloadOfDID(ctx context.Context, cmd contract.Command) (DIDDownload, error) {
+	if err := contract.ValidateUsername(cmd.Username); err != nil {
+		return DIDDownload{}, err
+	}
 	p, err := s.planDID(ctx, cmd)
 	if err != nil {
-		return cmd, err
+		return DIDDownload{}, err
 	}
-	if p.tree {
-		return cmd, contract.Errorf(contract.CodeInvalidPath, "%s is a dataset or container; %s takes a file DID (local_copy, the links and jupyter_copy take every kind)", cmd.DID, cmd.Method)
+	d := DIDDownload{Kind: p.didKind, Files: p.files, Bytes: p.bytes}
+	if !p.tree {
+		d.Path = p.top
 	}
-	cmd.LocalPathOnStorage = p.top
-	return cmd, nil
+	return d, nil
 }
 
 // LinkDID carries out local_symlink or local_hardlink of a DID: a file DID

@@ -27,6 +27,8 @@ type plan struct {
 	link contract.Method
 	// cat is what the catalogue says of a file DID's file.
 	cat *rucio.File
+	// didKind is a DID's type, when the plan is a DID's.
+	didKind rucio.Kind
 }
 
 // dir is a directory of a tree and the files in it.
