@@ -257,11 +257,11 @@ func (m *methods) stage(ctx context.Context, cmd contract.Command, report *worke
 	var err error
 	switch cmd.Method {
 	case contract.MethodLocalCopy:
-		r, err = m.stager.Copy(ctx, cmd, report.Progress)
+		r, err = m.stager.Copy(ctx, cmd, report)
 	case contract.MethodLocalSymlink, contract.MethodLocalHardlink:
 		r, err = m.link(ctx, cmd, report)
 	case contract.MethodDirectDownload:
-		return m.issueLink(ctx, cmd)
+		return m.issueLink(ctx, cmd, report)
 	default:
 		return worker.Result{}, contract.Errorf(contract.CodeInvalidMethod, "the stager does not carry out %q", cmd.Method)
 	}
@@ -284,7 +284,7 @@ func (m *methods) stage(ctx context.Context, cmd contract.Command, report *worke
 func (m *methods) link(ctx context.Context, cmd contract.Command, report *worker.Reporter) (worker.Result, error) {
 	switch {
 	case cmd.DID != "":
-		return m.stager.LinkDID(ctx, cmd, report.Progress)
+		return m.stager.LinkDID(ctx, cmd, report)
 	case cmd.Method == contract.MethodLocalSymlink:
 		return m.stager.Symlink(ctx, cmd)
 	default:
@@ -294,10 +294,10 @@ func (m *methods) link(ctx context.Context, cmd contract.Command, report *worker
 
 // issueLink carries out direct_download: it checks the source (a file DID
 // resolved to its path first) and issues a link to it.
-func (m *methods) issueLink(ctx context.Context, cmd contract.Command) (worker.Result, error) {
+func (m *methods) issueLink(ctx context.Context, cmd contract.Command, report *worker.Reporter) (worker.Result, error) {
 	if cmd.DID != "" {
 		var err error
-		if cmd, err = m.stager.FileOfDID(ctx, cmd); err != nil {
+		if cmd, err = m.stager.FileOfDID(ctx, cmd, report); err != nil {
 			return worker.Result{}, err
 		}
 	}
