@@ -48,7 +48,12 @@ type AuditGetReply struct {
 	// order (with WithEvents). Kept apart from Events, whose types are the
 	// request's own and whose last one is its state.
 	Downloads []DownloadEvent `json:"downloads,omitempty"`
-	Error     *Error          `json:"error,omitempty"`
+	// ResolvedPathsOmitted says that the reply, too large for one NATS
+	// message (the resolution of a DID of many thousand files), holds the
+	// resolved events without their paths; their totals and parts stand,
+	// and the audit's database and the event stream keep the paths.
+	ResolvedPathsOmitted bool   `json:"resolved_paths_omitted,omitempty"`
+	Error                *Error `json:"error,omitempty"`
 }
 
 // AuditListRequest asks for records matching every non-empty filter, newest
