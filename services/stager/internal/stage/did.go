@@ -69,8 +69,11 @@ func (s *Stager) resolveDID(ctx context.Context, cmd contract.Command) (*plan, [
 			p = &plan{top: src, size: f.Bytes, files: 1, bytes: f.Bytes, cat: &f}
 			return nil
 		})
-		if err != nil {
+		switch {
+		case err != nil:
 			return nil, nil, err
+		case p == nil:
+			return nil, nil, contract.Errorf(contract.CodeReplicaUnavailable, "rucio lists no file for the file DID %s", cmd.DID)
 		}
 		return p, []string{p.top}, nil
 	}
