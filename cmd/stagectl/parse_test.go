@@ -116,6 +116,7 @@ func TestFrameState(t *testing.T) {
 		ok     bool
 	}{
 		{sseFrame{Event: "started", Data: `{"id":"ev1","type":"started","request_id":"r1"}`}, "running", true},
+		{sseFrame{Event: "resolved", Data: `{"id":"ev5","type":"resolved","request_id":"r1","did":"testsrc:ds1","resolved":{"files":2,"bytes":50,"part":1,"parts":1,"paths":["a","b"]}}`}, "running", true},
 		{sseFrame{Event: "progress", Data: `{"id":"ev2","type":"progress","request_id":"r1","progress":{"bytes_done":1,"bytes_total":2}}`}, "running", true},
 		{sseFrame{Event: "failed", Data: `{"id":"ev3","type":"failed","request_id":"r1","error":{"code":"io_error","detail":"x"}}`}, "failed", true},
 		// From a newer server: an end this client does not know by name.
@@ -127,8 +128,8 @@ func TestFrameState(t *testing.T) {
 		if ok != tc.ok || s.Status != tc.status || (ok && s.ID != "r1") {
 			t.Errorf("frameState(%s) = %+v, %v; want r1 %s, %v", tc.frame.Event, s, ok, tc.status, tc.ok)
 		}
-		if ok && tc.status != "running" && !s.finished() {
-			t.Errorf("frameState(%s): %s is not finished", tc.frame.Event, s.Status)
+		if ok && s.finished() != (tc.status != "running") {
+			t.Errorf("frameState(%s): %s finished = %v", tc.frame.Event, s.Status, s.finished())
 		}
 	}
 }

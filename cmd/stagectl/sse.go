@@ -164,7 +164,7 @@ type readerFunc func([]byte) (int, error)
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 
 // frameState reads the request's state from one SSE frame: a staging event
-// (queued, started, progress, ... ) or, for a request whose events aged
+// (queued, started, resolved, progress, ... ) or, for a request whose events aged
 // out, a "state" frame holding its record.
 func frameState(f sseFrame) (staging, bool) {
 	if f.Event == "state" {
@@ -180,7 +180,7 @@ func frameState(f sseFrame) (staging, bool) {
 	switch ev.Type {
 	case "queued", "rejected", "succeeded", "failed":
 		s.Status = ev.Type
-	case "started", "progress":
+	case "started", "resolved", "progress":
 		s.Status = "running"
 	default:
 		// A type from a newer server (cancelled, say): a lifecycle end.

@@ -4,21 +4,24 @@ import "time"
 
 // Record is the audit's permanent row for one request.
 type Record struct {
-	ID                 string  `json:"id"`
-	JobID              string  `json:"job_id,omitempty"`
-	Method             Method  `json:"method"`
-	Username           string  `json:"username"`
-	LocalPathOnStorage string  `json:"local_path_on_storage"`
-	RelativePath       string  `json:"relative_path"`
-	Status             Status  `json:"status"`
-	Outcome            Outcome `json:"outcome,omitempty"`
-	ErrorCode          Code    `json:"error_code,omitempty"`
-	ErrorReason        string  `json:"error_reason,omitempty"`
-	Bytes              int64   `json:"bytes"`
-	Files              int64   `json:"files"`
-	Adler32            string  `json:"adler32,omitempty"`
-	Origin             string  `json:"origin,omitempty"`
-	TraceID            string  `json:"trace_id,omitempty"`
+	ID                 string `json:"id"`
+	JobID              string `json:"job_id,omitempty"`
+	Method             Method `json:"method"`
+	Username           string `json:"username"`
+	LocalPathOnStorage string `json:"local_path_on_storage"`
+	// DID is the source of a request by DID (then LocalPathOnStorage is
+	// empty); the files it was resolved into are in its resolved events.
+	DID          string  `json:"did,omitempty"`
+	RelativePath string  `json:"relative_path"`
+	Status       Status  `json:"status"`
+	Outcome      Outcome `json:"outcome,omitempty"`
+	ErrorCode    Code    `json:"error_code,omitempty"`
+	ErrorReason  string  `json:"error_reason,omitempty"`
+	Bytes        int64   `json:"bytes"`
+	Files        int64   `json:"files"`
+	Adler32      string  `json:"adler32,omitempty"`
+	Origin       string  `json:"origin,omitempty"`
+	TraceID      string  `json:"trace_id,omitempty"`
 	// Downloads counts the completed downloads through the request's
 	// direct_download link (download_completed events); absent when none.
 	Downloads  int64      `json:"downloads,omitempty"`
@@ -45,7 +48,12 @@ type AuditGetReply struct {
 	// order (with WithEvents). Kept apart from Events, whose types are the
 	// request's own and whose last one is its state.
 	Downloads []DownloadEvent `json:"downloads,omitempty"`
-	Error     *Error          `json:"error,omitempty"`
+	// ResolvedPathsOmitted says that the reply, too large for one NATS
+	// message (the resolution of a DID of many thousand files), holds the
+	// resolved events without their paths; their totals and parts stand,
+	// and the audit's database and the event stream keep the paths.
+	ResolvedPathsOmitted bool   `json:"resolved_paths_omitted,omitempty"`
+	Error                *Error `json:"error,omitempty"`
 }
 
 // AuditListRequest asks for records matching every non-empty filter, newest

@@ -271,8 +271,10 @@ func TestStatusOnlyMovesForward(t *testing.T) {
 			t.Errorf("%s does not rank above %s", order[i], order[i-1])
 		}
 	}
-	if contract.EventProgress.Status() != contract.StatusRunning {
-		t.Errorf("progress status = %s", contract.EventProgress.Status())
+	for _, t2 := range []contract.EventType{contract.EventResolved, contract.EventProgress} {
+		if t2.Status() != contract.StatusRunning {
+			t.Errorf("%s status = %s", t2, t2.Status())
+		}
 	}
 }
 

@@ -3,8 +3,10 @@ package contract_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,6 +119,34 @@ func TestEventValidate(t *testing.T) {
 			e.Type, e.Error = contract.EventRejected, contract.Errorf(contract.CodeInvalidUsername, "too long")
 			e.Username = strings.Repeat("a", 65)
 		}, contract.CodeInvalidUsername},
+		{"resolved", func(e *contract.Event) { resolvedEvent(e) }, ""},
+		{"resolved of a DID without files", func(e *contract.Event) {
+			resolvedEvent(e)
+			e.Resolved.Files, e.Resolved.Bytes, e.Resolved.Paths = 0, 0, []string{}
+		}, ""},
+		{"resolved without resolved", func(e *contract.Event) { resolvedEvent(e); e.Resolved = nil }, contract.CodeMissingField},
+		{"resolved without did", func(e *contract.Event) { resolvedEvent(e); e.DID = "" }, contract.CodeMissingField},
+		{"resolved without paths", func(e *contract.Event) { resolvedEvent(e); e.Resolved.Paths = nil }, contract.CodeMissingField},
+		{"resolved on a progress event", func(e *contract.Event) {
+			resolvedEvent(e)
+			e.Type, e.Progress = contract.EventProgress, &contract.Progress{}
+		}, contract.CodeMalformed},
+		{"resolved part 0", func(e *contract.Event) { resolvedEvent(e); e.Resolved.Part = 0 }, contract.CodeMalformed},
+		{"resolved part after the last", func(e *contract.Event) { resolvedEvent(e); e.Resolved.Part = 3 }, contract.CodeMalformed},
+		{"resolved negative bytes", func(e *contract.Event) { resolvedEvent(e); e.Resolved.Bytes = -1 }, contract.CodeMalformed},
+		{"resolved more paths than files", func(e *contract.Event) { resolvedEvent(e); e.Resolved.Files = 1 }, contract.CodeMalformed},
+		{"resolved 1001 paths", func(e *contract.Event) {
+			resolvedEvent(e)
+			e.Resolved.Paths = make([]string, 1001)
+			for i := range e.Resolved.Paths {
+				e.Resolved.Paths[i] = fmt.Sprintf("testsrc/f%d", i)
+			}
+			e.Resolved.Files = 1001
+		}, contract.CodeMalformed},
+		{"resolved absolute path", func(e *contract.Event) { resolvedEvent(e); e.Resolved.Paths[0] = "/etc/shadow" }, contract.CodeInvalidPath},
+		{"resolved path climbs", func(e *contract.Event) { resolvedEvent(e); e.Resolved.Paths[0] = "a/../../x" }, contract.CodeOutsideStorage},
+		{"resolved empty path", func(e *contract.Event) { resolvedEvent(e); e.Resolved.Paths[0] = "" }, contract.CodeMissingField},
+		{"resolved path with NUL", func(e *contract.Event) { resolvedEvent(e); e.Resolved.Paths[0] = "a\x00b" }, contract.CodeInvalidPath},
 		{"failed without anything of the command", func(e *contract.Event) {
 			e.Type, e.Error = contract.EventFailed, contract.Errorf(contract.CodeRetriesExhausted, "gave up")
 			e.Method, e.Username, e.LocalPathOnStorage, e.RelativePath, e.JobID = "", "", "", "", ""
@@ -130,6 +160,71 @@ func TestEventValidate(t *testing.T) {
 			wantCode(t, err, tt.want)
 		})
 	}
+}
+
+// resolvedEvent makes e the resolved event of part 1 of 2 of a DID of 3
+// files.
+func resolvedEvent(e *contract.Event) {
+	e.Type, e.LocalPathOnStorage, e.DID = contract.EventResolved, "", "testsrc:ds1"
+	e.Resolved = &contract.Resolved{Files: 3, Bytes: 50, Part: 1, Parts: 2, Paths: []string{"testsrc/a/file1", "testsrc/b/x"}}
+}
+
+// A resolution is split into parts of at most MaxResolvedPaths paths and
+// MaxResolvedPathsSize bytes of JSON, in order, each with the totals; every
+// event made of one is valid and within the event size.
+func TestResolvedParts(t *testing.T) {
+	long := strings.Repeat("d/", 2000) + "f" // 4001 bytes
+	tests := []struct {
+		name  string
+		paths []string
+		sizes []int // paths per part
+	}{
+		{"no files", nil, []int{0}},
+		{"one file", []string{"a"}, []int{1}},
+		{"1000 files", names(1000, "f"), []int{1000}},
+		{"1001 files", names(1001, "f"), []int{1000, 1}},
+		{"10000 files", names(10000, "testsrc/aa/bb/file"), slices.Repeat([]int{1000}, 10)},
+		{"long paths", slices.Repeat([]string{long}, 100), []int{32, 32, 32, 4}},
+		{"paths escaped in JSON", slices.Repeat([]string{strings.Repeat("<", 4000)}, 10), []int{5, 5}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			parts := contract.ResolvedParts(tt.paths, 1234)
+			var sizes []int
+			var all []string
+			for i, p := range parts {
+				sizes = append(sizes, len(p.Paths))
+				all = append(all, p.Paths...)
+				if p.Files != int64(len(tt.paths)) || p.Bytes != 1234 || p.Part != i+1 || p.Parts != len(parts) {
+					t.Errorf("part %d: files %d, bytes %d, part %d of %d", i, p.Files, p.Bytes, p.Part, p.Parts)
+				}
+				ev := validEvent()
+				resolvedEvent(&ev)
+				ev.Resolved = &p
+				data := mustJSON(t, ev)
+				if len(data) > contract.MaxEventSize/2+4096 {
+					t.Errorf("part %d: event of %d bytes", i, len(data))
+				}
+				if _, err := contract.DecodeEvent(contract.EventSubject(ev.RequestID), data); err != nil {
+					t.Errorf("part %d: %v", i, err)
+				}
+			}
+			if !slices.Equal(sizes, tt.sizes) {
+				t.Errorf("paths per part = %v, want %v", sizes, tt.sizes)
+			}
+			if !slices.Equal(all, tt.paths) {
+				t.Error("the parts' paths are not the paths in order")
+			}
+		})
+	}
+}
+
+func names(n int, prefix string) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%05d", prefix, i)
+	}
+	return out
 }
 
 func TestEventSubjectMustNameTheRequest(t *testing.T) {

@@ -37,8 +37,8 @@ var (
 // (event.schema.json says the same where a schema can) and returns the
 // first problem as an *Error. Two rules need more than the event:
 // CheckSubject compares it with the subject it came on, and only a reader
-// of the stream can tell whether a progress or succeeded event follows a
-// started one.
+// of the stream can tell whether a resolved, progress or succeeded event
+// follows a started one.
 func (e Event) Validate() error {
 	if err := checkEnvelope(e.SpecVersion, e.ID, e.Time, e.Source, e.RequestID, e.TraceID); err != nil {
 		return err
@@ -46,9 +46,9 @@ func (e Event) Validate() error {
 	switch e.Type {
 	case "":
 		return Errorf(CodeMissingField, "type is required")
-	case EventQueued, EventRejected, EventStarted, EventProgress, EventSucceeded, EventFailed, EventCancelled, EventExpired:
+	case EventQueued, EventRejected, EventStarted, EventResolved, EventProgress, EventSucceeded, EventFailed, EventCancelled, EventExpired:
 	default:
-		return Errorf(CodeUnknownEventType, "unknown event type %q; known types: queued, rejected, started, progress, succeeded, failed, cancelled, expired", cut(string(e.Type), 64))
+		return Errorf(CodeUnknownEventType, "unknown event type %q; known types: queued, rejected, started, resolved, progress, succeeded, failed, cancelled, expired", cut(string(e.Type), 64))
 	}
 	if err := e.checkRequestFields(); err != nil {
 		return err
@@ -94,6 +94,9 @@ func (e Event) Validate() error {
 		}
 	}
 	if err := checkError(e.Error); err != nil {
+		return err
+	}
+	if err := checkResolved(e.Type, e.DID, e.Resolved); err != nil {
 		return err
 	}
 	if err := checkText("cancelled_by", e.CancelledBy, MaxEventNameLen); err != nil {

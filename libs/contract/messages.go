@@ -62,6 +62,7 @@ const (
 	EventQueued    EventType = "queued"    // accepted and published as a command
 	EventRejected  EventType = "rejected"  // refused before any work: bad input
 	EventStarted   EventType = "started"   // a worker began
+	EventResolved  EventType = "resolved"  // a DID was resolved into files on the site's storage
 	EventProgress  EventType = "progress"  // a long staging moved forward
 	EventSucceeded EventType = "succeeded" // staged, or already present
 	EventFailed    EventType = "failed"    // staging failed and will not be retried
@@ -93,7 +94,7 @@ func (t EventType) Status() Status {
 	switch t {
 	case EventQueued:
 		return StatusQueued
-	case EventStarted, EventProgress:
+	case EventStarted, EventResolved, EventProgress:
 		return StatusRunning
 	case EventSucceeded:
 		return StatusSucceeded
@@ -144,6 +145,22 @@ type Progress struct {
 	FilesTotal int64 `json:"files_total"`
 }
 
+// Resolved reports the files a request's DID was resolved into on the
+// site's storage. A DID of many files is reported in several resolved
+// events, parts 1 to Parts in order, each naming some of the files
+// (ResolvedParts bounds them).
+type Resolved struct {
+	// Files and Bytes are the totals of the whole DID.
+	Files int64 `json:"files"`
+	Bytes int64 `json:"bytes"`
+	// Part is this event's number among the Parts of the resolution, from 1.
+	Part  int `json:"part"`
+	Parts int `json:"parts"`
+	// Paths are this part's files, relative to the storage root, in the
+	// order Rucio listed them.
+	Paths []string `json:"paths"`
+}
+
 // Event is one thing that happened to a request. Every event repeats the
 // request's fields, so a reader of any one event (the audit, a dashboard)
 // knows what request it is about. Published on EventSubject(RequestID) with
@@ -181,6 +198,7 @@ type Event struct {
 	Outcome  Outcome   `json:"outcome,omitempty"`
 	Error    *Error    `json:"error,omitempty"`
 	Progress *Progress `json:"progress,omitempty"`
+	Resolved *Resolved `json:"resolved,omitempty"`
 	Bytes    int64     `json:"bytes,omitempty"`
 	Files    int64     `json:"files,omitempty"`
 	Adler32  string    `json:"adler32,omitempty"`

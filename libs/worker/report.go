@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -9,7 +10,7 @@ import (
 	"github.com/skao/skao-staging/libs/contract"
 )
 
-// Reporter publishes the progress events of one request. It is safe for
+// Reporter publishes the progress and resolved events of one request. It is safe for
 // use by several goroutines, and a nil Reporter reports nothing.
 type Reporter struct {
 	w       *Worker
@@ -60,6 +61,37 @@ func (r *Reporter) Message(msg string) {
 	p := r.latest
 	ev.Progress = &p
 	r.publish(ev)
+}
+
+// Resolved publishes the files the request's DID was resolved into, in
+// resolved events of at most contract.MaxResolvedPaths paths each, in
+// order: paths are relative to the storage root, in the order Rucio listed
+// them, and bytes is their total size. It is called once per attempt,
+// after resolving and before anything is copied; unlike progress, the
+// resolution is part of the request's record, so an event that cannot be
+// published fails the attempt (retried).
+func (r *Reporter) Resolved(paths []string, bytes int64) error {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, part := range contract.ResolvedParts(paths, bytes) {
+		ev := r.w.event(r.ctx, r.cmd, contract.EventResolved, r.attempt)
+		ev.Resolved = &part
+		ev.Message = fmt.Sprintf("%s resolved into %s (%s); part %d of %d", r.cmd.DID, count(part.Files, "file"), count(part.Bytes, "byte"), part.Part, part.Parts)
+		if err := bus.PublishEvent(r.ctx, r.w.o.JS, ev); err != nil {
+			return fmt.Errorf("publish part %d of %d of the resolution of %s: %w", part.Part, part.Parts, r.cmd.DID, err)
+		}
+	}
+	return nil
+}
+
+func count(n int64, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
 }
 
 // publish is called with mu held, so events leave in the order reported.

@@ -1,7 +1,7 @@
 // Package worker is the skeleton every staging worker shares. It takes
 // commands from the work queue, validates each exactly as any other entry
 // point would, checks the site's allowed methods, publishes the request's
-// started, progress and final events, keeps the request metrics, and tells
+// started, resolved, progress and final events, keeps the request metrics, and tells
 // the acknowledgement policy whether a failure is worth a retry. A service
 // supplies only the work of its methods, as a StageFunc.
 package worker

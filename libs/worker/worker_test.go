@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -475,6 +476,41 @@ func TestProgressIsSpaced(t *testing.T) {
 	}
 	if diff := cmp.Diff(summarize(s.events(t, cmd.ID)), want); diff != "" {
 		t.Errorf("events (-got +want):\n%s", diff)
+	}
+}
+
+// A DID's resolution goes out in resolved events of at most
+// contract.MaxResolvedPaths paths, in order, each with the DID's totals;
+// every part is a valid event (events checks each against the schema).
+func TestResolvedInParts(t *testing.T) {
+	paths := make([]string, 2*contract.MaxResolvedPaths+5)
+	for i := range paths {
+		paths[i] = fmt.Sprintf("testsrc/%02x/file-%d", i%256, i)
+	}
+	s := start(t, func(_ context.Context, _ contract.Command, report *worker.Reporter) (worker.Result, error) {
+		if err := report.Resolved(paths, 4096); err != nil {
+			return worker.Result{}, err
+		}
+		return worker.Result{Outcome: contract.OutcomeStaged, Bytes: 4096, Files: int64(len(paths))}, nil
+	}, nil)
+	cmd := command(contract.MethodLocalCopy)
+	cmd.LocalPathOnStorage, cmd.DID = "", "testsrc:ds1"
+	s.submit(t, cmd)
+	evs := s.events(t, cmd.ID)
+	checkEventTypes(t, evs, []contract.EventType{contract.EventStarted, contract.EventResolved, contract.EventResolved, contract.EventResolved, contract.EventSucceeded})
+	var got []string
+	for i, ev := range evs[1 : len(evs)-1] {
+		r := ev.Resolved
+		if ev.DID != cmd.DID || r.Files != int64(len(paths)) || r.Bytes != 4096 || r.Part != i+1 || r.Parts != 3 {
+			t.Errorf("part %d: did %s, %+v", i+1, ev.DID, *r)
+		}
+		if want := fmt.Sprintf("testsrc:ds1 resolved into %d files (4096 bytes); part %d of 3", len(paths), i+1); ev.Message != want {
+			t.Errorf("part %d: message %q, want %q", i+1, ev.Message, want)
+		}
+		got = append(got, r.Paths...)
+	}
+	if diff := cmp.Diff(paths, got); diff != "" {
+		t.Errorf("the parts' paths (-want +got):\n%s", diff)
 	}
 }
 

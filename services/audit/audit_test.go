@@ -360,3 +360,63 @@ var backends = []struct {
 		return cfg
 	}},
 }
+
+// A request by DID is recorded with its DID and its resolved events. The
+// history of one whose resolution is larger than a NATS message still
+// comes back: its resolved events without their paths, and saying so.
+func TestResolvedEventsInTheHistory(t *testing.T) {
+	e := newEnv(t)
+	e.start(t, sqliteConfig(t))
+	resolvedLifecycle := func(id string, files, parts int) []contract.Event {
+		c := command(id)
+		c.LocalPathOnStorage, c.DID = "", "testsrc:"+id
+		evs := lifecycle(c, 1, false)
+		paths := make([]string, files)
+		for i := range paths {
+			paths[i] = fmt.Sprintf("testsrc/%s/%0100d", id, i)
+		}
+		var resolved []contract.Event
+		for i, part := range contract.ResolvedParts(paths, int64(files)) {
+			ev := contract.EventFor(c, contract.EventResolved)
+			ev.ID, ev.Source, ev.Time = fmt.Sprintf("%s-resolved-%d", id, i), "test", evs[1].Time.Add(time.Duration(i+1)*time.Microsecond)
+			ev.Resolved = &part
+			resolved = append(resolved, ev)
+		}
+		if len(resolved) != parts {
+			t.Fatalf("%d parts, want %d", len(resolved), parts)
+		}
+		return append(evs[:2:2], append(resolved, evs[2])...)
+	}
+	small := resolvedLifecycle("small", 2, 1)
+	large := resolvedLifecycle("large", 12*contract.MaxResolvedPaths, 12)
+	publish(t, e.js, small...)
+	publish(t, e.js, large...)
+	testenv.Eventually(t, 15*time.Second, "both requests to be recorded as finished", func() bool {
+		return statuses(listAll(t, e.nc, contract.AuditListRequest{}))[contract.StatusSucceeded] == 2
+	})
+	for _, tt := range []struct {
+		events  []contract.Event
+		omitted bool
+	}{{small, false}, {large, true}} {
+		id := tt.events[0].RequestID
+		rep := query[contract.AuditGetReply](t, e.nc, contract.SubjectAuditGet, contract.AuditGetRequest{ID: id, WithEvents: true})
+		if rep.Error != nil || rep.Record == nil || rep.Record.DID != "testsrc:"+id {
+			t.Fatalf("%s: %+v", id, rep)
+		}
+		want := tt.events
+		if tt.omitted {
+			want = nil
+			for _, ev := range tt.events {
+				if ev.Resolved != nil {
+					bare := *ev.Resolved
+					bare.Paths = []string{}
+					ev.Resolved = &bare
+				}
+				want = append(want, ev)
+			}
+		}
+		if diff := cmp.Diff(rep.Events, want); diff != "" || rep.ResolvedPathsOmitted != tt.omitted {
+			t.Errorf("%s: resolved_paths_omitted %v, events (-got +want):\n%s", id, rep.ResolvedPathsOmitted, diff)
+		}
+	}
+}

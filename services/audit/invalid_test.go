@@ -54,6 +54,9 @@ func invalidEvents(t *testing.T) []rawEvent {
 	shadow.Outcome, shadow.Bytes, shadow.Files, shadow.Attempt = contract.OutcomeStaged, 1234, 1, 1
 	progress := at("made-up-progress", contract.EventProgress)
 	progress.Progress = &contract.Progress{BytesDone: 1, BytesTotal: 2}
+	resolved := at("made-up-resolved", contract.EventResolved)
+	resolved.LocalPathOnStorage, resolved.DID = "", "testsrc:ds1"
+	resolved.Resolved = &contract.Resolved{Files: 1, Bytes: 3, Part: 1, Parts: 1, Paths: []string{"etc/shadow"}}
 	untimed := at("no-time", contract.EventQueued)
 	untimed.Time = time.Time{}
 	elsewhere := at("elsewhere", contract.EventQueued)
@@ -77,6 +80,7 @@ func invalidEvents(t *testing.T) []rawEvent {
 		{"username of 5000 characters", contract.EventSubject(longName.RequestID), eventJSON(t, longName), contract.CodeInvalidUsername, ""},
 		{"made-up succeeded for /etc/shadow", contract.EventSubject(shadow.RequestID), eventJSON(t, shadow), contract.CodeNoStartedEvent, ""},
 		{"made-up progress", contract.EventSubject(progress.RequestID), eventJSON(t, progress), contract.CodeNoStartedEvent, ""},
+		{"made-up resolved", contract.EventSubject(resolved.RequestID), eventJSON(t, resolved), contract.CodeNoStartedEvent, ""},
 		{"no time", contract.EventSubject(untimed.RequestID), eventJSON(t, untimed), contract.CodeMissingField, ""},
 		{"another request's subject", contract.EventSubject("someone-else"), eventJSON(t, elsewhere), contract.CodeSubjectMismatch, ""},
 		{"target climbs", contract.EventSubject(climbs.RequestID), eventJSON(t, climbs), contract.CodeOutsideUserArea, ""},

@@ -244,11 +244,26 @@ func TestGetReadsLastEvent(t *testing.T) {
 		t.Errorf("state (-got +want):\n%s", diff)
 	}
 
+	// A request by DID whose resolution is its last event is running,
+	// and says what the DID was resolved into.
+	byDID := cmd
+	cmd.ID, cmd.LocalPathOnStorage, cmd.DID = "req-did", "", "testsrc:ds1"
+	publish("d1", contract.EventStarted, func(*contract.Event) {})
+	publish("d2", contract.EventResolved, func(ev *contract.Event) {
+		ev.Resolved = &contract.Resolved{Files: 2, Bytes: 9, Part: 1, Parts: 1, Paths: []string{"testsrc/a/file1", "testsrc/b/x"}}
+		ev.Message = "testsrc:ds1 resolved into 2 files (9 bytes); part 1 of 1"
+	})
+	body := e.do(http.MethodGet, "/api/v1/stagings/req-did", "").json(t)
+	if body["status"] != "running" || body["did"] != "testsrc:ds1" || body["message"] != "testsrc:ds1 resolved into 2 files (9 bytes); part 1 of 1" {
+		t.Errorf("state after a resolved event = %v", body)
+	}
+	cmd = byDID
+
 	cmd.ID = "req-2"
 	publish("f1", contract.EventFailed, func(ev *contract.Event) {
 		ev.Error = contract.Errorf(contract.CodeSourceNotFound, "no such file")
 	})
-	body := e.do(http.MethodGet, "/api/v1/stagings/req-2", "").json(t)
+	body = e.do(http.MethodGet, "/api/v1/stagings/req-2", "").json(t)
 	if diff := cmp.Diff(body["error"], map[string]any{"code": "source_not_found", "detail": "no such file"}); diff != "" || body["status"] != "failed" {
 		t.Errorf("failed state = %v (error diff %s)", body, diff)
 	}
@@ -258,6 +273,13 @@ func TestGetFallsBackToAudit(t *testing.T) {
 	e := newEnv(t, gateway.Config{})
 	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	sub := answer(e, contract.SubjectAuditGet, func(req contract.AuditGetRequest) contract.AuditGetReply {
+		if req.ID == "old-did" {
+			return contract.AuditGetReply{Record: &contract.Record{
+				ID: "old-did", Method: contract.MethodLocalCopy, Username: "bob", DID: "testsrc:ds1", RelativePath: "ds1",
+				Status: contract.StatusSucceeded, Outcome: contract.OutcomeStaged, Bytes: 9, Files: 2,
+				CreatedAt: created, UpdatedAt: created,
+			}}
+		}
 		if req.ID != "old-1" {
 			return contract.AuditGetReply{Error: contract.Errorf(contract.CodeNotFound, "no request %s", req.ID)}
 		}
@@ -277,6 +299,11 @@ func TestGetFallsBackToAudit(t *testing.T) {
 			"id": "old-1", "status": "failed", "method": "local_symlink", "username": "bob",
 			"local_path_on_storage": "/a", "relative_path": "b", "bytes": 0.0, "files": 0.0,
 			"error":      map[string]any{"code": "target_conflict", "detail": "exists"},
+			"created_at": "2026-01-02T03:04:05Z", "updated_at": "2026-01-02T03:04:05Z",
+		}},
+		{"by did from the audit", "old-did", 200, map[string]any{
+			"id": "old-did", "status": "succeeded", "method": "local_copy", "username": "bob",
+			"local_path_on_storage": "", "did": "testsrc:ds1", "relative_path": "ds1", "outcome": "staged", "bytes": 9.0, "files": 2.0,
 			"created_at": "2026-01-02T03:04:05Z", "updated_at": "2026-01-02T03:04:05Z",
 		}},
 		{"unknown", "nobody-knows", 404, nil},
@@ -325,7 +352,7 @@ func TestListAsksTheAudit(t *testing.T) {
 	answer(e, contract.SubjectAuditList, func(req contract.AuditListRequest) contract.AuditListReply {
 		got <- req
 		return contract.AuditListReply{
-			Items:      []contract.Record{{ID: "r1", Method: contract.MethodLocalCopy, Username: "alice", Status: contract.StatusFailed}},
+			Items:      []contract.Record{{ID: "r1", Method: contract.MethodLocalCopy, Username: "alice", DID: "testsrc:ds1", Status: contract.StatusFailed}},
 			NextCursor: "c2",
 		}
 	})
@@ -341,7 +368,7 @@ func TestListAsksTheAudit(t *testing.T) {
 		t.Errorf("query (-got +want):\n%s", diff)
 	}
 	page := decode[contract.AuditListReply](t, resp)
-	if len(page.Items) != 1 || page.Items[0].ID != "r1" || page.NextCursor != "c2" {
+	if len(page.Items) != 1 || page.Items[0].ID != "r1" || page.Items[0].DID != "testsrc:ds1" || page.NextCursor != "c2" {
 		t.Errorf("page = %+v", page)
 	}
 

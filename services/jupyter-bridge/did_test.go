@@ -20,6 +20,10 @@ import (
 // the fake Rucio's catalogue; a file whose checksum disagrees fails the
 // request and leaves nothing at the target.
 func TestJupyterCopyOfDID(t *testing.T) {
+	path := ruciotest.Path
+	resolved := func(bytes int64, paths ...string) *contract.Resolved {
+		return &contract.Resolved{Files: int64(len(paths)), Bytes: bytes, Part: 1, Parts: 1, Paths: paths}
+	}
 	hub := hubtest.Get(t)
 	src := t.TempDir()
 	fake := ruciotest.New(t, "SITE_POSIX", src+"/")
@@ -55,17 +59,21 @@ func TestJupyterCopyOfDID(t *testing.T) {
 		want        outcome
 		detail      string
 		onDisk      map[string]string
+		resolved    *contract.Resolved // what the resolved event reports; nil: none
 	}{
 		{"testsrc:file1", "f1", outcome{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged, Bytes: 3, Files: 1}, "",
-			map[string]string{"f1": "one"}},
+			map[string]string{"f1": "one"}, resolved(3, path("testsrc", "file1"))},
 		{"testsrc:ds1", "ds1", outcome{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged, Bytes: 9, Files: 2}, "",
-			map[string]string{"ds1/file1": "one", "ds1/dir/x": "deeper"}},
+			map[string]string{"ds1/file1": "one", "ds1/dir/x": "deeper"}, resolved(9, path("testsrc", "file1"), path("testsrc", "dir/x"))},
 		{"testsrc:outer", "outer", outcome{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged, Bytes: 15, Files: 3}, "",
-			map[string]string{"outer/file1": "one", "outer/dir/x": "deeper", "outer/a.root": "jdoe's"}},
-		{"testsrc:bad-sum", "bad", outcome{Type: contract.EventFailed, Code: contract.CodeChecksumMismatch}, "bad-sum", nil},
-		{"testsrc:dsbad", "dsbad", outcome{Type: contract.EventFailed, Code: contract.CodeChecksumMismatch}, "bad-sum", nil},
-		{"testsrc:elsewhere", "far", outcome{Type: contract.EventFailed, Code: contract.CodeNotAtSite}, "CERN_DISK", nil},
-		{"testsrc:nosuch", "none", outcome{Type: contract.EventFailed, Code: contract.CodeDIDNotFound}, "nosuch", nil},
+			map[string]string{"outer/file1": "one", "outer/dir/x": "deeper", "outer/a.root": "jdoe's"},
+			resolved(15, path("testsrc", "file1"), path("testsrc", "dir/x"), path("user.jdoe", "a.root"))},
+		{"testsrc:bad-sum", "bad", outcome{Type: contract.EventFailed, Code: contract.CodeChecksumMismatch}, "bad-sum", nil,
+			resolved(12, path("testsrc", "bad-sum"))},
+		{"testsrc:dsbad", "dsbad", outcome{Type: contract.EventFailed, Code: contract.CodeChecksumMismatch}, "bad-sum", nil,
+			resolved(15, path("testsrc", "file1"), path("testsrc", "bad-sum"))},
+		{"testsrc:elsewhere", "far", outcome{Type: contract.EventFailed, Code: contract.CodeNotAtSite}, "CERN_DISK", nil, nil},
+		{"testsrc:nosuch", "none", outcome{Type: contract.EventFailed, Code: contract.CodeDIDNotFound}, "nosuch", nil, nil},
 	} {
 		t.Run(tt.did, func(t *testing.T) {
 			cmd := command(user, "", tt.target, "")
@@ -77,6 +85,21 @@ func TestJupyterCopyOfDID(t *testing.T) {
 			}
 			if last.DID != tt.did {
 				t.Errorf("last event did %q, want %q", last.DID, tt.did)
+			}
+			// One resolved event, right after started, before anything is
+			// uploaded.
+			var got *contract.Resolved
+			for i, ev := range events {
+				if ev.Type != contract.EventResolved {
+					continue
+				}
+				if got != nil || i == 0 || events[i-1].Type != contract.EventStarted || ev.DID != tt.did {
+					t.Errorf("resolved event %d of %s (did %q) is not the one right after started", i, tt.did, ev.DID)
+				}
+				got = ev.Resolved
+			}
+			if diff := cmp.Diff(got, tt.resolved); diff != "" {
+				t.Errorf("resolved (-got +want):\n%s", diff)
 			}
 			if tt.detail != "" && !strings.Contains(last.Error.Detail, tt.detail) {
 				t.Errorf("detail %q does not name %q", last.Error.Detail, tt.detail)

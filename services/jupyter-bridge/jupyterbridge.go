@@ -200,6 +200,7 @@ func (u *upload) stage(ctx context.Context, cmd contract.Command, report *worker
 		Source:   cmd.LocalPathOnStorage,
 		DID:      cmd.DID,
 		Target:   cmd.RelativePath,
+		Resolved: report.Resolved,
 	}, func(up jupytercopy.Update) {
 		if up.Message != "" {
 			report.Message(up.Message)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -104,24 +105,27 @@ func tree(t *testing.T, dir string) map[string]string {
 
 func TestLocalCopyOfDID(t *testing.T) {
 	d := startDIDStager(t, nil)
+	file1, x, root := ruciotest.Path("testsrc", "file1"), ruciotest.Path("testsrc", "dir/x"), ruciotest.Path("user.jdoe", "a.root")
 	for _, tt := range []struct {
 		did   string
 		want  map[string]string
 		bytes int64
+		paths []string // in Rucio's order
 	}{
-		{"testsrc:file1", map[string]string{".": "one"}, 3},
-		{"testsrc:ds1", map[string]string{"file1": "one", "dir/x": "deeper"}, 9},
-		{"testsrc:outer", map[string]string{"file1": "one", "dir/x": "deeper", "a.root": "jdoe's"}, 15},
+		{"testsrc:file1", map[string]string{".": "one"}, 3, []string{file1}},
+		{"testsrc:ds1", map[string]string{"file1": "one", "dir/x": "deeper"}, 9, []string{file1, x}},
+		{"testsrc:outer", map[string]string{"file1": "one", "dir/x": "deeper", "a.root": "jdoe's"}, 15, []string{file1, x, root}},
 	} {
 		t.Run(tt.did, func(t *testing.T) {
 			rel := "rucio/" + strings.ReplaceAll(tt.did, ":", "_")
 			id := d.submitDID(t, contract.MethodLocalCopy, tt.did, rel)
 			evs := d.events(t, contract.EventSubject(id))
-			want := []summary{{Type: contract.EventStarted},
+			want := []summary{{Type: contract.EventStarted}, {Type: contract.EventResolved},
 				{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged, Bytes: tt.bytes, Files: int64(len(tt.want))}}
 			if diff := cmp.Diff(summarize(evs), want); diff != "" {
 				t.Fatalf("events (-got +want):\n%s", diff)
 			}
+			checkResolved(t, evs, tt.bytes, tt.paths)
 			for _, ev := range evs {
 				if ev.DID != tt.did || ev.LocalPathOnStorage != "" {
 					t.Errorf("%s event: did %q, local_path_on_storage %q; want the DID alone", ev.Type, ev.DID, ev.LocalPathOnStorage)
@@ -134,6 +138,71 @@ func TestLocalCopyOfDID(t *testing.T) {
 				t.Errorf("staged (-got +want):\n%s", diff)
 			}
 		})
+	}
+}
+
+// checkResolved checks that the resolved events among evs, all before any
+// other event but started, are valid and report the DID's totals (its
+// files and bytes) and paths in parts 1 to n, in order.
+func checkResolved(t *testing.T, evs []contract.Event, bytes int64, paths []string) {
+	t.Helper()
+	var got []string
+	var parts []int
+	for i, ev := range evs {
+		if ev.Type != contract.EventResolved {
+			continue
+		}
+		if i == 0 || evs[i-1].Type != contract.EventStarted && evs[i-1].Type != contract.EventResolved {
+			t.Errorf("resolved event %d follows a %s event; want it right after started", i, evs[max(i-1, 0)].Type)
+		}
+		data, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := contract.DecodeEvent(contract.EventSubject(ev.RequestID), data); err != nil {
+			t.Errorf("resolved event %d: %v", i, err)
+		}
+		r := ev.Resolved
+		if r.Files != int64(len(paths)) || r.Bytes != bytes || r.Part != len(parts)+1 {
+			t.Errorf("resolved event %d: %d files, %d bytes, part %d; want %d files, %d bytes, part %d", i, r.Files, r.Bytes, r.Part, len(paths), bytes, len(parts)+1)
+		}
+		parts = append(parts, r.Parts)
+		got = append(got, r.Paths...)
+	}
+	for _, n := range parts {
+		if n != len(parts) {
+			t.Errorf("resolved events say %v parts; %d came", parts, len(parts))
+			break
+		}
+	}
+	if diff := cmp.Diff(got, paths); diff != "" {
+		t.Errorf("resolved paths (-got +want):\n%s", diff)
+	}
+}
+
+// TestResolvedInParts: a dataset of more files than one resolved event
+// names is reported in several, in order, before anything is copied.
+func TestResolvedInParts(t *testing.T) {
+	d := startDIDStager(t, nil)
+	const n = contract.MaxResolvedPaths + 3
+	var dids, paths []string
+	for i := range n {
+		name := fmt.Sprintf("big/f%04d", i)
+		d.file(t, "testsrc", name, "x")
+		dids = append(dids, "testsrc:"+name)
+		paths = append(paths, ruciotest.Path("testsrc", name))
+	}
+	d.rucio.AddCollection("DATASET", "testsrc", "big", dids...)
+	id := d.submitDID(t, contract.MethodLocalSymlink, "testsrc:big", "big")
+	evs := d.events(t, contract.EventSubject(id))
+	want := []summary{{Type: contract.EventStarted}, {Type: contract.EventResolved}, {Type: contract.EventResolved},
+		{Type: contract.EventSucceeded, Outcome: contract.OutcomeStaged, Bytes: n, Files: n}}
+	if diff := cmp.Diff(summarize(evs), want); diff != "" {
+		t.Fatalf("events (-got +want):\n%s", diff)
+	}
+	checkResolved(t, evs, n, paths)
+	if got := evs[1].Message; got != fmt.Sprintf("testsrc:big resolved into %d files (%d bytes); part 1 of 2", n, n) {
+		t.Errorf("message %q", got)
 	}
 }
 
@@ -232,9 +301,13 @@ func TestLinksOfDID(t *testing.T) {
 				{"testsrc:outer", map[string]string{"file1": "one", "dir/x": "deeper", "a.root": "jdoe's"}},
 			} {
 				rel := "links/" + string(m) + "/" + strings.ReplaceAll(tt.did, ":", "_")
-				last := lastEvent(t, d.system, d.submitDID(t, m, tt.did, rel))
+				evs := d.events(t, contract.EventSubject(d.submitDID(t, m, tt.did, rel)))
+				last := evs[len(evs)-1]
 				if last.Type != contract.EventSucceeded || last.DID != tt.did {
 					t.Fatalf("%s: %s %+v", tt.did, last.Type, last.Error)
+				}
+				if got := resolvedFiles(evs); got != int64(len(tt.want)) {
+					t.Errorf("%s: resolved events report %d files, want %d", tt.did, got, len(tt.want))
 				}
 				top := filepath.Join(d.userArea, "alice", rel)
 				if diff := cmp.Diff(tree(t, top), tt.want); diff != "" {
@@ -273,6 +346,7 @@ func TestLinksOfDID(t *testing.T) {
 		}
 
 		last := link(t, "testsrc:file1")
+		checkResolved(t, d.events(t, contract.EventSubject(last.RequestID)), 3, []string{ruciotest.Path("testsrc", "file1")})
 		resp, body := fetch(t, srv.Client(), http.MethodGet, srv.URL+last.DownloadURL)
 		if string(body) != "one" || resp.Header.Get("Content-Disposition") != "attachment; filename=file1" {
 			t.Errorf("file DID: body %q, Content-Disposition %q; want the file itself", body, resp.Header.Get("Content-Disposition"))
@@ -356,6 +430,17 @@ func TestLinksOfDID(t *testing.T) {
 		d.failDID(t, contract.MethodDirectDownload, "testsrc:dselse", "dl", contract.CodeNotAtSite, "CERN_DISK")
 		d.failDID(t, contract.MethodDirectDownload, "testsrc:nosuch", "dl", contract.CodeDIDNotFound, "nosuch")
 	})
+}
+
+// resolvedFiles is the DID's file count the resolved events among evs
+// report (0 without any).
+func resolvedFiles(evs []contract.Event) int64 {
+	for _, ev := range evs {
+		if ev.Resolved != nil {
+			return ev.Resolved.Files
+		}
+	}
+	return 0
 }
 
 func lastEvent(t *testing.T, s *system, id string) contract.Event {

@@ -272,11 +272,11 @@ func (m *methods) stage(ctx context.Context, cmd contract.Command, report *worke
 	var err error
 	switch cmd.Method {
 	case contract.MethodLocalCopy:
-		r, err = m.stager.Copy(ctx, cmd, report.Progress)
+		r, err = m.stager.Copy(ctx, cmd, report)
 	case contract.MethodLocalSymlink, contract.MethodLocalHardlink:
 		r, err = m.link(ctx, cmd, report)
 	case contract.MethodDirectDownload:
-		return m.issueLink(ctx, cmd)
+		return m.issueLink(ctx, cmd, report)
 	default:
 		return worker.Result{}, contract.Errorf(contract.CodeInvalidMethod, "the stager does not carry out %q", cmd.Method)
 	}
@@ -299,7 +299,7 @@ func (m *methods) stage(ctx context.Context, cmd contract.Command, report *worke
 func (m *methods) link(ctx context.Context, cmd contract.Command, report *worker.Reporter) (worker.Result, error) {
 	switch {
 	case cmd.DID != "":
-		return m.stager.LinkDID(ctx, cmd, report.Progress)
+		return m.stager.LinkDID(ctx, cmd, report)
 	case cmd.Method == contract.MethodLocalSymlink:
 		return m.stager.Symlink(ctx, cmd)
 	default:
@@ -311,12 +311,12 @@ func (m *methods) link(ctx context.Context, cmd contract.Command, report *worker
 // a link to it. A file DID is resolved to its path first; a dataset or a
 // container is checked whole, file by file, and its link keeps the DID,
 // whose files the link lists again to serve them as one tar archive.
-func (m *methods) issueLink(ctx context.Context, cmd contract.Command) (worker.Result, error) {
+func (m *methods) issueLink(ctx context.Context, cmd contract.Command, report *worker.Reporter) (worker.Result, error) {
 	link := downloads.Link{Username: cmd.Username, RequestID: cmd.ID}
 	var r worker.Result
 	switch {
 	case cmd.DID != "":
-		d, err := m.stager.DownloadOfDID(ctx, cmd)
+		d, err := m.stager.DownloadOfDID(ctx, cmd, report)
 		if err != nil {
 			return worker.Result{}, err
 		}

@@ -33,6 +33,7 @@ func merge(r contract.Record, exists bool, ev contract.Event) contract.Record {
 	}
 	fill(&r.Username, clip(ev.Username, maxShort))
 	fill(&r.LocalPathOnStorage, clip(ev.LocalPathOnStorage, maxText))
+	fill(&r.DID, clip(ev.DID, maxDID))
 	fill(&r.RelativePath, clip(ev.RelativePath, maxText))
 	fill(&r.Origin, clip(ev.Origin, maxName))
 	fill(&r.TraceID, clip(ev.TraceID, maxWord))
@@ -91,7 +92,7 @@ func timePtr(t time.Time) *time.Time { return &t }
 
 func knownType(t contract.EventType) bool {
 	switch t {
-	case contract.EventQueued, contract.EventRejected, contract.EventStarted,
+	case contract.EventQueued, contract.EventRejected, contract.EventStarted, contract.EventResolved,
 		contract.EventProgress, contract.EventSucceeded, contract.EventFailed, contract.EventCancelled,
 		contract.EventExpired:
 		return true

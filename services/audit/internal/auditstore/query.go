@@ -86,11 +86,21 @@ func (s *Store) events(ctx context.Context, requestID string) ([]contract.Event,
 		events = append(events, ev)
 	}
 	// Sorted here, on the full-precision times of the payloads; events of
-	// the same instant in the order a request goes through them.
+	// the same instant in the order a request goes through them, the parts
+	// of a resolution in their order.
 	slices.SortStableFunc(events, func(a, b contract.Event) int {
-		return cmp.Or(a.Time.Compare(b.Time), cmp.Compare(a.Type.Status().Rank(), b.Type.Status().Rank()), strings.Compare(a.ID, b.ID))
+		return cmp.Or(a.Time.Compare(b.Time), cmp.Compare(a.Type.Status().Rank(), b.Type.Status().Rank()),
+			cmp.Compare(resolvedPart(a), resolvedPart(b)), strings.Compare(a.ID, b.ID))
 	})
 	return events, nil
+}
+
+// resolvedPart is the part number of a resolved event, 0 for another.
+func resolvedPart(ev contract.Event) int {
+	if ev.Resolved == nil {
+		return 0
+	}
+	return ev.Resolved.Part
 }
 
 // Downloads returns the download events of request id's link in the order

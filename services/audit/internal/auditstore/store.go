@@ -304,6 +304,7 @@ const (
 	maxText     = 8192 // paths, error_reason (TEXT: 64 KiB, 4 bytes a character)
 	maxType     = 32   // event type (download_completed: 18)
 	maxChecksum = 16   // adler32
+	maxDID      = 276  // did (contract.MaxDIDLen)
 )
 
 func clip(s string, n int) string {

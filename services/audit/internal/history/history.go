@@ -49,6 +49,9 @@ type Server struct {
 	log     *slog.Logger
 	tracer  trace.Tracer
 	queries *prometheus.CounterVec
+	// maxReply is the largest message the NATS server takes (set by
+	// Serve; 0: unknown, no bound).
+	maxReply int64
 }
 
 // New returns a server over store, its metrics registered on reg.
@@ -63,6 +66,7 @@ func New(store Store, log *slog.Logger, tp trace.TracerProvider, reg prometheus.
 // Serve subscribes on nc and answers until ctx is cancelled, then stops
 // taking queries, lets the ones received finish, and returns nil.
 func (s *Server) Serve(ctx context.Context, nc *nats.Conn) error {
+	s.maxReply = nc.MaxPayload()
 	sem := make(chan struct{}, maxConcurrent)
 	var wg sync.WaitGroup
 	work := context.WithoutCancel(ctx)
@@ -175,8 +179,30 @@ func (s *Server) get(ctx context.Context, data []byte) (any, *contract.Error) {
 		if reply.Downloads, err = s.store.Downloads(ctx, req.ID); err != nil {
 			return getError(s.unavailable(ctx, "get", err))
 		}
+		fitReply(reply, s.maxReply)
 	}
 	return reply, nil
+}
+
+// fitReply leaves the paths out of the resolved events of r when r would
+// not fit in one NATS message of max bytes: a request by a DID of many
+// thousand files may have more of them than a message holds. The events'
+// totals and parts stay, and r says that the paths were left out.
+func fitReply(r *contract.AuditGetReply, max int64) {
+	if max <= 0 {
+		return
+	}
+	if data, err := json.Marshal(r); err != nil || int64(len(data)) <= max {
+		return
+	}
+	for i, ev := range r.Events {
+		if ev.Resolved != nil {
+			bare := *ev.Resolved
+			bare.Paths = []string{}
+			r.Events[i].Resolved = &bare
+			r.ResolvedPathsOmitted = true
+		}
+	}
 }
 
 func (s *Server) list(ctx context.Context, data []byte) (any, *contract.Error) {

@@ -13,9 +13,9 @@ import (
 )
 
 // A worker publishes a request's started event, and waits for the stream
-// to store it, before any progress or succeeded event of that delivery, so
-// in the stream a real progress or succeeded event always has a started
-// event of its request before it. One without is made up: nothing else
+// to store it, before any resolved, progress or succeeded event of that
+// delivery, so in the stream a real one always has a started event of its
+// request before it. One without is made up: nothing else
 // about it can be checked (an absolute source path is legitimate, and the
 // audit does not know the roots), but a record claiming a staging that
 // never started would be a lie.
@@ -37,15 +37,15 @@ const recentStarted = 100_000
 // first of several deliveries counts.
 const startedLookups = 8
 
-// checkStarted reports a no_started_event error when ev, a progress or
-// succeeded event, has no started event of its request before it in the
+// checkStarted reports a no_started_event error when ev, a resolved,
+// progress or succeeded event, has no started event of its request before it in the
 // stream, and remembers the requests of started events.
 func (r *Recorder) checkStarted(ctx context.Context, ev contract.Event, msg jetstream.Msg) error {
 	switch ev.Type {
 	case contract.EventStarted:
 		r.started.add(ev.RequestID)
 		return nil
-	case contract.EventProgress, contract.EventSucceeded:
+	case contract.EventResolved, contract.EventProgress, contract.EventSucceeded:
 	default:
 		return nil
 	}

@@ -75,6 +75,7 @@ func StateFromRecord(r contract.Record) State {
 		Method:             r.Method,
 		Username:           r.Username,
 		LocalPathOnStorage: r.LocalPathOnStorage,
+		DID:                r.DID,
 		RelativePath:       r.RelativePath,
 		Outcome:            r.Outcome,
 		Bytes:              r.Bytes,

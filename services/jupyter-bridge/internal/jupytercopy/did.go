@@ -79,6 +79,17 @@ func (c *Copier) planDID(ctx context.Context, did string) ([]item, int64, error)
 	return items, total, nil
 }
 
+// sources lists the storage paths of the files among items, in order.
+func sources(items []item) []string {
+	var out []string
+	for _, it := range items {
+		if !it.dir {
+			out = append(out, it.src)
+		}
+	}
+	return out
+}
+
 // summed hands the data the upload reads, in order, to an adler32: what
 // was sent is checked without reading the file again. An attempt starts
 // again at offset 0, and so does the sum.

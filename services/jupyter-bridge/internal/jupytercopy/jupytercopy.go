@@ -48,6 +48,11 @@ type Request struct {
 	Source string
 	// DID is the request's Rucio DID, instead of Source.
 	DID string
+	// Resolved, when set, receives the files DID was resolved into (paths
+	// relative to the storage root, in the order Rucio listed them, and
+	// their total size) before the user's server is touched; its error
+	// fails the copy.
+	Resolved func(paths []string, bytes int64) error
 	// Target is the path in the user's server, relative to its root.
 	Target string
 }
@@ -161,10 +166,15 @@ func checkNames(target string) error {
 	return nil
 }
 
-// planSource plans the upload of the request's path, or of its DID's files.
+// planSource plans the upload of the request's path, or of its DID's files
+// (reported to req.Resolved).
 func (c *Copier) planSource(ctx context.Context, req Request) ([]item, int64, error) {
 	if req.DID != "" {
-		return c.planDID(ctx, req.DID)
+		items, total, err := c.planDID(ctx, req.DID)
+		if err == nil && req.Resolved != nil {
+			err = req.Resolved(sources(items), total)
+		}
+		return items, total, err
 	}
 	return c.plan(req.Source)
 }

@@ -175,7 +175,7 @@ func BenchmarkCopyTree(b *testing.B) {
 	for _, noSync := range []bool{false, true} {
 		b.Run(map[bool]string{false: "stager", true: "stager-nosync"}[noSync], func(b *testing.B) {
 			s := benchStager(b, src, users, noSync)
-			progress := func(contract.Progress) {}
+			progress := stage.ProgressFunc(func(contract.Progress) {})
 			timed(b, func(name string) {
 				if _, err := s.Copy(context.Background(), cmd("req-"+name, "tree", name), progress); err != nil {
 					b.Fatal(err)
@@ -213,7 +213,7 @@ func BenchmarkCopySmallFile(b *testing.B) {
 	s := benchStager(b, src, users, false)
 	b.SetBytes(4 << 10)
 	i := 0
-	progress := func(contract.Progress) {}
+	progress := stage.ProgressFunc(func(contract.Progress) {})
 	began := cputime.Own(b)
 	for b.Loop() {
 		i++

@@ -17,17 +17,17 @@ import (
 
 // Copy copies the source file or directory tree to the target and leaves
 // the result read-only: files 0400, directories 0500.
-func (s *Stager) Copy(ctx context.Context, cmd contract.Command, progress ProgressFunc) (Result, error) {
-	p, err := s.planSource(ctx, cmd)
+func (s *Stager) Copy(ctx context.Context, cmd contract.Command, report Report) (Result, error) {
+	p, err := s.planSource(ctx, cmd, report)
 	if err != nil {
 		return Result{}, err
 	}
-	return s.stagePlan(ctx, cmd, p, progress)
+	return s.stagePlan(ctx, cmd, p, report)
 }
 
 // stagePlan makes what p plans at cmd's target: copies, or for a DID's
 // tree with a linking method, links (linkDID).
-func (s *Stager) stagePlan(ctx context.Context, cmd contract.Command, p *plan, progress ProgressFunc) (Result, error) {
+func (s *Stager) stagePlan(ctx context.Context, cmd contract.Command, p *plan, report Report) (Result, error) {
 	_, span := s.Tracer.Start(ctx, "stager.check")
 	t, err := s.openTarget(cmd)
 	span.End()
@@ -62,11 +62,12 @@ func (s *Stager) stagePlan(ctx context.Context, cmd contract.Command, p *plan, p
 	}
 
 	cctx, span := s.Tracer.Start(ctx, "stager.copy")
-	if !p.tree && p.size <= chunk {
-		// One chunk, one call: its progress could only say nothing or
-		// all of it. No meter, no goroutine and ticker to start and
-		// stop for each small request.
-		progress = nil
+	var progress ProgressFunc
+	if report != nil && (p.tree || p.size > chunk) {
+		// Not for one chunk, one call: its progress could only say
+		// nothing or all of it. No meter, no goroutine and ticker to
+		// start and stop for each small request.
+		progress = report.Progress
 	}
 	m := startMeter(progress, s.progressEvery(), contract.Progress{BytesTotal: p.bytes, FilesTotal: p.files})
 	sum, err := s.copyPlan(cctx, t, p, m, cmd.ExpectedAdler32 != "")
@@ -98,10 +99,10 @@ func (s *Stager) stagePlan(ctx context.Context, cmd contract.Command, p *plan, p
 }
 
 // planSource plans the copy of cmd's source: the path on the storage, or
-// the files of the DID (did.go).
-func (s *Stager) planSource(ctx context.Context, cmd contract.Command) (*plan, error) {
+// the files of the DID (did.go), reported to report.
+func (s *Stager) planSource(ctx context.Context, cmd contract.Command, report Report) (*plan, error) {
 	if cmd.DID != "" {
-		return s.planDID(ctx, cmd)
+		return s.planDID(ctx, cmd, report)
 	}
 	rel, fi, err := s.resolve(ctx, cmd)
 	if err != nil {

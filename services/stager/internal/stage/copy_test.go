@@ -270,14 +270,14 @@ func TestCopyReportsProgress(t *testing.T) {
 			}
 		})
 	})
-	_, err := f.s.Copy(context.Background(), cmd("req", "big.bin", "big.bin"), func(p contract.Progress) {
+	_, err := f.s.Copy(context.Background(), cmd("req", "big.bin", "big.bin"), stage.ProgressFunc(func(p contract.Progress) {
 		mu.Lock()
 		defer mu.Unlock()
 		reports = append(reports, p)
 		if p.BytesDone > 0 {
 			first.Do(func() { close(reported) })
 		}
-	})
+	}))
 	must(t, err)
 	mu.Lock()
 	defer mu.Unlock()
@@ -299,7 +299,7 @@ func TestCopyReportsProgress(t *testing.T) {
 func TestSmallCopyReportsNoProgress(t *testing.T) {
 	f := newFixture(t, "")
 	var reports atomic.Int32
-	_, err := f.s.Copy(context.Background(), cmd("req", "obs/x.fits", "x.fits"), func(contract.Progress) { reports.Add(1) })
+	_, err := f.s.Copy(context.Background(), cmd("req", "obs/x.fits", "x.fits"), stage.ProgressFunc(func(contract.Progress) { reports.Add(1) }))
 	must(t, err)
 	if n := reports.Load(); n != 0 {
 		t.Errorf("%d progress reports for a 10-byte copy, want none", n)

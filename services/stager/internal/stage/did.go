@@ -28,16 +28,33 @@ type Catalogue interface {
 // a dataset or a container is a tree of every file under its name, a '/'
 // in a name making subdirectories. Every path Rucio gives goes through the
 // storage's os.Root checks, as a user's path does (rucio.Locate), and its
-// size is compared with the catalogue's before anything is written.
-func (s *Stager) planDID(ctx context.Context, cmd contract.Command) (*plan, error) {
+// size is compared with the catalogue's before anything is written. The
+// files found are reported to report (resolved events) before the plan is
+// returned.
+func (s *Stager) planDID(ctx context.Context, cmd contract.Command, report Report) (*plan, error) {
+	p, paths, err := s.resolveDID(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if report != nil {
+		if err := report.Resolved(paths, p.bytes); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// resolveDID plans the files of cmd.DID (planDID) and returns their paths
+// on the storage in the order Rucio listed them.
+func (s *Stager) resolveDID(ctx context.Context, cmd contract.Command) (*plan, []string, error) {
 	if s.Rucio == nil {
-		return nil, contract.Errorf(contract.CodeMethodNotAllowed, "staging by DID is not set up at this site (STAGING_RUCIO_URL)")
+		return nil, nil, contract.Errorf(contract.CodeMethodNotAllowed, "staging by DID is not set up at this site (STAGING_RUCIO_URL)")
 	}
 	ctx, span := s.Tracer.Start(ctx, "stager.resolve_did")
 	defer span.End()
 	kind, err := s.Rucio.Kind(ctx, cmd.DID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if kind == rucio.KindFile {
 		var p *plan
@@ -52,12 +69,19 @@ func (s *Stager) planDID(ctx context.Context, cmd contract.Command) (*plan, erro
 			p = &plan{didKind: kind, top: src, size: f.Bytes, files: 1, bytes: f.Bytes, cat: &f}
 			return nil
 		})
-		return p, err
+		switch {
+		case err != nil:
+			return nil, nil, err
+		case p == nil:
+			return nil, nil, contract.Errorf(contract.CodeReplicaUnavailable, "rucio lists no file for the file DID %s", cmd.DID)
+		}
+		return p, []string{p.top}, nil
 	}
 
 	p := &plan{didKind: kind, tree: true, catalogue: true, dirs: []dir{{sub: "."}}}
 	dirs := map[string]int{".": 0}
 	names := map[string]bool{}
+	var paths []string
 	err = s.Rucio.Files(ctx, cmd.DID, func(f rucio.File) error {
 		if err := rucio.CheckName(cmd.DID, f.Name); err != nil {
 			return err
@@ -75,14 +99,15 @@ func (s *Stager) planDID(ctx context.Context, cmd contract.Command) (*plan, erro
 			return err
 		}
 		p.dirs[i].files = append(p.dirs[i].files, file{name: path.Base(f.Name), size: f.Bytes, src: src, cat: &f})
+		paths = append(paths, src)
 		p.files++
 		p.bytes += f.Bytes
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return p, nil
+	return p, paths, nil
 }
 
 // dirOf returns the index in p.dirs of directory sub of the tree, adding
@@ -121,11 +146,11 @@ type DIDDownload struct {
 // A file DID comes back as its path; a dataset or a container as its
 // kind, file count and size alone, its files being served as they are
 // listed again when the link is used.
-func (s *Stager) DownloadOfDID(ctx context.Context, cmd contract.Command) (DIDDownload, error) {
+func (s *Stager) DownloadOfDID(ctx context.Context, cmd contract.Command, report Report) (DIDDownload, error) {
 	if err := contract.ValidateUsername(cmd.Username); err != nil {
 		return DIDDownload{}, err
 	}
-	p, err := s.planDID(ctx, cmd)
+	p, err := s.planDID(ctx, cmd, report)
 	if err != nil {
 		return DIDDownload{}, err
 	}
@@ -140,8 +165,8 @@ func (s *Stager) DownloadOfDID(ctx context.Context, cmd contract.Command) (DIDDo
 // is linked as a path is; a dataset or container becomes a directory of
 // links to its files, built under a temporary name and renamed into place
 // as a copied tree is.
-func (s *Stager) LinkDID(ctx context.Context, cmd contract.Command, progress ProgressFunc) (Result, error) {
-	p, err := s.planDID(ctx, cmd)
+func (s *Stager) LinkDID(ctx context.Context, cmd contract.Command, report Report) (Result, error) {
+	p, err := s.planDID(ctx, cmd, report)
 	if err != nil {
 		return Result{}, err
 	}
@@ -153,7 +178,7 @@ func (s *Stager) LinkDID(ctx context.Context, cmd contract.Command, progress Pro
 		return s.Symlink(ctx, cmd)
 	}
 	p.link = cmd.Method
-	return s.stagePlan(ctx, cmd, p, progress)
+	return s.stagePlan(ctx, cmd, p, report)
 }
 
 // linkFile makes the link to a DID's file f in the directory open as dir:

@@ -12,6 +12,7 @@ import (
 	"github.com/skao/skao-staging/libs/cputime"
 	"github.com/skao/skao-staging/libs/rucio"
 	"github.com/skao/skao-staging/libs/rucio/ruciotest"
+	"github.com/skao/skao-staging/services/stager/internal/stage"
 )
 
 // BenchmarkDID10k resolves and stages a dataset of 10,000 files of 4 KiB
@@ -79,7 +80,7 @@ func BenchmarkDID10k(b *testing.B) {
 	b.Run("local_copy", func(b *testing.B) {
 		s := benchStager(b, src, users, false)
 		s.Rucio = client
-		progress := func(contract.Progress) {}
+		progress := stage.ProgressFunc(func(contract.Progress) {})
 		timed(b, func(i int) {
 			c := cmd(fmt.Sprint("req-did-", i), "", fmt.Sprint("ds-", i))
 			c.LocalPathOnStorage, c.DID = "", "bench:ds10k"

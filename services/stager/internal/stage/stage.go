@@ -64,9 +64,31 @@ type Stager struct {
 // stager hands it on as it is.
 type Result = worker.Result
 
-// ProgressFunc receives the progress of a long copy, at most about once a
-// second, from a single goroutine.
+// Report receives what a staging tells as it goes: the worker's
+// *worker.Reporter. A nil Report hears nothing.
+type Report interface {
+	// Progress receives the progress of a long copy, at most about once
+	// a second, from a single goroutine.
+	Progress(contract.Progress)
+	// Resolved receives the files a DID was resolved into (paths relative
+	// to the storage root, in the order Rucio listed them, and their total
+	// size), once, before anything is written; its error fails the
+	// staging.
+	Resolved(paths []string, bytes int64) error
+}
+
+// ProgressFunc is a Report that hears the progress only.
 type ProgressFunc func(contract.Progress)
+
+// Progress calls f, when set.
+func (f ProgressFunc) Progress(p contract.Progress) {
+	if f != nil {
+		f(p)
+	}
+}
+
+// Resolved hears nothing.
+func (ProgressFunc) Resolved([]string, int64) error { return nil }
 
 // Modes of the parent directories the stager creates in a user area, and of
 // the copied data (read-only: the staged copy is a snapshot of the source).

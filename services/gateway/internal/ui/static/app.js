@@ -342,7 +342,7 @@ function follow(id) {
     try { ev = JSON.parse(msg.data); } catch (_) { return; }
     if (msg.type === "message") return; // not an event of the contract
     if (describe && ev.method) {
-      $("h3", card).textContent = ev.method + ": " + (ev.local_path_on_storage || "") + " → " + (ev.relative_path || "");
+      $("h3", card).textContent = ev.method + ": " + (ev.local_path_on_storage || ev.did || "") + " → " + (ev.relative_path || "");
       $("h3", card).append(el("small", " " + id, "id"));
       describe = false;
     }
@@ -388,7 +388,7 @@ function follow(id) {
 
 function statusOf(type) {
   switch (type) {
-    case "started": case "progress": return "running";
+    case "started": case "resolved": case "progress": return "running";
     default: return type;
   }
 }
@@ -699,7 +699,7 @@ function historyRow(r) {
   tr.append(
     time,
     el("td", r.method, "nowrap"),
-    el("td", r.local_path_on_storage, "path"),
+    el("td", r.local_path_on_storage || r.did || "", "path"),
     el("td", r.relative_path, "path"),
     el("td", r.status === "succeeded" ? size(r.bytes) + (r.files > 1 ? " in " + r.files + " files" : "") : "", "nowrap"),
     el("td", start && end ? duration(end - start) : "", "nowrap"),
