@@ -77,6 +77,7 @@ type record struct {
 	Method             string     `json:"method"`
 	Username           string     `json:"username"`
 	LocalPathOnStorage string     `json:"local_path_on_storage"`
+	DID                string     `json:"did,omitempty"`
 	RelativePath       string     `json:"relative_path"`
 	Status             string     `json:"status"`
 	Outcome            string     `json:"outcome,omitempty"`

@@ -261,6 +261,11 @@ func TestStageByDID(t *testing.T) {
 	if r := mustRun(t, exitFailed, "status", id); !strings.Contains(r.stdout, "testsrc:ds2") {
 		t.Errorf("status does not show the did:\n%s", r)
 	}
+	// The history names it as the request's source.
+	eventually(t, 10*time.Second, "list to show the did as the source", func() bool {
+		r := stagectl(t, nil, "list", "--user", heidi)
+		return r.code == exitOK && strings.Contains(r.stdout, "testsrc:ds2")
+	})
 
 	// In a batch file: a did field of a JSON line, a did column of a CSV.
 	dir := t.TempDir()

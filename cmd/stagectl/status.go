@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/url"
@@ -252,7 +253,7 @@ func (a *app) list(ctx context.Context, o listOptions) error {
 		case r.Outcome != "":
 			st += " (" + r.Outcome + ")"
 		}
-		t.row(when(&r.CreatedAt), r.ID, r.Username, r.Method, st, size(r.Bytes), r.LocalPathOnStorage)
+		t.row(when(&r.CreatedAt), r.ID, r.Username, r.Method, st, size(r.Bytes), cmp.Or(r.LocalPathOnStorage, r.DID))
 	}
 	t.flush()
 	if len(records) == 0 {
