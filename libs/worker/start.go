@@ -8,14 +8,13 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
 )
 
 // start decides whether a delivery of cmd goes ahead, and records it: it
-// reads the request's last event and its cancel request (at once), then publishes
+// reads the request's last event and its cancel request, then publishes
 // started, or cancelled, on condition that nothing was published on the
 // request's subject since the read. When something was (the gateway's
 // queued event, published after the command; another copy starting; a
@@ -30,11 +29,13 @@ func (w *Worker) start(ctx context.Context, msg jetstream.Msg, cmd contract.Comm
 	for again := false; ; again = true {
 		// Before anything is recorded under the command's id, even its
 		// rejection: the id may already be another request's.
-		last, seq, c, err := w.readState(ctx, cmd, invalid)
-		if err != nil {
-			return false, err
-		}
+		var seq uint64
 		if contract.ValidateID("id", cmd.ID) == nil {
+			last, s, err := w.lastEvent(ctx, cmd.ID)
+			if err != nil {
+				return false, err
+			}
+			seq = s
 			switch {
 			case last == nil:
 			case !contract.SameRequest(cmd, *last):
@@ -56,6 +57,10 @@ func (w *Worker) start(ctx context.Context, msg jetstream.Msg, cmd contract.Comm
 			return false, w.reject(ctx, cmd, attempt, invalid)
 		}
 		unchanged := jetstream.WithExpectLastSequencePerSubject(seq)
+		c, err := w.lastCancel(ctx, cmd.ID)
+		if err != nil {
+			return false, err
+		}
 		if c != nil {
 			// Cancelled while queued, or while an earlier delivery ran.
 			err = w.publishCancelled(ctx, w.event(ctx, cmd, contract.EventCancelled, attempt), *c, attempt, unchanged)
@@ -70,28 +75,6 @@ func (w *Worker) start(ctx context.Context, msg jetstream.Msg, cmd contract.Comm
 		}
 		return c == nil, nil
 	}
-}
-
-// readState reads what start decides on: the last event of cmd's request
-// and its stream sequence (none when cmd's id is not valid), and, for a
-// valid command, its cancel request. The two reads go out together: each is
-// a round trip to the server, on the way of every request.
-func (w *Worker) readState(ctx context.Context, cmd contract.Command, invalid error) (last *contract.Event, seq uint64, c *contract.CancelRequest, err error) {
-	var g errgroup.Group
-	if contract.ValidateID("id", cmd.ID) == nil {
-		g.Go(func() (err error) {
-			last, seq, err = w.lastEvent(ctx, cmd.ID)
-			return err
-		})
-	}
-	if invalid == nil {
-		g.Go(func() (err error) {
-			c, err = w.lastCancel(ctx, cmd.ID)
-			return err
-		})
-	}
-	err = g.Wait()
-	return last, seq, c, err
 }
 
 // lastEvent is the last event of request id and its stream sequence, nil
