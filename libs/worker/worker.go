@@ -164,7 +164,10 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 	stageCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	defer w.runs.add(cmd.ID, stop)()
-	if proceed, err := w.start(ctx, msg, cmd, attempt, invalid); !proceed {
+	startCtx, startSpan := w.o.Tracer.Start(ctx, w.o.Source+".start")
+	proceed, err := w.start(startCtx, msg, cmd, attempt, invalid)
+	startSpan.End()
+	if !proceed {
 		if err != nil {
 			span.SetStatus(codes.Error, err.Error())
 		}
@@ -198,7 +201,10 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) error {
 	if !res.ExpiresAt.IsZero() {
 		ev.ExpiresAt = new(res.ExpiresAt.UTC())
 	}
-	if err := bus.PublishEvent(ctx, w.o.JS, ev); err != nil {
+	pubCtx, pubSpan := w.o.Tracer.Start(ctx, w.o.Source+".publish_outcome")
+	err = bus.PublishEvent(pubCtx, w.o.JS, ev)
+	pubSpan.End()
+	if err != nil {
 		// Redelivery is safe: the target is now present.
 		return fmt.Errorf("publish succeeded event: %w", err)
 	}

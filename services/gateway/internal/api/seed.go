@@ -101,7 +101,9 @@ func (s *Server) stageData(w http.ResponseWriter, r *http.Request) {
 	w = service.StreamWriter(w, r)
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StageWaitTimeout)
 	defer cancel()
+	ctx, span := s.tracer.Start(ctx, "gateway.wait_outcome")
 	ev, err := watch.Outcome(ctx)
+	span.End()
 	if err != nil {
 		if r.Context().Err() != nil {
 			// The client left; the staging goes on and is recorded.

@@ -141,7 +141,9 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, cmd contract.Co
 // refusedForNow). A command whose queued event was not recorded is
 // submitted all the same: its worker's events record it.
 func (s *Server) enqueue(ctx context.Context, cmd contract.Command) (refused contract.Command, err error) {
+	ctx, span := s.tracer.Start(ctx, "gateway.publish")
 	err = s.client.Submit(ctx, cmd)
+	span.End()
 	switch {
 	case contract.CodeOf(err) == contract.CodeQueueFull:
 		s.log.WarnContext(ctx, "submit_refused", "id", cmd.ID, "error", err)
