@@ -255,3 +255,29 @@ func TestConnectRefusesOldServer(t *testing.T) {
 		t.Fatalf("Connect(%s) = %v, want a refusal naming the minimum version", url, err)
 	}
 }
+
+// TestStreamsLookUpOnce: a stream's handle is looked up on the first call
+// only; later calls send nothing to the server, and the handle reads.
+func TestStreamsLookUpOnce(t *testing.T) {
+	nc, js := setup(t)
+	ctx := t.Context()
+	var streams bus.Streams
+	first, err := streams.Stream(ctx, js, contract.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := nc.Stats().OutMsgs
+	again, err := streams.Stream(ctx, js, contract.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != first || nc.Stats().OutMsgs != sent {
+		t.Errorf("second call: same handle %t, %d requests sent; want the same handle and none", again == first, nc.Stats().OutMsgs-sent)
+	}
+	if _, err := again.GetLastMsgForSubject(ctx, contract.EventSubject("no-such-request")); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("read through the handle: %v, want message not found", err)
+	}
+	if _, err := streams.Stream(ctx, js, "NO_SUCH_STREAM"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("unknown stream: %v, want stream not found", err)
+	}
+}

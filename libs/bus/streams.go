@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -167,3 +168,33 @@ func IsStreamFull(err error) bool {
 // nats.go does not name: the stream could not store the message, and the
 // description says why.
 const jsErrCodeStreamStoreFailed jetstream.ErrorCode = 10077
+
+// Streams looks each stream up once and keeps its handle. A look-up is a
+// round trip whose answer carries the stream's whole state; the handle it
+// gives tells the client to read with direct gets, which any replica
+// answers. Reads on the way of every request go through a Streams, not a
+// look-up each. The zero value is ready to use; it is safe for concurrent
+// use.
+type Streams struct {
+	mu     sync.Mutex
+	byName map[string]jetstream.Stream
+}
+
+// Stream returns the handle of stream name, looked up with js the first
+// time.
+func (s *Streams) Stream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.byName[name]; ok {
+		return st, nil
+	}
+	st, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	if s.byName == nil {
+		s.byName = make(map[string]jetstream.Stream)
+	}
+	s.byName[name] = st
+	return st, nil
+}

@@ -69,9 +69,9 @@ func (w *Worker) watchExhausted(ctx context.Context) (stop func(), err error) {
 // from the work queue. A command already gone (another worker, a late
 // acknowledgement) needs nothing.
 func (w *Worker) exhausted(ctx context.Context, adv maxDeliveriesAdvisory) error {
-	stream, err := w.o.JS.Stream(ctx, contract.StreamRequests)
+	stream, err := w.stream(ctx, contract.StreamRequests)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", contract.StreamRequests, err)
+		return err
 	}
 	raw, err := stream.GetMsg(ctx, adv.StreamSeq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {

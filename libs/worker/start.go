@@ -108,20 +108,7 @@ func (w *Worker) lastEvent(ctx context.Context, id string) (*contract.Event, uin
 }
 
 func (w *Worker) stream(ctx context.Context, name string) (jetstream.Stream, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if s, ok := w.streams[name]; ok {
-		return s, nil
-	}
-	s, err := w.o.JS.Stream(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", name, err)
-	}
-	if w.streams == nil {
-		w.streams = make(map[string]jetstream.Stream)
-	}
-	w.streams[name] = s
-	return s, nil
+	return w.streams.Stream(ctx, w.o.JS, name)
 }
 
 // conflict records a command that reuses the id of another request and

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -104,9 +103,8 @@ type Worker struct {
 	o       Options
 	metrics *metrics
 
-	mu      sync.Mutex
-	streams map[string]jetstream.Stream // once looked up
-	runs    running                     // the requests this process works on
+	streams bus.Streams
+	runs    running // the requests this process works on
 }
 
 // New checks o and registers the request metrics.

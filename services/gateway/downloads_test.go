@@ -19,7 +19,10 @@ func stagerDownloads(t *testing.T) http.Handler {
 	t.Helper()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/api/v1/downloads/tok123" {
-			http.Error(w, `{"code":"not_found","detail":"no such link"}`, http.StatusNotFound)
+			// As the stager answers: a JSON error.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"code":"not_found","detail":"no such link"}`))
 			return
 		}
 		w.Header().Set("Content-Type", "image/fits")

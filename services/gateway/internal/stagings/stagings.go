@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -33,8 +32,7 @@ type Client struct {
 	timeout time.Duration
 	now     func() time.Time
 
-	mu     sync.Mutex
-	events jetstream.Stream
+	streams bus.Streams
 
 	// dispatch is the shared subscription the watches register with: share
 	// one Client per process.

@@ -141,20 +141,9 @@ func (c *Client) lastEvent(ctx context.Context, id string) (contract.Event, erro
 	return ev, nil
 }
 
-// eventStream looks the stream up once: its info tells the client to use
-// direct gets, which any replica answers.
+// eventStream is the event stream's handle, looked up once.
 func (c *Client) eventStream(ctx context.Context) (jetstream.Stream, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.events != nil {
-		return c.events, nil
-	}
-	s, err := c.js.Stream(ctx, contract.StreamEvents)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", contract.StreamEvents, err)
-	}
-	c.events = s
-	return s, nil
+	return c.streams.Stream(ctx, c.js, contract.StreamEvents)
 }
 
 // List asks the audit for the records matching q.

@@ -42,6 +42,9 @@ type Keeper struct {
 	Source       string // names the service in events
 	// AckWait configures the consumer of due expiries (default 30 s).
 	AckWait time.Duration
+
+	// streams holds the streams read on the way of every staging.
+	streams bus.Streams
 }
 
 // Lifetime is how long the item cmd stages is kept: its own lifetime or
@@ -152,9 +155,9 @@ func (k *Keeper) current(ctx context.Context, key string) (*contract.Expiry, uin
 	// read of a stream whose leader died must fail and be retried.
 	ctx, cancel := context.WithTimeout(ctx, bus.PublishTimeout)
 	defer cancel()
-	stream, err := k.JS.Stream(ctx, contract.StreamExpiries)
+	stream, err := k.streams.Stream(ctx, k.JS, contract.StreamExpiries)
 	if err != nil {
-		return nil, 0, fmt.Errorf("stream %s: %w", contract.StreamExpiries, err)
+		return nil, 0, err
 	}
 	raw, err := stream.GetLastMsgForSubject(ctx, contract.ExpiryScheduleSubject(key))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -193,9 +196,9 @@ func (k *Keeper) publish(ctx context.Context, key string, e contract.Expiry, seq
 func (k *Keeper) unschedule(ctx context.Context, key string) error {
 	ctx, cancel := context.WithTimeout(ctx, bus.PublishTimeout)
 	defer cancel()
-	stream, err := k.JS.Stream(ctx, contract.StreamExpiries)
+	stream, err := k.streams.Stream(ctx, k.JS, contract.StreamExpiries)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", contract.StreamExpiries, err)
+		return err
 	}
 	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(contract.ExpiryScheduleSubject(key))); err != nil {
 		return fmt.Errorf("remove the expiry schedule of %s: %w", key, err)
@@ -314,9 +317,9 @@ type lastEvent struct {
 func (k *Keeper) requests(ctx context.Context, ids []string) ([]lastEvent, error) {
 	ctx, cancel := context.WithTimeout(ctx, bus.PublishTimeout)
 	defer cancel()
-	stream, err := k.JS.Stream(ctx, contract.StreamEvents)
+	stream, err := k.streams.Stream(ctx, k.JS, contract.StreamEvents)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", contract.StreamEvents, err)
+		return nil, err
 	}
 	var lasts []lastEvent
 	for _, id := range ids {
