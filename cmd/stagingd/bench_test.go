@@ -108,21 +108,10 @@ type benchParams struct {
 
 func benchParamsFromEnv(t *testing.T) benchParams {
 	t.Helper()
-	num := func(name string, def int) int {
-		s := os.Getenv(name)
-		if s == "" {
-			return def
-		}
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			t.Fatalf("%s=%q: want a whole number", name, s)
-		}
-		return n
-	}
 	p := benchParams{
-		runs:        max(num("STAGING_BENCH_RUNS", 3), 1),
-		requests:    max(num("STAGING_BENCH_REQUESTS", 3000), 10),
-		downloadMiB: num("STAGING_BENCH_DOWNLOAD_MIB", 1024),
+		runs:        envInt(t, "STAGING_BENCH_RUNS", 3, 1),
+		requests:    envInt(t, "STAGING_BENCH_REQUESTS", 3000, 10),
+		downloadMiB: envInt(t, "STAGING_BENCH_DOWNLOAD_MIB", 1024, 0),
 		modes:       strings.Split(orDefault(os.Getenv("STAGING_BENCH_MODES"), "seed,sse,bare"), ","),
 		inProcess:   os.Getenv("STAGING_BENCH_INPROCESS") == "1",
 		gatewayBin:  os.Getenv("STAGING_BENCH_GATEWAY_BIN"),

@@ -16,12 +16,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/natstest"
 )
 
 // TestLatencyBreakdown (STAGING_BENCH_BREAKDOWN=1, or
@@ -45,7 +45,7 @@ func TestLatencyBreakdown(t *testing.T) {
 	if os.Getenv("STAGING_BENCH_BREAKDOWN") != "1" {
 		t.Skip("benchmark: set STAGING_BENCH_BREAKDOWN=1 or run scripts/bench/latency.sh")
 	}
-	n := envInt(t, "STAGING_BENCH_REQUESTS", 1500)
+	n := envInt(t, "STAGING_BENCH_REQUESTS", 1500, 10)
 	bin := benchBinary(t)
 	const warmup = 200
 	dir := t.TempDir()
@@ -127,15 +127,7 @@ func loadAverage() string {
 // when each was made, by type, by the request's relative path.
 func readEventTimes(t *testing.T, natsURL string) map[string]map[contract.EventType]time.Time {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.Connect(t, natsURL)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cons, err := js.OrderedConsumer(ctx, contract.StreamEvents, jetstream.OrderedConsumerConfig{})

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -177,15 +176,7 @@ func endToEnd(t *testing.T, sys running) {
 	})
 
 	t.Run("command published straight on NATS", func(t *testing.T) {
-		nc, err := nats.Connect(sys.natsURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, js := natstest.Connect(t, sys.natsURL)
 		id := uuid.NewString()
 		// What another system sends, following docs/messages.md.
 		cmd := []byte(`{"spec_version":"1.0","id":"` + id + `","method":"local_copy","username":"carol",` +
@@ -201,15 +192,7 @@ func endToEnd(t *testing.T, sys running) {
 	})
 
 	t.Run("jupyter_copy on NATS without a hub is rejected and recorded", func(t *testing.T) {
-		nc, err := nats.Connect(sys.natsURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, js := natstest.Connect(t, sys.natsURL)
 		id := uuid.NewString()
 		cmd := []byte(`{"spec_version":"1.0","id":"` + id + `","method":"jupyter_copy","username":"carol",` +
 			`"local_path_on_storage":"sample/hello.txt","relative_path":"` + target + `-jupyter","origin":"nats-cli"}`)
