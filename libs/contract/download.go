@@ -36,6 +36,10 @@ type DownloadEvent struct {
 	DownloadID         string `json:"download_id"`
 	Username           string `json:"username,omitempty"`
 	LocalPathOnStorage string `json:"local_path_on_storage,omitempty"`
+	// DID is the Rucio DID whose files the link serves (a dataset or a
+	// container, as one tar archive); a link to a path, or to a file DID's
+	// file, has LocalPathOnStorage instead.
+	DID string `json:"did,omitempty"`
 	// TraceID is the trace of the request the link was issued for.
 	TraceID string `json:"trace_id,omitempty"`
 

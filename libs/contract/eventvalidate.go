@@ -193,6 +193,9 @@ func (d DownloadEvent) Validate() error {
 			return err
 		}
 	}
+	if utf8.RuneCountInString(d.DID) > MaxDIDLen {
+		return Errorf(CodeInvalidDID, "did is longer than %d characters", MaxDIDLen)
+	}
 	if err := checkError(d.Error); err != nil {
 		return err
 	}

@@ -388,9 +388,15 @@ func TestLinksOfDID(t *testing.T) {
 			if diff := cmp.Diff(got, tt.want); diff != "" {
 				t.Errorf("%s archive (-got +want):\n%s", tt.did, diff)
 			}
-			evs := summarizeDownloads(t, last.RequestID, d.downloadEvents(t, last.RequestID, 2))
+			raw := d.downloadEvents(t, last.RequestID, 2)
+			evs := summarizeDownloads(t, last.RequestID, raw)
 			if diff := cmp.Diff(evs, []dlSummary{{Type: contract.DownloadStarted}, {Type: contract.DownloadCompleted, Bytes: int64(len(body))}}); diff != "" {
 				t.Errorf("%s download events (-got +want):\n%s", tt.did, diff)
+			}
+			for _, ev := range raw {
+				if ev.DID != tt.did || ev.LocalPathOnStorage != "" {
+					t.Errorf("%s %s: did %q, local_path_on_storage %q; want the DID alone", tt.did, ev.Type, ev.DID, ev.LocalPathOnStorage)
+				}
 			}
 		}
 

@@ -73,7 +73,7 @@ func (r *Reporter) Report(ctx context.Context, link Link, ev contract.DownloadEv
 	ev.Source = r.source
 	ev.RequestID = link.RequestID
 	ev.Username = link.Username
-	ev.LocalPathOnStorage = link.Path
+	ev.LocalPathOnStorage, ev.DID = link.Path, link.DID
 	ev.TraceID = link.TraceID
 	// The publish outlives the HTTP request; it keeps its trace only.
 	q := queued{ctx: context.WithoutCancel(ctx), ev: ev}
