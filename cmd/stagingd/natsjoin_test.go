@@ -32,6 +32,11 @@ func TestStandaloneServiceJoinsClosedNATS(t *testing.T) {
 	if sys.natsKey == "" {
 		t.Fatal("the all-in-one with authentication on has no NATS key file")
 	}
+	var banner strings.Builder
+	printBanner(&banner, sys.system)
+	if !strings.Contains(banner.String(), "STAGING_NATS_NKEY_FILE") {
+		t.Errorf("banner does not say how a standalone service gets in:\n%s", banner.String())
+	}
 	bin := filepath.Join(t.TempDir(), "stager")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/skao/skao-staging/services/stager/cmd/stager").CombinedOutput(); err != nil {
 		t.Fatalf("go build the stager: %v\n%s", err, out)
