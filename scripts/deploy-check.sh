@@ -54,6 +54,11 @@ assert_rendered() {
 	for v in STAGING_MYSQL_DSN JUPYTERHUB_API_TOKEN STAGING_JUPYTERHUB_API_TOKEN STAGING_RUCIO_PASSWORD; do
 		if grep -A1 -E "name: $v\$" "$f" | grep -q 'value:'; then fail "$label: $v inline"; fi
 	done
+	# A NATS credentials file the chart sets lies in the Secret it mounts.
+	if grep -A1 -E 'name: STAGING_NATS_(NKEY|CREDS)_FILE$' "$f" | grep -q 'value: "/etc/skao-staging/nats/' &&
+		! grep -q 'mountPath: /etc/skao-staging/nats$' "$f"; then
+		fail "$label: NATS credentials file set but its Secret not mounted"
+	fi
 	# Added capabilities: only the stager, only CHOWN and FOWNER, only with ownership on.
 	local adds
 	adds=$(grep -E '^\s+add: ' "$f" || true)
@@ -111,6 +116,11 @@ refuse stager --set config.ownership=map
 refuse stager --set config.sourceRoot=relative
 refuse jupyter-bridge --set jupyterhub.url=https://hub.example.org --set jupyterhub.existingSecret=
 refuse audit --set mysql.existingSecret=
+refuse stager --set nats.credentialsSecret=stager-nats
+refuse audit --set nats.credentialsSecret=audit-nats --set nats.credsKey=audit.creds --set nats.nkeyKey=audit.nk
+refuse jupyter-bridge --set nats.nkeyKey=bridge.nk
+refuse gateway --set config.natsNkeyFile=/a.nk --set config.natsCredsFile=/b.creds
+refuse stager --set nats.credentialsSecret=stager-nats --set nats.nkeyKey=stager.nk --set config.natsCredsFile=/b.creds
 
 # --- 1:1 configuration -------------------------------------------------------
 # go_vars <service> <package dir>: the variables the standalone binary reads.

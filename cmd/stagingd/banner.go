@@ -21,7 +21,7 @@ func printBanner(w io.Writer, s *system) {
 	}
 	fmt.Fprintf(&b, "  NATS (%s):   %s\n", natsKind, s.natsURL)
 	if s.natsKey != "" {
-		fmt.Fprintf(&b, "  NATS key file:   %s (NATS lets in only clients holding it)\n", s.natsKey)
+		fmt.Fprintf(&b, "  NATS key file:   %s (NATS lets in only clients holding it; a standalone service: STAGING_NATS_NKEY_FILE)\n", s.natsKey)
 	}
 	fmt.Fprintf(&b, "  storage root:    %s\n", s.cfg.Stager.SourceRoot)
 	fmt.Fprintf(&b, "  user areas:      %s\n", s.cfg.Stager.UserAreaRoot)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/skao/skao-staging/libs/bus"
 	"github.com/skao/skao-staging/libs/contract"
+	"github.com/skao/skao-staging/libs/natstest"
 	"github.com/skao/skao-staging/libs/service"
 	"github.com/skao/skao-staging/libs/telemetry"
 	"github.com/skao/skao-staging/libs/testenv"
@@ -339,27 +340,9 @@ type natsNode struct {
 	exited                 chan struct{}
 }
 
-// natsServerBinary finds the pinned nats-server where
-// scripts/nats-test-server.sh installs it.
-func natsServerBinary(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("TOOLS_BIN")
-	if dir == "" {
-		dir = filepath.Join("..", "..", ".tools", "bin")
-	}
-	bin, err := filepath.Abs(filepath.Join(dir, "nats-server"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(bin); err != nil {
-		testenv.Missing(t, "no pinned nats-server at %s (scripts/nats-test-server.sh install)", bin)
-	}
-	return bin
-}
-
 func startCluster(t *testing.T, n int) *natsCluster {
 	t.Helper()
-	bin := natsServerBinary(t)
+	bin := natstest.ServerBinary(t)
 	c := &natsCluster{}
 	var routes []string
 	for i := range n {

@@ -70,6 +70,11 @@ type system struct {
 
 // start brings everything up and returns once the services run.
 func start(ctx context.Context, cfg config, logs io.Writer) (*system, error) {
+	if cfg.NATSURL == "" && (cfg.NATSNkeyFile != "" || cfg.NATSCredsFile != "") {
+		// The services reach the embedded server in-process, without
+		// credentials; a key file set for it is a mistake to point out.
+		return nil, errors.New("configuration: STAGING_NATS_NKEY_FILE and STAGING_NATS_CREDS_FILE are the credentials for an external NATS server (STAGING_NATS_URL); the embedded server needs none")
+	}
 	l, err := newLayout(cfg.DataDir)
 	if err != nil {
 		return nil, err

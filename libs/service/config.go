@@ -28,6 +28,12 @@ type Base struct {
 	// NATSURL is empty by default: a service then connects to
 	// nats://127.0.0.1:4222, and the all-in-one runs its own server.
 	NATSURL string `env:"NATS_URL" help:"NATS server URL(s), comma-separated (default nats://127.0.0.1:4222; the all-in-one embeds a server when unset)"`
+	// NATSNkeyFile and NATSCredsFile are the client's NATS credentials,
+	// besides a user and password in the URL: a user nkey seed (the
+	// all-in-one's <data dir>/nats-admin.nk), or a .creds file (user JWT
+	// and seed, as nsc issues). At most one; Start checks the file.
+	NATSNkeyFile  string `env:"NATS_NKEY_FILE" help:"file holding the user nkey seed to connect to NATS with (e.g. the all-in-one's <data dir>/nats-admin.nk); not with -nats-creds-file"`
+	NATSCredsFile string `env:"NATS_CREDS_FILE" help:"NATS credentials file (user JWT and nkey seed, as nsc issues) to connect with; not with -nats-nkey-file"`
 	// EventsMaxAge is how long STAGING_EVENTS keeps events.
 	EventsMaxAge time.Duration `env:"EVENTS_MAX_AGE" envDefault:"720h" help:"how long the event stream keeps events"`
 	// RequestsMaxAge, RequestsMaxMsgs and RequestsMaxBytes bound the

@@ -85,7 +85,17 @@ func Start(ctx context.Context, name string, base Base, logOut io.Writer, natsOp
 }
 
 func (rt *Runtime) connect(ctx context.Context, name string, base Base, natsOpts []nats.Option) error {
+	auth, err := natsAuth(base)
+	if err != nil {
+		return err
+	}
+	if auth != nil {
+		natsOpts = append(natsOpts, auth)
+	}
 	nc, err := bus.Connect(cmp.Or(base.NATSURL, nats.DefaultURL), name, rt.Log, natsOpts...)
+	if errors.Is(err, nats.ErrAuthorization) {
+		return fmt.Errorf("%w (%s)", err, credentialsHint(base))
+	}
 	if err != nil {
 		return err
 	}

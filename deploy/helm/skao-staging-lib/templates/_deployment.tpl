@@ -19,6 +19,7 @@ skao-staging-lib.deployment renders the service's Deployment. Called as
 {{- $opsPort := "ops" -}}
 {{- $caps := .addCapabilities | default list -}}
 {{- $runAsRoot := .runAsRoot | default false -}}
+{{- $natsCreds := include "skao-staging-lib.natsCredentials" $root | fromJson -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -138,6 +139,11 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- if $natsCreds.key }}
+            - name: nats-credentials
+              mountPath: {{ include "skao-staging-lib.natsCredentialsDir" $root }}
+              readOnly: true
+            {{- end }}
             {{- with (.volumeMounts | default "" | trim) }}
             {{- . | nindent 12 }}
             {{- end }}
@@ -148,6 +154,15 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: {{ $v.tmpSizeLimit | default "64Mi" }}
+        {{- if $natsCreds.key }}
+        - name: nats-credentials
+          secret:
+            secretName: {{ $v.nats.credentialsSecret }}
+            items:
+              - key: {{ $natsCreds.key }}
+                path: {{ $natsCreds.key }}
+            defaultMode: 0444
+        {{- end }}
         {{- with (.volumes | default "" | trim) }}
         {{- . | nindent 8 }}
         {{- end }}

@@ -10,7 +10,9 @@ skao-staging-lib.env: the container's environment.
                        ownership map path); they win over .Values.config.
   .Values.nats         existingSecret/urlKey: STAGING_NATS_URL from a Secret
                        (a URL with per-service credentials); wins over
-                       config.natsUrl.
+                       config.natsUrl. credentialsSecret with credsKey or
+                       nkeyKey: STAGING_NATS_CREDS_FILE or
+                       STAGING_NATS_NKEY_FILE, the mounted file (_nats.tpl).
   .Values.otel         endpoint -> OTEL_EXPORTER_OTLP_ENDPOINT.
   .secretEnv           (YAML list) env entries from Secrets, from the chart.
   .Values.extraEnv     further entries, verbatim.
@@ -18,6 +20,8 @@ skao-staging-lib.env: the container's environment.
 {{- define "skao-staging-lib.env" -}}
 {{- $root := .ctx -}}
 {{- $config := merge (dict) (.overrides | default dict) ($root.Values.config | default dict) -}}
+{{- $natsCreds := include "skao-staging-lib.natsCredentials" $root | fromJson -}}
+{{- with $natsCreds.config }}{{ $_ := set $config . (printf "%s/%s" (include "skao-staging-lib.natsCredentialsDir" $root) $natsCreds.key) }}{{ end -}}
 {{- $natsSecret := $root.Values.nats.existingSecret | default "" -}}
 {{- range $key := keys $config | sortAlpha }}
 {{- $value := get $config $key }}
