@@ -140,3 +140,40 @@ func lastEvent(t *testing.T, js jetstream.JetStream, id string) contract.Event {
 	}
 	return ev
 }
+
+// A request whose events have left STAGING_EVENTS (kept less long than
+// the queue keeps commands) is failed from the queued event the audit
+// stored, on condition that its subject is still empty.
+func TestAgedOutCommandWithoutEventsOnTheStream(t *testing.T) {
+	cfg := sqliteConfig(t)
+	cfg.QueueSweepInterval = 50 * time.Millisecond
+	e := newEnv(t)
+	e.start(t, cfg)
+	c := command("req-gone")
+	publish(t, e.js, queuedAt(c, time.Now().Add(-time.Hour).UTC()))
+	testenv.Eventually(t, 15*time.Second, "the request to be recorded as queued", func() bool {
+		return auditRecord(t, e, c.ID).Status == contract.StatusQueued
+	})
+	events, err := e.js.Stream(t.Context(), contract.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := events.GetLastMsgForSubject(t.Context(), contract.EventSubject(c.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := events.DeleteMsg(t.Context(), raw.Sequence); err != nil {
+		t.Fatal(err)
+	}
+	// Only now is the request older than the queue's max age.
+	shortRequestsMaxAge(t, e.js, 2*time.Second)
+	testenv.Eventually(t, 15*time.Second, "the request to be recorded as failed", func() bool {
+		return auditRecord(t, e, c.ID).Status == contract.StatusFailed
+	})
+	if rec := auditRecord(t, e, c.ID); rec.ErrorCode != contract.CodeQueueExpired || rec.Origin != c.Origin || rec.Username != c.Username {
+		t.Errorf("record = %+v, want failed with queue_expired, the request's fields kept", rec)
+	}
+	if last := lastEvent(t, e.js, c.ID); last.Type != contract.EventFailed || !contract.SameRequest(c, last) {
+		t.Errorf("last event = %+v, want the audit's failed event repeating the request", last)
+	}
+}
