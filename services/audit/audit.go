@@ -152,7 +152,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 			return nil
 		})
 	}
-	log.InfoContext(ctx, "audit_started", "database", describe(cfg), "batch_size", cfg.BatchSize, "retention", cfg.Retention.String())
+	log.InfoContext(ctx, "audit_started", "database", describe(cfg), "batch_size", cfg.BatchSize, "retention", cfg.Retention.String(), "queue_sweep_interval", cfg.QueueSweepInterval.String())
 	err = g.Wait()
 	log.InfoContext(ctx, "audit_stopped")
 	return err
