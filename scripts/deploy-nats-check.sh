@@ -4,7 +4,8 @@
 # deploy/nats/nats-values.yaml (the values for the upstream NATS chart), stage
 # a local_copy (with a lifetime: its expiry schedule) and a direct_download through the gateway (with an
 # Idempotency-Key, the download proxied through the gateway, the request's
-# live events, the history query, the log window), and fail on any
+# live events, the history query, the log window), have the audit record a
+# request queued past the command queue's max age as failed (queue_expired), and fail on any
 # "Permissions Violation" in the server log or on a request that does not
 # succeed. Needs go, python3 with PyYAML and curl; the pinned nats-server
 # comes from scripts/nats-test-server.sh install.
@@ -87,7 +88,7 @@ start() {
 		"$work/bin/$s" >"$work/$s.log" 2>&1 &
 	pids+=($!)
 }
-start audit STAGING_SQLITE_PATH="$work/audit.db"
+start audit STAGING_SQLITE_PATH="$work/audit.db" STAGING_AUDIT_QUEUE_SWEEP_INTERVAL=1s
 start stager STAGING_SOURCE_ROOT="$work/storage" STAGING_USER_AREA_ROOT="$work/user_area" STAGING_DOWNLOAD_ADDR="127.0.0.1:$dl"
 # A stand-in hub that answers the bridge's readiness ping (GET /hub/api/user).
 hub=$(free_port)
@@ -160,6 +161,34 @@ grep -qx 'staging_queue_up 1' <<<"$metrics" || die "the audit could not read the
 grep -q '^staging_consumer_pending_messages{consumer="stager",stream="STAGING_REQUESTS"}' <<<"$metrics" ||
 	die "the audit's /metrics has no pending count of the stager's consumer"
 log "ok: the audit reports the queue metrics"
+
+# A request queued eight days ago (past the queue's default max age of 7
+# days): its queued event, published as the gateway would (a plain NATS
+# publish, which the stream stores), and the audit records it as failed.
+id3=aaaaaaaa-0000-4000-8000-$(printf '%012d' $$)
+python3 - "$nats_port" "$id3" <<'PY' || die "could not publish the old queued event"
+import datetime, json, socket, sys
+port, rid = int(sys.argv[1]), sys.argv[2]
+when = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
+ev = json.dumps({"spec_version": "1.0", "id": rid + "-queued", "type": "queued", "time": when, "source": "gateway",
+                 "request_id": rid, "method": "local_copy", "username": "carol", "local_path_on_storage": "sample/hello.txt",
+                 "relative_path": "old.txt", "origin": "gateway"}).encode()
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+s.recv(4096)  # INFO
+s.sendall(b'CONNECT {"user":"gateway","pass":"pw-gateway_password","verbose":false,"pedantic":false}\r\n' +
+          b"PUB staging.events.%s %d\r\n%s\r\nPING\r\n" % (rid.encode(), len(ev), ev))
+reply = b""
+while b"PONG" not in reply and b"-ERR" not in reply:
+    reply += s.recv(4096)
+sys.exit(1 if b"-ERR" in reply else 0)
+PY
+expired=false
+for i in $(seq 100); do
+	if curl -fsS "$api/api/v1/stagings/$id3" 2>/dev/null | grep -q '"queue_expired"'; then expired=true; break; fi
+	sleep 0.2
+done
+$expired || die "the audit did not record $id3, queued eight days ago, as failed (queue_expired): $(curl -sS "$api/api/v1/stagings/$id3")"
+log "ok: a request queued past the queue's max age failed with queue_expired"
 
 sleep 1
 if grep -i 'permissions violation' "$work/nats.log" >&2; then

@@ -22,7 +22,8 @@ type StreamOptions struct {
 	Replicas int
 	// RequestsMaxAge, RequestsMaxMsgs and RequestsMaxBytes bound
 	// STAGING_REQUESTS (defaults contract.DefaultRequestsMax...): a
-	// command no worker takes within the age is dropped, and a publish
+	// command no worker takes within the age is dropped (the audit then
+	// records its request as failed, queue_expired), and a publish
 	// that would pass the count or the size is refused (see IsStreamFull).
 	RequestsMaxAge   time.Duration
 	RequestsMaxMsgs  int64

@@ -3,8 +3,13 @@ package contract_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -331,5 +336,65 @@ func wantCode(t *testing.T, err error, want contract.Code) {
 	}
 	if got := contract.CodeOf(err); got != want {
 		t.Errorf("Validate() code = %q (%v), want %q", got, err, want)
+	}
+}
+
+// An event that follows another repeats every request field of it: a
+// command asking for the request is the same request, and a field added to
+// EventFor but forgotten in EventAfter shows here.
+func TestEventAfterRepeatsTheRequest(t *testing.T) {
+	cmd := validCommand()
+	cmd.JobID, cmd.JobSize, cmd.Origin, cmd.ExpectedAdler32, cmd.DID = "job-1", 2, "rucio", "0a1b2c3d", "testsrc:ds1"
+	queued := contract.EventFor(cmd, contract.EventQueued)
+	queued.ID, queued.Source, queued.Time, queued.Message, queued.TraceID = "e1", "gateway", time.Now(), "accepted and queued", "0af7651916cd43dd8448eb211c80319c"
+	got := contract.EventAfter(queued, contract.EventFailed)
+	want := contract.EventFor(cmd, contract.EventFailed)
+	want.TraceID = queued.TraceID
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("EventAfter (-got +want):\n%s", diff)
+	}
+}
+
+// Every error code of errors.go is in the error-codes table of
+// docs/messages.md, the contract other systems read.
+func TestErrorCodesDocumented(t *testing.T) {
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "errors.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../../docs/messages.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(doc), "\n## Error codes\n")
+	if !ok {
+		t.Fatal(`docs/messages.md has no "## Error codes" section`)
+	}
+	table, _, _ = strings.Cut(table, "\n## ")
+	codes := 0
+	ast.Inspect(f, func(n ast.Node) bool {
+		vs, ok := n.(*ast.ValueSpec)
+		if !ok || vs.Type == nil || fmt.Sprint(vs.Type) != "Code" {
+			return true
+		}
+		for _, v := range vs.Values {
+			lit, ok := v.(*ast.BasicLit)
+			if !ok {
+				continue
+			}
+			code, err := strconv.Unquote(lit.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			codes++
+			if !strings.Contains(table, "| `"+code+"` ") {
+				t.Errorf("error code %s is not in the error-codes table of docs/messages.md", code)
+			}
+		}
+		return true
+	})
+	if codes < 40 {
+		t.Errorf("found %d codes in errors.go, want them all", codes)
 	}
 }

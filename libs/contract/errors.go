@@ -40,6 +40,7 @@ const (
 	CodeRetriesExhausted Code = "retries_exhausted" // the request failed on every allowed delivery
 	CodeUnavailable      Code = "unavailable"       // a dependency (NATS, database, hub) is unreachable
 	CodeQueueFull        Code = "queue_full"        // the command queue holds as many commands as it may; try again later
+	CodeQueueExpired     Code = "queue_expired"     // the command waited in the queue longer than it keeps commands, and no worker took it
 	CodeTimeout          Code = "timeout"           // the outcome was not known in time
 	CodeNotFound         Code = "not_found"         // no such request
 	CodeAlreadyFinished  Code = "already_finished"  // a cancel named a request that has already ended

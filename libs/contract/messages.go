@@ -233,6 +233,18 @@ func EventFor(cmd Command, t EventType) Event {
 	}
 }
 
+// EventAfter starts an event of type t about the request last is an event
+// of, repeating the request fields of last (those EventFor copies from a
+// command). The caller sets ID, Time, Source and the type-specific fields.
+func EventAfter(last Event, t EventType) Event {
+	return Event{
+		SpecVersion: SpecVersion, Type: t,
+		RequestID: last.RequestID, JobID: last.JobID, JobSize: last.JobSize, Method: last.Method, Username: last.Username,
+		LocalPathOnStorage: last.LocalPathOnStorage, DID: last.DID, RelativePath: last.RelativePath,
+		Origin: last.Origin, ExpectedAdler32: last.ExpectedAdler32, TraceID: last.TraceID,
+	}
+}
+
 func validAdler32(s string) string {
 	if !adler32RE.MatchString(s) {
 		return ""

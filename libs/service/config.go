@@ -38,7 +38,7 @@ type Base struct {
 	EventsMaxAge time.Duration `env:"EVENTS_MAX_AGE" envDefault:"720h" help:"how long the event stream keeps events"`
 	// RequestsMaxAge, RequestsMaxMsgs and RequestsMaxBytes bound the
 	// command queue (STAGING_REQUESTS); a full queue refuses new commands.
-	RequestsMaxAge   time.Duration `env:"REQUESTS_MAX_AGE" envDefault:"168h" help:"how long a command waits in the queue for a worker before it is dropped (at least the 20m deduplication window)"`
+	RequestsMaxAge   time.Duration `env:"REQUESTS_MAX_AGE" envDefault:"168h" help:"how long a command waits in the queue for a worker before it is dropped and the audit records its request as failed (queue_expired) (at least the 20m deduplication window)"`
 	RequestsMaxMsgs  int64         `env:"REQUESTS_MAX_MSGS" envDefault:"100000" help:"most commands the queue holds; a publish beyond is refused (queue_full)"`
 	RequestsMaxBytes int64         `env:"REQUESTS_MAX_BYTES" envDefault:"1073741824" help:"most bytes the queue holds; a publish beyond is refused (queue_full)"`
 	// StreamReplicas is the JetStream replica count of the streams.

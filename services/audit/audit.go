@@ -41,6 +41,10 @@ type Config struct {
 	// AckWait is how long a delivered event may stay unacknowledged before
 	// JetStream delivers it again (after a crash of the audit, say).
 	AckWait time.Duration `env:"AUDIT_ACK_WAIT" envDefault:"60s" help:"redelivery delay of events an audit instance took but never acknowledged"`
+	// QueueSweepInterval is how often the audit looks for requests whose
+	// command STAGING_REQUESTS removed, older than its max age, before a
+	// worker took it, and records them as failed (queue_expired).
+	QueueSweepInterval time.Duration `env:"AUDIT_QUEUE_SWEEP_INTERVAL" envDefault:"1m" help:"how often requests still queued after the command queue's max age (REQUESTS_MAX_AGE, read from the stream) are recorded as failed with queue_expired"`
 }
 
 func (c Config) check() error {
@@ -59,6 +63,9 @@ func (c Config) check() error {
 	}
 	if c.Retention < 0 {
 		errs = append(errs, fmt.Errorf("AUDIT_RETENTION %s: want 0 or a positive duration", c.Retention))
+	}
+	if c.QueueSweepInterval <= 0 {
+		errs = append(errs, fmt.Errorf("AUDIT_QUEUE_SWEEP_INTERVAL %s: want a positive duration", c.QueueSweepInterval))
 	}
 	if c.AckWait < 2*time.Second {
 		errs = append(errs, fmt.Errorf("AUDIT_ACK_WAIT %s: want at least 2s", c.AckWait))
@@ -119,6 +126,7 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	if err := bus.RegisterQueueMetrics(deps.Registerer, deps.JS, log, 0); err != nil {
 		return err
 	}
+	sweeper := newQueueSweeper(deps.JS, store, cfg.QueueSweepInterval, deps.Log.With("component", "audit_queue_sweeper"), deps.Registerer)
 	queries := history.New(store, deps.Log.With("component", "audit_history"), deps.Tracer, deps.Registerer)
 	deps.Health.Add("database", func(ctx context.Context) error {
 		if err := store.Ping(ctx); err != nil {
@@ -134,13 +142,17 @@ func Run(ctx context.Context, cfg Config, deps service.Deps) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return rec.Run(ctx) })
 	g.Go(func() error { return queries.Serve(ctx, deps.NC) })
+	g.Go(func() error {
+		sweeper.run(ctx)
+		return nil
+	})
 	if cfg.Retention > 0 {
 		g.Go(func() error {
 			purge(ctx, store, cfg.Retention, log)
 			return nil
 		})
 	}
-	log.InfoContext(ctx, "audit_started", "database", describe(cfg), "batch_size", cfg.BatchSize, "retention", cfg.Retention.String())
+	log.InfoContext(ctx, "audit_started", "database", describe(cfg), "batch_size", cfg.BatchSize, "retention", cfg.Retention.String(), "queue_sweep_interval", cfg.QueueSweepInterval.String())
 	err = g.Wait()
 	log.InfoContext(ctx, "audit_stopped")
 	return err

@@ -332,6 +332,7 @@ func TestConfigIsChecked(t *testing.T) {
 		{"zero retry delay", func(c *audit.Config) { c.RetryMin = 0 }},
 		{"retry maximum below its minimum", func(c *audit.Config) { c.RetryMax = c.RetryMin / 2 }},
 		{"short ack wait", func(c *audit.Config) { c.AckWait = time.Second }},
+		{"zero queue sweep interval", func(c *audit.Config) { c.QueueSweepInterval = 0 }},
 		{"unreachable mysql", func(c *audit.Config) { c.MySQLDSN = "u:p@tcp(127.0.0.1:1)/x?timeout=1s" }},
 		{"sqlite in a missing directory", func(c *audit.Config) { c.SQLitePath = filepath.Join(t.TempDir(), "no", "such", "audit.db") }},
 	}

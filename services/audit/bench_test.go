@@ -63,7 +63,7 @@ func benchBacklog(b *testing.B, batchSize int) {
 		msgs = append(msgs, m)
 	}
 	natstest.PublishAll(b, e.js, msgs)
-	cfg := audit.Config{MySQLDSN: dsn, BatchSize: batchSize, BatchWait: 200 * time.Millisecond, RetryMin: time.Second, RetryMax: time.Second, AckWait: time.Minute}
+	cfg := audit.Config{MySQLDSN: dsn, BatchSize: batchSize, BatchWait: 200 * time.Millisecond, RetryMin: time.Second, RetryMax: time.Second, AckWait: time.Minute, QueueSweepInterval: time.Minute}
 
 	start, cpu0 := time.Now(), machineCPU(b)
 	a := e.start(b, cfg)

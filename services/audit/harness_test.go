@@ -92,7 +92,7 @@ func sqliteConfig(t *testing.T) audit.Config {
 		SQLitePath: filepath.Join(t.TempDir(), "audit.db"),
 		BatchSize:  100, BatchWait: 50 * time.Millisecond,
 		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
-		AckWait: 10 * time.Second,
+		AckWait: 10 * time.Second, QueueSweepInterval: time.Minute,
 	}
 }
 

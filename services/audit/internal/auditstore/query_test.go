@@ -201,3 +201,40 @@ func TestListRejectsBadQueries(t *testing.T) {
 		}
 	})
 }
+
+// Queued lists the requests still queued created before the cutoff,
+// oldest first, a page at a time after a given request; running and ended
+// ones, and younger ones, are not listed.
+func TestQueuedBefore(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *auditstore.Store) {
+		apply(t, s,
+			event(cmd("q-b"), contract.EventQueued, 1, at(1)),
+			event(cmd("q-a"), contract.EventQueued, 1, at(1)),
+			event(cmd("q-c"), contract.EventQueued, 1, at(0)),
+			event(cmd("q-young"), contract.EventQueued, 1, at(10)),
+			event(cmd("running"), contract.EventQueued, 1, at(0)), event(cmd("running"), contract.EventStarted, 2, at(2)),
+			event(cmd("failed"), contract.EventQueued, 1, at(0)), event(cmd("failed"), contract.EventFailed, 2, at(2)),
+		)
+		ids := func(after auditstore.QueuedRequest, limit int) []auditstore.QueuedRequest {
+			t.Helper()
+			got, err := s.Queued(t.Context(), at(5), after, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}
+		want := []auditstore.QueuedRequest{{"q-c", toDB(at(0))}, {"q-a", toDB(at(1))}, {"q-b", toDB(at(1))}}
+		if diff := cmp.Diff(ids(auditstore.QueuedRequest{}, 10), want); diff != "" {
+			t.Errorf("queued before the cutoff (-got +want):\n%s", diff)
+		}
+		first := ids(auditstore.QueuedRequest{}, 2)
+		if diff := cmp.Diff(first, want[:2]); diff != "" {
+			t.Errorf("first page (-got +want):\n%s", diff)
+		}
+		if diff := cmp.Diff(ids(first[1], 2), want[2:]); diff != "" {
+			t.Errorf("page after %s (-got +want):\n%s", first[1].ID, diff)
+		}
+	})
+}
+
+func toDB(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
