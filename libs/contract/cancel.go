@@ -66,14 +66,8 @@ func DecodeCancelRequest(subject string, data []byte) (CancelRequest, error) {
 // last, at the request of c. It repeats the request's fields from last.
 // The caller sets ID, Time and Source.
 func Cancelled(last Event, c CancelRequest) Event {
-	ev := Event{
-		SpecVersion: SpecVersion, Type: EventCancelled,
-		RequestID: last.RequestID, JobID: last.JobID, Method: last.Method, Username: last.Username,
-		LocalPathOnStorage: last.LocalPathOnStorage, RelativePath: last.RelativePath,
-		Origin: last.Origin, ExpectedAdler32: last.ExpectedAdler32, TraceID: last.TraceID,
-		Attempt:     last.Attempt,
-		CancelledBy: c.CancelledBy,
-	}
+	ev := EventAfter(last, EventCancelled)
+	ev.Attempt, ev.CancelledBy = last.Attempt, c.CancelledBy
 	ev.Error = Errorf(CodeCancelled, "cancelled by %s", c.CancelledBy)
 	return ev
 }

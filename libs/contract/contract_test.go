@@ -355,6 +355,25 @@ func TestEventAfterRepeatsTheRequest(t *testing.T) {
 	}
 }
 
+// The events a request ends with after it ran, cancelled and expired,
+// repeat every request field, a DID included: a redelivered command
+// compared with them is the same request, not an id conflict.
+func TestLaterEventsRepeatTheRequest(t *testing.T) {
+	cmd := validCommand()
+	cmd.LocalPathOnStorage, cmd.DID, cmd.JobID, cmd.JobSize = "", "testsrc:ds1", "job-1", 2
+	started := contract.EventFor(cmd, contract.EventStarted)
+	started.Attempt = 1
+	succeeded := contract.EventFor(cmd, contract.EventSucceeded)
+	for name, ev := range map[string]contract.Event{
+		"cancelled": contract.Cancelled(started, contract.CancelRequest{CancelledBy: "alice"}),
+		"expired":   contract.Expired(succeeded, time.Now()),
+	} {
+		if !contract.SameRequest(cmd, ev) || ev.DID != cmd.DID || ev.JobSize != cmd.JobSize {
+			t.Errorf("%s event %+v does not repeat the request %+v", name, ev, cmd)
+		}
+	}
+}
+
 // Every error code of errors.go is in the error-codes table of
 // docs/messages.md, the contract other systems read.
 func TestErrorCodesDocumented(t *testing.T) {

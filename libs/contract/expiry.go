@@ -79,14 +79,10 @@ type StagedItem struct {
 // an item due at due. It repeats the request's fields from last. The
 // caller sets ID, Time, Source and Message.
 func Expired(last Event, due time.Time) Event {
-	return Event{
-		SpecVersion: SpecVersion, Type: EventExpired,
-		RequestID: last.RequestID, JobID: last.JobID, JobSize: last.JobSize, Method: last.Method, Username: last.Username,
-		LocalPathOnStorage: last.LocalPathOnStorage, RelativePath: last.RelativePath,
-		Origin: last.Origin, ExpectedAdler32: last.ExpectedAdler32, TraceID: last.TraceID,
-		Attempt: last.Attempt, ExpiresAt: &due,
-		// The staging's results stand: the state after expired still
-		// tells what was staged.
-		Outcome: last.Outcome, Bytes: last.Bytes, Files: last.Files, Adler32: last.Adler32,
-	}
+	ev := EventAfter(last, EventExpired)
+	ev.Attempt, ev.ExpiresAt = last.Attempt, &due
+	// The staging's results stand: the state after expired still tells
+	// what was staged.
+	ev.Outcome, ev.Bytes, ev.Files, ev.Adler32 = last.Outcome, last.Bytes, last.Files, last.Adler32
+	return ev
 }
