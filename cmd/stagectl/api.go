@@ -89,6 +89,9 @@ type record struct {
 	Downloads          int64      `json:"downloads,omitempty"`
 	CreatedAt          time.Time  `json:"created_at"`
 	FinishedAt         *time.Time `json:"finished_at,omitempty"`
+	// ExpiresAt is when the staged copy or link expires (once expired,
+	// when it was due), on servers that record it.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 type recordPage struct {

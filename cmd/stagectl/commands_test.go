@@ -405,6 +405,16 @@ func TestLifetime(t *testing.T) {
 	if strings.Contains(r.stderr, "does not list a lifetime field") {
 		t.Errorf("a warning that this server, which honours lifetime, may ignore --lifetime:\n%s", r)
 	}
+	// The history says when the copy goes.
+	eventually(t, 10*time.Second, "list --json to show when the copy expires", func() bool {
+		var recs []record
+		r := stagectl(t, nil, "list", "--user", ivan, "--json")
+		if json.Unmarshal([]byte(r.stdout), &recs) != nil || len(recs) != 1 || recs[0].ExpiresAt == nil {
+			return false
+		}
+		left := time.Until(*recs[0].ExpiresAt)
+		return left > time.Hour && left <= 2*time.Hour
+	})
 	older := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if r.URL.Path == "/openapi.json" {

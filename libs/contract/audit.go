@@ -28,7 +28,12 @@ type Record struct {
 	CreatedAt  time.Time  `json:"created_at"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
-	UpdatedAt  time.Time  `json:"updated_at"`
+	// ExpiresAt is when the staged item is removed, or when the
+	// direct_download link ends: the expires_at of the request's
+	// succeeded event, and once it expired, of its expired event (when it
+	// was due). Absent: kept for ever, or not staged.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	UpdatedAt time.Time  `json:"updated_at"`
 }
 
 // AuditGetRequest asks the audit for one request (on SubjectAuditGet).

@@ -192,7 +192,7 @@ await run(async (context) => {
   await jobCard.and(page.locator("[data-status=completed]")).waitFor();
   check((await jobCard.textContent()).includes("2 succeeded of 2 item(s)"), "job counts: " + await jobCard.locator(".card-status").textContent());
 
-  step("history: deep link ?username=, paging through the cursor, filters by status, method and date");
+  step("history: deep link ?username=, paging through the cursor, filters by status, method and date; when a staged item expires");
   await page.goto(base + "/?username=alice&limit=2");
   check(await page.getByLabel("Username", { exact: true }).nth(1).inputValue() === "alice", "?username= did not fill the history");
   await page.locator("#history-message", { hasText: "Page 1: 2 request(s) of alice" }).waitFor();
@@ -227,6 +227,9 @@ await run(async (context) => {
   await page.locator("#history-message", { hasText: /Page 1: \d+ request\(s\) of alice \(from / }).waitFor();
   const cell = await page.locator("#history tbody tr", { hasText: `ui-${suffix}/hello.txt` }).locator("td").first().textContent();
   check(!/\.\d{4,}/.test(cell) && cell.length > 8, "time shown as: " + cell);
+  await page.locator("#history tbody tr", { hasText: `ui-${suffix}/kept.txt` }).filter({ hasText: "expires" }).waitFor();
+  const forever = await page.locator("#history tbody tr", { hasText: `ui-${suffix}/hello.txt` }).textContent();
+  check(!forever.includes("expires"), "a request kept for ever shows an expiry: " + forever);
 
   step("logs: the UI's own polling is left out; level, service and text filters; pause");
   await page.locator("#logs li").first().waitFor();

@@ -280,6 +280,14 @@ func TestGetFallsBackToAudit(t *testing.T) {
 				CreatedAt: created, UpdatedAt: created,
 			}}
 		}
+		if req.ID == "old-expired" {
+			expires := time.Date(2026, 1, 3, 3, 4, 5, 0, time.UTC)
+			return contract.AuditGetReply{Record: &contract.Record{
+				ID: "old-expired", Method: contract.MethodLocalCopy, Username: "bob", LocalPathOnStorage: "/a", RelativePath: "b",
+				Status: contract.StatusExpired, Outcome: contract.OutcomeStaged, Bytes: 9, Files: 1,
+				ExpiresAt: &expires, CreatedAt: created, UpdatedAt: expires,
+			}}
+		}
 		if req.ID != "old-1" {
 			return contract.AuditGetReply{Error: contract.Errorf(contract.CodeNotFound, "no request %s", req.ID)}
 		}
@@ -305,6 +313,11 @@ func TestGetFallsBackToAudit(t *testing.T) {
 			"id": "old-did", "status": "succeeded", "method": "local_copy", "username": "bob",
 			"local_path_on_storage": "", "did": "testsrc:ds1", "relative_path": "ds1", "outcome": "staged", "bytes": 9.0, "files": 2.0,
 			"created_at": "2026-01-02T03:04:05Z", "updated_at": "2026-01-02T03:04:05Z",
+		}},
+		{"expired, from the audit", "old-expired", 200, map[string]any{
+			"id": "old-expired", "status": "expired", "method": "local_copy", "username": "bob",
+			"local_path_on_storage": "/a", "relative_path": "b", "outcome": "staged", "bytes": 9.0, "files": 1.0,
+			"expires_at": "2026-01-03T03:04:05Z", "created_at": "2026-01-02T03:04:05Z", "updated_at": "2026-01-03T03:04:05Z",
 		}},
 		{"unknown", "nobody-knows", 404, nil},
 		{"invalid id", "bad.id", 400, nil},
@@ -349,10 +362,14 @@ func TestGetFallsBackToAudit(t *testing.T) {
 func TestListAsksTheAudit(t *testing.T) {
 	e := newEnv(t, gateway.Config{})
 	got := make(chan contract.AuditListRequest, 1)
+	expires := time.Date(2026, 1, 3, 3, 4, 5, 0, time.UTC)
 	answer(e, contract.SubjectAuditList, func(req contract.AuditListRequest) contract.AuditListReply {
 		got <- req
 		return contract.AuditListReply{
-			Items:      []contract.Record{{ID: "r1", Method: contract.MethodLocalCopy, Username: "alice", DID: "testsrc:ds1", Status: contract.StatusFailed}},
+			Items: []contract.Record{
+				{ID: "r1", Method: contract.MethodLocalCopy, Username: "alice", DID: "testsrc:ds1", Status: contract.StatusFailed},
+				{ID: "r0", Method: contract.MethodLocalCopy, Username: "alice", Status: contract.StatusSucceeded, ExpiresAt: &expires},
+			},
 			NextCursor: "c2",
 		}
 	})
@@ -368,7 +385,8 @@ func TestListAsksTheAudit(t *testing.T) {
 		t.Errorf("query (-got +want):\n%s", diff)
 	}
 	page := decode[contract.AuditListReply](t, resp)
-	if len(page.Items) != 1 || page.Items[0].ID != "r1" || page.Items[0].DID != "testsrc:ds1" || page.NextCursor != "c2" {
+	if len(page.Items) != 2 || page.Items[0].ID != "r1" || page.Items[0].DID != "testsrc:ds1" || page.NextCursor != "c2" ||
+		page.Items[1].ExpiresAt == nil || !page.Items[1].ExpiresAt.Equal(expires) {
 		t.Errorf("page = %+v", page)
 	}
 

@@ -165,6 +165,9 @@ func TestApplyRejectsUnstorableEvents(t *testing.T) {
 		{"year 10000 in UTC only", func(e *contract.Event) {
 			e.Time = time.Date(9999, 12, 31, 23, 0, 0, 0, time.FixedZone("UTC-5", -5*3600))
 		}},
+		{"expires in year 10000", func(e *contract.Event) {
+			e.ExpiresAt = ptr(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))
+		}},
 	}
 	forEachBackend(t, func(t *testing.T, s *auditstore.Store) {
 		for _, tt := range tests {

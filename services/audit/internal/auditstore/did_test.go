@@ -3,14 +3,11 @@ package auditstore_test
 // Requests by DID: the DID in the record, the resolution in the events.
 
 import (
-	"database/sql"
-	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/skao/skao-staging/libs/contract"
-	"github.com/skao/skao-staging/libs/testenv"
 	"github.com/skao/skao-staging/services/audit/internal/auditstore"
 )
 
@@ -77,54 +74,13 @@ func TestDIDRequestIsRecorded(t *testing.T) {
 // A request recorded before the records had a did column takes its DID
 // from its events when the column is added.
 func TestDIDColumnFilledFromEvents(t *testing.T) {
-	for _, tt := range []struct {
-		name    string
-		driver  string
-		version int // of the migration that adds the column
-		open    func(t *testing.T) (dsn string, open func() *auditstore.Store)
-	}{
-		{"sqlite", "sqlite", 6, func(t *testing.T) (string, func() *auditstore.Store) {
-			path := filepath.Join(t.TempDir(), "audit.db")
-			return path, func() *auditstore.Store { return openSQLite(t, path) }
-		}},
-		{"mysql", "mysql", 7, func(t *testing.T) (string, func() *auditstore.Store) {
-			dsn := testenv.MySQL(t)
-			return dsn, func() *auditstore.Store { return openMySQL(t, dsn) }
-		}},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			dsn, open := tt.open(t)
-			s := open()
-			byDID, byPath := didCmd("req-did"), cmd("req-path")
-			apply(t, s, didLifecycle(byDID)...)
-			apply(t, s, lifecycle(byPath)...)
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			// Back to the database as it was before the column.
-			db, err := sql.Open(tt.driver, dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, q := range []string{
-				"ALTER TABLE staging_requests DROP COLUMN did",
-				"DELETE FROM goose_db_version WHERE version_id >= ?",
-			} {
-				var args []any
-				if q[0] == 'D' {
-					args = append(args, tt.version)
-				}
-				if _, err := db.ExecContext(t.Context(), q, args...); err != nil {
-					t.Fatalf("%s: %v", q, err)
-				}
-			}
-			if err := db.Close(); err != nil {
-				t.Fatal(err)
-			}
-			s = open()
-			if diff := cmp.Diff([]contract.Record{get(t, s, byDID.ID), get(t, s, byPath.ID)}, []contract.Record{didRecord(byDID), succeededRecord(byPath)}); diff != "" {
-				t.Errorf("records after the migration (-got +want):\n%s", diff)
-			}
-		})
-	}
+	byDID, byPath := didCmd("req-did"), cmd("req-path")
+	reopenBefore(t, map[string]int64{"sqlite": 6, "mysql": 7}, func(t *testing.T, s *auditstore.Store) {
+		apply(t, s, didLifecycle(byDID)...)
+		apply(t, s, lifecycle(byPath)...)
+	}, func(t *testing.T, s *auditstore.Store) {
+		if diff := cmp.Diff([]contract.Record{get(t, s, byDID.ID), get(t, s, byPath.ID)}, []contract.Record{didRecord(byDID), succeededRecord(byPath)}); diff != "" {
+			t.Errorf("records after the migration (-got +want):\n%s", diff)
+		}
+	})
 }

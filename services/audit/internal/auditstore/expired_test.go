@@ -35,7 +35,7 @@ func TestExpiredIsRecorded(t *testing.T) {
 				ID: c.ID, JobID: c.JobID, Method: c.Method, Username: c.Username,
 				LocalPathOnStorage: c.LocalPathOnStorage, RelativePath: c.RelativePath,
 				Status: contract.StatusExpired, Outcome: contract.OutcomeStaged, Bytes: 2048, Files: 1, Adler32: "0a0b0c0d",
-				Origin: "gateway", CreatedAt: at(0), StartedAt: ptr(at(1)), FinishedAt: ptr(at(2)), UpdatedAt: at(61),
+				Origin: "gateway", CreatedAt: at(0), StartedAt: ptr(at(1)), FinishedAt: ptr(at(2)), ExpiresAt: ptr(at(60)), UpdatedAt: at(61),
 			}
 			rec, history, err := s.Get(t.Context(), c.ID, true)
 			if err != nil {

@@ -17,7 +17,11 @@ import (
 //   - created_at and started_at keep the earliest time seen, updated_at the
 //     latest;
 //   - finished_at and the results come from the terminal event that set the
-//     status; expired, which follows succeeded, changes only the status.
+//     status; expired, which follows succeeded, changes only the status and
+//     expires_at: the succeeded event's expires_at is when the item was to
+//     be removed, the expired event's when it was due at last (staging the
+//     same item again may have put it later), which stands whichever of
+//     the two is applied first.
 //
 // An event of a type this version does not know is kept in the history but
 // changes no status (the recorder sets such events apart before they get
@@ -61,7 +65,8 @@ func merge(r contract.Record, exists bool, ev contract.Event) contract.Record {
 	r.Status = status
 	if ev.Type == contract.EventExpired {
 		// The staging's end and results stand; expired only says the item
-		// is gone since.
+		// is gone since, and when it was due.
+		r.ExpiresAt = dbTimePtr(ev.ExpiresAt)
 		return r
 	}
 	if ev.Type.Terminal() {
@@ -76,6 +81,10 @@ func finish(r *contract.Record, ev contract.Event, t time.Time) {
 	r.Outcome = contract.Outcome(clip(string(ev.Outcome), maxWord))
 	r.Bytes, r.Files = ev.Bytes, ev.Files
 	r.Adler32 = clip(ev.Adler32, maxChecksum)
+	if r.Status != contract.StatusExpired {
+		// Once expired, the due time of the expired event stands.
+		r.ExpiresAt = dbTimePtr(ev.ExpiresAt)
+	}
 	if ev.Error != nil {
 		r.ErrorCode = contract.Code(clip(string(ev.Error.Code), maxShort))
 		r.ErrorReason = clip(ev.Error.Detail, maxText)
@@ -89,6 +98,14 @@ func fill(field *string, v string) {
 }
 
 func timePtr(t time.Time) *time.Time { return &t }
+
+// dbTimePtr is *t as stored (nil for nil).
+func dbTimePtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	return timePtr(toDB(*t))
+}
 
 func knownType(t contract.EventType) bool {
 	switch t {

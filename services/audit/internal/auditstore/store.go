@@ -133,15 +133,24 @@ func OpenSQLite(ctx context.Context, path string, log *slog.Logger) (*Store, err
 	return s, nil
 }
 
-func (s *Store) migrate(ctx context.Context, log *slog.Logger) error {
+// migrator returns the goose provider of the store's migrations.
+func (s *Store) migrator() (*goose.Provider, error) {
 	gd, dir := goose.DialectMySQL, "migrations/mysql"
 	if s.dialect == dialectSQLite {
 		gd, dir = goose.DialectSQLite3, "migrations/sqlite"
 	}
 	fsys, err := fs.Sub(migrations, dir)
 	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
+		return nil, fmt.Errorf("migrations: %w", err)
 	}
+	p, err := goose.NewProvider(gd, s.write, fsys, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return nil, fmt.Errorf("migrations: %w", err)
+	}
+	return p, nil
+}
+
+func (s *Store) migrate(ctx context.Context, log *slog.Logger) error {
 	if s.dialect == dialectMySQL {
 		// Replicas starting together would otherwise apply the same
 		// migration side by side; MySQL DDL is not transactional, so all
@@ -155,9 +164,9 @@ func (s *Store) migrate(ctx context.Context, log *slog.Logger) error {
 		}
 		defer unlock()
 	}
-	p, err := goose.NewProvider(gd, s.write, fsys, goose.WithDisableGlobalRegistry(true))
+	p, err := s.migrator()
 	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
+		return err
 	}
 	results, err := p.Up(ctx)
 	if err != nil && ctx.Err() != nil {
@@ -248,12 +257,15 @@ func storableTime(t time.Time) bool { return !t.Before(minTime) && t.Before(endT
 
 // ValidateEvent reports, wrapping ErrInvalidEvent, why ev can never be
 // stored: its ids cannot key a row, or it has no time or one no store can
-// hold.
+// hold, or an expires_at no store can hold (it goes in the request's row).
 func ValidateEvent(ev contract.Event) error {
 	if isDownloadType(string(ev.Type)) {
 		// Download events have a subject of their own; on a request's
 		// subject one would be read back as a download.
 		return fmt.Errorf("event %s of download type %q on a request's subject: %w", ev.ID, ev.Type, ErrInvalidEvent)
+	}
+	if ev.ExpiresAt != nil && !storableTime(*ev.ExpiresAt) {
+		return fmt.Errorf("event %s expires at %s, outside 1970 to 9999: %w", ev.ID, ev.ExpiresAt.Format(time.RFC3339Nano), ErrInvalidEvent)
 	}
 	return validateKeys("event", ev.ID, ev.RequestID, ev.Time)
 }

@@ -58,6 +58,39 @@ func forEachBackend(t *testing.T, test func(t *testing.T, s *auditstore.Store)) 
 	}
 }
 
+// reopenBefore records, in a store of each kind, what record applies,
+// takes the database back to before the migration of the given version
+// (by backend), and opens it again, which applies the migrations from
+// that one on; check then reads the records.
+func reopenBefore(t *testing.T, versions map[string]int64, record, check func(t *testing.T, s *auditstore.Store)) {
+	for _, b := range []struct {
+		name string
+		open func(t *testing.T) func() *auditstore.Store
+	}{
+		{"sqlite", func(t *testing.T) func() *auditstore.Store {
+			path := filepath.Join(t.TempDir(), "audit.db")
+			return func() *auditstore.Store { return openSQLite(t, path) }
+		}},
+		{"mysql", func(t *testing.T) func() *auditstore.Store {
+			dsn := testenv.MySQL(t)
+			return func() *auditstore.Store { return openMySQL(t, dsn) }
+		}},
+	} {
+		t.Run(b.name, func(t *testing.T) {
+			open := b.open(t)
+			s := open()
+			record(t, s)
+			if err := s.DownTo(t.Context(), versions[b.name]-1); err != nil {
+				t.Fatalf("migrate down to before version %d: %v", versions[b.name], err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			check(t, open())
+		})
+	}
+}
+
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 123456000, time.UTC)
 
 func at(seconds int) time.Time { return t0.Add(time.Duration(seconds) * time.Second) }

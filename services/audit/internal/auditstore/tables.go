@@ -26,7 +26,7 @@ var recordColumns = []string{
 	"id", "job_id", "method", "username", "local_path_on_storage", "relative_path",
 	"status", "outcome", "error_code", "error_reason", "bytes", "files", "adler32",
 	"origin", "trace_id", "created_at", "started_at", "finished_at", "updated_at",
-	"downloads", "did",
+	"downloads", "did", "expires_at",
 }
 
 // eventColumns: the event's own fields (its time, its source) are in the
@@ -178,7 +178,8 @@ func (s *Store) writeRecords(ctx context.Context, tx *batchTx, records []contrac
 			args = append(args, r.ID, r.JobID, string(r.Method), r.Username, r.LocalPathOnStorage,
 				r.RelativePath, string(r.Status), string(r.Outcome), string(r.ErrorCode), r.ErrorReason,
 				r.Bytes, r.Files, r.Adler32, r.Origin, r.TraceID, s.timeArg(r.CreatedAt),
-				s.nullTimeArg(r.StartedAt), s.nullTimeArg(r.FinishedAt), s.timeArg(r.UpdatedAt), r.Downloads, r.DID)
+				s.nullTimeArg(r.StartedAt), s.nullTimeArg(r.FinishedAt), s.timeArg(r.UpdatedAt), r.Downloads, r.DID,
+				s.nullTimeArg(r.ExpiresAt))
 		}
 		q := "INSERT INTO staging_requests (" + strings.Join(recordColumns, ", ") + ") VALUES " +
 			tuples(len(part), len(recordColumns)) + conflict
@@ -199,15 +200,17 @@ func scanRecord(row scanner) (contract.Record, error) {
 		r                                  contract.Record
 		method, status, outcome, errorCode string
 		created, started, finished, upd    dbTime
+		expires                            dbTime
 	)
 	err := row.Scan(&r.ID, &r.JobID, &method, &r.Username, &r.LocalPathOnStorage, &r.RelativePath,
 		&status, &outcome, &errorCode, &r.ErrorReason, &r.Bytes, &r.Files, &r.Adler32,
-		&r.Origin, &r.TraceID, &created, &started, &finished, &upd, &r.Downloads, &r.DID)
+		&r.Origin, &r.TraceID, &created, &started, &finished, &upd, &r.Downloads, &r.DID, &expires)
 	if err != nil {
 		return r, fmt.Errorf("read request row: %w", err)
 	}
 	r.Method, r.Status, r.Outcome, r.ErrorCode = contract.Method(method), contract.Status(status), contract.Outcome(outcome), contract.Code(errorCode)
 	r.CreatedAt, r.StartedAt, r.FinishedAt, r.UpdatedAt = created.t, started.ptr(), finished.ptr(), upd.t
+	r.ExpiresAt = expires.ptr()
 	return r, nil
 }
 

@@ -81,6 +81,7 @@ func StateFromRecord(r contract.Record) State {
 		Bytes:              r.Bytes,
 		Files:              r.Files,
 		Adler32:            r.Adler32,
+		ExpiresAt:          r.ExpiresAt,
 		TraceID:            r.TraceID,
 		UpdatedAt:          r.UpdatedAt,
 	}

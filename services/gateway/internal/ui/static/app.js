@@ -694,6 +694,8 @@ function historyRow(r) {
   const detail = r.error_code ? r.error_code : (r.outcome || "");
   if (detail) outcome.append(el("small", " " + detail));
   if (r.error_reason) outcome.title = r.error_reason;
+  // When the staged item goes or the link ends; once expired, when it was due.
+  if (r.expires_at) outcome.append(el("small", (r.status === "expired" ? " · due " : " · expires ") + when(r.expires_at), "nowrap"));
   const link = el("td");
   if (r.outcome === "link_issued") showLink(link, r.id);
   tr.append(
