@@ -72,39 +72,9 @@ func TestStandaloneServiceJoinsClosedNATS(t *testing.T) {
 
 	t.Run("serves with the key file", func(t *testing.T) {
 		ops := "127.0.0.1:" + fmt.Sprint(freePort(t))
-		logs := &testenv.Buffer{}
 		cmd := exec.Command(bin)
 		cmd.Env = append(os.Environ(), append(stagerEnv, "STAGING_OPS_ADDR="+ops, "STAGING_NATS_NKEY_FILE="+sys.natsKey)...)
-		cmd.Stdout, cmd.Stderr = logs, logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() {
-			_ = cmd.Wait()
-			close(exited)
-		}()
-		defer func() {
-			_ = cmd.Process.Kill()
-			<-exited
-			if t.Failed() {
-				t.Logf("stager output:\n%s", logs)
-			}
-		}()
-		testenv.Eventually(t, 30*time.Second, "the standalone stager ready", func() bool {
-			select {
-			case <-exited:
-				t.Fatalf("the stager ended at start:\n%s", logs)
-			default:
-			}
-			resp, err := http.Get("http://" + ops + "/readyz")
-			if err != nil {
-				return false
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		})
+		logs := testenv.StartProcess(t, cmd, "http://"+ops+"/readyz")
 		// It came in over the network, not in-process.
 		connz, err := sys.nats.Connz(&server.ConnzOptions{})
 		if err != nil {

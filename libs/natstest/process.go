@@ -3,12 +3,10 @@ package natstest
 import (
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/skao/skao-staging/libs/testenv"
 )
@@ -67,41 +65,7 @@ func StartProcess(t testing.TB, conf string) string {
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &testenv.Buffer{}
-	cmd := exec.Command(bin, "-c", path)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("nats-server output:\n%s", logs)
-		}
-	})
-	testenv.Eventually(t, 30*time.Second, "nats-server serving JetStream", func() bool {
-		select {
-		case <-exited:
-			t.Fatalf("nats-server ended at start:\n%s", logs)
-		default:
-		}
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz?js-enabled-only=true", monitor))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	testenv.StartProcess(t, exec.Command(bin, "-c", path), fmt.Sprintf("http://127.0.0.1:%d/healthz?js-enabled-only=true", monitor))
 	return fmt.Sprintf("nats://127.0.0.1:%d", client)
 }
 
