@@ -29,12 +29,7 @@ import (
 // generated key file, which is the service account's alone and named in
 // the banner; the system itself keeps working.
 func TestEmbeddedNATSClosedWhenAuthOn(t *testing.T) {
-	tokens := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(tokens, []byte("alice-secret alice\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sys := startSystem(t, "", "", "-auth-mode", "tokens", "-auth-tokens-file", tokens)
-	sys.bearer = "alice-secret"
+	sys := startClosedSystem(t)
 
 	keyFile := sys.natsKey
 	if keyFile == "" || filepath.Dir(keyFile) != sys.layout.Dir {
@@ -242,4 +237,18 @@ func TestDataDirMadePrivate(t *testing.T) {
 	if notice, err := l.prepare(true); err != nil || notice != "" {
 		t.Errorf("second prepare = %q, %v; want no notice", notice, err)
 	}
+}
+
+// startClosedSystem starts the all-in-one with authentication on (alice's
+// bearer token set), so its embedded NATS server takes only the generated
+// key file.
+func startClosedSystem(t *testing.T) running {
+	t.Helper()
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("alice-secret alice\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sys := startSystem(t, "", "", "-auth-mode", "tokens", "-auth-tokens-file", tokens)
+	sys.bearer = "alice-secret"
+	return sys
 }

@@ -24,11 +24,7 @@ import (
 // network with the key file the banner names (STAGING_NATS_NKEY_FILE), and
 // serves; without it, it stops at start saying which setting it lacks.
 func TestStandaloneServiceJoinsClosedNATS(t *testing.T) {
-	tokens := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(tokens, []byte("alice-secret alice\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sys := startSystem(t, "", "", "-auth-mode", "tokens", "-auth-tokens-file", tokens)
+	sys := startClosedSystem(t)
 	if sys.natsKey == "" {
 		t.Fatal("the all-in-one with authentication on has no NATS key file")
 	}
