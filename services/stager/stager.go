@@ -285,7 +285,10 @@ func (m *methods) stage(ctx context.Context, cmd contract.Command, report *worke
 	}
 	// Before the succeeded event: a failure here is retried, and the
 	// item is then already present.
-	if r.ExpiresAt, err = m.expiries.Schedule(ctx, cmd, r.Outcome); err != nil {
+	sctx, span := m.stager.Tracer.Start(ctx, "stager.schedule_expiry")
+	r.ExpiresAt, err = m.expiries.Schedule(sctx, cmd, r.Outcome)
+	span.End()
+	if err != nil {
 		return worker.Result{}, err
 	}
 	if r.Outcome == contract.OutcomeStaged {
