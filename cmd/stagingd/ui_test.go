@@ -15,10 +15,10 @@ import (
 // TestUIInBrowser drives the web UI in a real browser (Debian's chromium
 // through playwright-core, scripts/ui-test/ui.test.mjs, which lists what it
 // checks) against the all-in-one in demo mode: the storage browser, live
-// progress, download links, errors, history filters and paging, deep links,
-// jobs, cancel, lifetimes, the log filters, a narrow window. It keeps its
-// screenshots in $STAGING_UI_SCREENSHOTS (CI: out/ui-screenshots) or else
-// in a temporary folder. It needs node, chromium and
+// progress, download links, a source by Rucio DID, errors, history filters
+// and paging, deep links, jobs, cancel, lifetimes, the log filters, a
+// narrow window. It keeps its screenshots in $STAGING_UI_SCREENSHOTS (CI:
+// out/ui-screenshots) or else in a temporary folder. It needs node, chromium and
 // scripts/ui-test/node_modules (scripts/ui-test/install.sh); without them
 // it skips, or fails under STAGING_REQUIRE_INTEGRATION=1.
 func TestUIInBrowser(t *testing.T) {

@@ -125,6 +125,40 @@ await run(async (context) => {
   check(await page.locator("#stage-status li, #stage-status p").count() === 1, "the status shows more than the refusal");
   step("refusal shown: " + (await page.locator("#stage-status").textContent()).trim());
 
+  step("source by Rucio DID (keyboard): only the did is sent; this site has no Rucio, so the request fails and says so");
+  const didChoice = page.getByRole("radio", { name: "Rucio DID" });
+  await page.getByRole("radio", { name: "Path on the storage" }).focus();
+  await page.keyboard.press("ArrowDown");
+  check(await didChoice.isChecked(), "the arrow key does not choose Rucio DID");
+  check(await page.getByLabel("Source path on storage").isHidden() && await page.getByRole("button", { name: "Browse the storage" }).isHidden(), "the path field stays with Rucio DID chosen");
+  const didField = page.getByLabel("Data identifier (scope:name)");
+  check((await page.locator("#did-help").textContent()).includes("dataset"), "no hint under the DID field");
+  await didField.fill(`testsrc:ui-${suffix}`);
+  await page.getByLabel("Relative path in your area").fill(`ui-${suffix}/by-did`);
+  const [byDID] = await Promise.all([
+    page.waitForRequest((r) => r.method() === "POST" && r.url().endsWith("/api/v1/stagings")),
+    page.getByRole("button", { name: "Stage" }).click(),
+  ]);
+  const didBody = byDID.postDataJSON();
+  check(didBody.did === `testsrc:ui-${suffix}` && !("local_path_on_storage" in didBody), "sent for a DID: " + byDID.postData());
+  const didCard = page.locator(".card", { hasText: `ui-${suffix}/by-did` });
+  await didCard.and(page.locator("[data-status=failed]")).waitFor();
+  check((await didCard.locator("h3").textContent()).includes(`testsrc:ui-${suffix} → ui-${suffix}/by-did`), "the card does not name the DID: " + await didCard.locator("h3").textContent());
+  check(/method_not_allowed: staging by DID is not set up/.test(await didCard.locator(".card-status").textContent()), "the failure is not shown: " + await didCard.locator(".card-status").textContent());
+  await page.locator("#history tbody tr", { hasText: `testsrc:ui-${suffix}` }).filter({ hasText: "failed" }).waitFor();
+
+  step("a DID without ':' is refused in the page; one the server refuses shows its invalid_did");
+  await didField.fill(`ui-${suffix}`);
+  await page.getByRole("button", { name: "Stage" }).click();
+  await page.locator("#stage-status[data-status=error]", { hasText: "is not scope:name" }).waitFor();
+  check(await didField.evaluate((e) => e === document.activeElement), "the DID field is not focused after its refusal");
+  await didField.fill(`bad scope:ui-${suffix}`);
+  await page.getByRole("button", { name: "Stage" }).click();
+  await page.locator("#stage-status[data-status=error]", { hasText: "invalid_did" }).waitFor();
+  step("refusal shown: " + (await page.locator("#stage-status").textContent()).trim());
+  await page.getByRole("radio", { name: "Path on the storage" }).check();
+  check(await page.getByLabel("Source path on storage").isVisible() && await didField.isHidden(), "choosing the path again does not bring its field back");
+
   step("progress of a long copy: percentage, files, rate and time left (a recorded stream)");
   const t0 = Date.parse("2026-01-02T10:00:00Z");
   const sse = (type, at, fields) => `id: ${at}\nevent: ${type}\ndata: ${JSON.stringify(Object.assign({ type, request_id: "fake-running", time: new Date(t0 + at * 1000).toISOString(), method: "local_copy", username: "alice", local_path_on_storage: "obs/big", relative_path: "big" }, fields))}\n\n`;

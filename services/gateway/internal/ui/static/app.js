@@ -440,14 +440,28 @@ function checkUsername(input) {
   return ok;
 }
 
+// The source is a path on the storage or a Rucio DID (scope:name): the
+// form shows the field of the chosen one and sends only that one.
+function sourceKind() {
+  return $("#stage-form input[name=source_kind]:checked").value;
+}
+
+function showSourceKind(kind) {
+  if (kind) $(`#stage-form input[name=source_kind][value=${kind}]`).checked = true;
+  const did = sourceKind() === "did";
+  $("#source-path").hidden = did;
+  $("#source-did").hidden = !did;
+}
+
 async function submitStaging(e) {
   e.preventDefault();
   const form = e.target;
   const f = new FormData(form);
+  const source = sourceKind() === "did" ? "did" : "local_path_on_storage";
   const body = {
     method: f.get("method"),
     username: String(f.get("username") || "").trim(),
-    local_path_on_storage: String(f.get("local_path_on_storage") || "").trim(),
+    [source]: String(f.get(source) || "").trim(),
     relative_path: String(f.get("relative_path") || "").trim(),
   };
   if (!$("#lifetime-field").hidden && f.get("lifetime")) body.lifetime = Number(f.get("lifetime"));
@@ -456,8 +470,15 @@ async function submitStaging(e) {
     $("#username").focus();
     return;
   }
-  for (const [name, label] of [["local_path_on_storage", "source path"], ["relative_path", "relative path"]]) {
+  const sourceLabel = source === "did" ? "DID" : "source path";
+  for (const [name, label] of [[source, sourceLabel], ["relative_path", "relative path"]]) {
     if (!body[name]) { setStatus("error", "the " + label + " is required."); return; }
+  }
+  // Only the form of a DID is checked here; the server checks the rest.
+  if (source === "did" && !body.did.includes(":")) {
+    setStatus("error", "the DID “" + body.did + "” is not scope:name.");
+    $("#did").focus();
+    return;
   }
   $("#history-user").value = body.username;
   setStatus("submitting", "");
@@ -823,6 +844,7 @@ async function createFile(e) {
     });
     msg.textContent = "Created " + res.path + " (" + res.bytes + " bytes). Stage it with source path " + res.path + ".";
     $("#source").value = res.path;
+    showSourceKind("path");
   } catch (err) {
     msg.textContent = "Not created: " + err.message;
   }
@@ -834,6 +856,8 @@ function start() {
   $("#stage-form").addEventListener("submit", submitStaging);
   $("#username").addEventListener("input", (e) => checkUsername(e.target));
   $("#target").addEventListener("input", (e) => { e.target.dataset.auto = ""; });
+  for (const radio of document.querySelectorAll("#stage-form input[name=source_kind]")) radio.addEventListener("change", () => showSourceKind());
+  showSourceKind();
   $("#browse-toggle").addEventListener("click", toggleBrowser);
   $("#browser-more").addEventListener("click", () => browse(browser.path, browser.cursor));
   $("#history-form").addEventListener("submit", loadHistory);
