@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -346,7 +345,7 @@ func startCluster(t *testing.T, n int) *natsCluster {
 	c := &natsCluster{}
 	var routes []string
 	for i := range n {
-		node := &natsNode{name: fmt.Sprintf("n%d", i+1), bin: bin, dir: t.TempDir(), client: freePort(t), route: freePort(t), monitor: freePort(t)}
+		node := &natsNode{name: fmt.Sprintf("n%d", i+1), bin: bin, dir: t.TempDir(), client: testenv.FreePort(t), route: testenv.FreePort(t), monitor: testenv.FreePort(t)}
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", node.route))
 		c.nodes = append(c.nodes, node)
 	}
@@ -366,16 +365,6 @@ func startCluster(t *testing.T, n int) *natsCluster {
 		})
 	}
 	return c
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // start starts the node (again, on its store) and waits until it answers.

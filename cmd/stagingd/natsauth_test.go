@@ -47,16 +47,9 @@ func TestEmbeddedNATSClosedWhenAuthOn(t *testing.T) {
 	}
 
 	// The system works: a direct_download through the gateway issues a link.
-	var sub struct {
-		ID string `json:"id"`
-	}
-	if status := sys.postJSON(t, "/api/v1/stagings", map[string]string{
-		"method": "direct_download", "username": "alice",
-		"local_path_on_storage": sampleFile, "relative_path": "hello.txt",
-	}, &sub); status != http.StatusAccepted || sub.ID == "" {
-		t.Fatalf("POST /api/v1/stagings = %d %+v, want 202 with an id", status, sub)
-	}
-	link, _ := sys.waitStatus(t, sub.ID, "succeeded")["download_url"].(string)
+	issued := sys.issueSampleLink(t)
+	id, _ := issued["id"].(string)
+	link, _ := issued["download_url"].(string)
 	if link == "" {
 		t.Fatal("the succeeded direct_download has no download_url")
 	}
@@ -104,11 +97,11 @@ func TestEmbeddedNATSClosedWhenAuthOn(t *testing.T) {
 		defer nc.Close()
 		req, _ := json.Marshal(contract.AuditListRequest{Username: "alice"})
 		var list contract.AuditListReply
-		testenv.Eventually(t, 20*time.Second, "the audit to list "+sub.ID, func() bool {
+		testenv.Eventually(t, 20*time.Second, "the audit to list "+id, func() bool {
 			msg, err := nc.Request(contract.SubjectAuditList, req, 2*time.Second)
 			list = contract.AuditListReply{}
 			return err == nil && json.Unmarshal(msg.Data, &list) == nil &&
-				slices.ContainsFunc(list.Items, func(r contract.Record) bool { return r.ID == sub.ID })
+				slices.ContainsFunc(list.Items, func(r contract.Record) bool { return r.ID == id })
 		}, func() string { return jsonText(list) })
 		js, err := jetstream.New(nc)
 		if err != nil {
@@ -251,4 +244,20 @@ func startClosedSystem(t *testing.T) running {
 	sys := startSystem(t, "", "", "-auth-mode", "tokens", "-auth-tokens-file", tokens)
 	sys.bearer = "alice-secret"
 	return sys
+}
+
+// issueSampleLink stages a direct_download of the sample file for alice
+// through the gateway and returns the request's state once it succeeded.
+func (s running) issueSampleLink(t *testing.T) map[string]any {
+	t.Helper()
+	var sub struct {
+		ID string `json:"id"`
+	}
+	if status := s.postJSON(t, "/api/v1/stagings", map[string]string{
+		"method": "direct_download", "username": "alice",
+		"local_path_on_storage": sampleFile, "relative_path": "hello.txt",
+	}, &sub); status != http.StatusAccepted || sub.ID == "" {
+		t.Fatalf("POST /api/v1/stagings = %d %+v, want 202 with an id", status, sub)
+	}
+	return s.waitStatus(t, sub.ID, "succeeded")
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,7 +66,7 @@ func TestStandaloneServiceJoinsClosedNATS(t *testing.T) {
 	})
 
 	t.Run("serves with the key file", func(t *testing.T) {
-		ops := "127.0.0.1:" + fmt.Sprint(freePort(t))
+		ops := "127.0.0.1:" + fmt.Sprint(testenv.FreePort(t))
 		cmd := exec.Command(bin)
 		cmd.Env = append(os.Environ(), append(stagerEnv, "STAGING_OPS_ADDR="+ops, "STAGING_NATS_NKEY_FILE="+sys.natsKey)...)
 		logs := testenv.StartProcess(t, cmd, "http://"+ops+"/readyz")
@@ -119,16 +118,7 @@ func TestAllInOneExternalNATSWithNkeyFile(t *testing.T) {
 		t.Fatal("the all-in-one embedded a server though STAGING_NATS_URL is set")
 	}
 	// The system works: a direct_download through the gateway succeeds.
-	var sub struct {
-		ID string `json:"id"`
-	}
-	if status := sys.postJSON(t, "/api/v1/stagings", map[string]string{
-		"method": "direct_download", "username": "alice",
-		"local_path_on_storage": sampleFile, "relative_path": "hello.txt",
-	}, &sub); status != http.StatusAccepted || sub.ID == "" {
-		t.Fatalf("POST /api/v1/stagings = %d %+v, want 202 with an id", status, sub)
-	}
-	sys.waitStatus(t, sub.ID, "succeeded")
+	sys.issueSampleLink(t)
 
 	cfg, err := loadConfig([]string{"-data-dir", t.TempDir(), "-nats-nkey-file", keyFile}, io.Discard)
 	if err != nil {

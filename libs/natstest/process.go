@@ -2,7 +2,6 @@ package natstest
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,7 +57,7 @@ func StartProcess(t testing.TB, conf string) string {
 	t.Helper()
 	bin := ServerBinary(t)
 	dir := t.TempDir()
-	client, monitor := freePort(t), freePort(t)
+	client, monitor := testenv.FreePort(t), testenv.FreePort(t)
 	conf = fmt.Sprintf("listen: \"127.0.0.1:%d\"\nhttp: \"127.0.0.1:%d\"\njetstream { store_dir: %q }\n%s\n",
 		client, monitor, filepath.Join(dir, "js"), conf)
 	path := filepath.Join(dir, "server.conf")
@@ -67,14 +66,4 @@ func StartProcess(t testing.TB, conf string) string {
 	}
 	testenv.StartProcess(t, exec.Command(bin, "-c", path), fmt.Sprintf("http://127.0.0.1:%d/healthz?js-enabled-only=true", monitor))
 	return fmt.Sprintf("nats://127.0.0.1:%d", client)
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -52,4 +53,16 @@ func StartProcess(t testing.TB, cmd *exec.Cmd, readyURL string) *Buffer {
 		return resp.StatusCode == http.StatusOK
 	})
 	return logs
+}
+
+// FreePort is a TCP port free on the loopback interface now, for a process
+// the test starts that needs its port named in advance.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

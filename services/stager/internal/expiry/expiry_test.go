@@ -139,18 +139,7 @@ func TestLifetime(t *testing.T) {
 // expiry wins.
 func TestConcurrentExtensions(t *testing.T) {
 	_, js := natstest.JetStream(t)
-	usersDir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(usersDir, "alice"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(usersDir, "alice", "vis.ms"), []byte("data"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	users, err := os.OpenRoot(usersDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { users.Close() })
+	users := stagedVisMS(t)
 	cmd := func(lifetime int64) contract.Command {
 		return contract.Command{
 			SpecVersion: contract.SpecVersion, ID: uuid.NewString(), Method: contract.MethodLocalCopy, Username: "alice",
@@ -212,18 +201,7 @@ func TestConcurrentExtensions(t *testing.T) {
 // present and give it no schedule.
 func TestScheduleRetriesUntilTaken(t *testing.T) {
 	_, js := natstest.JetStream(t)
-	usersDir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(usersDir, "alice"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(usersDir, "alice", "vis.ms"), []byte("data"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	users, err := os.OpenRoot(usersDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { users.Close() })
+	users := stagedVisMS(t)
 	if err := js.DeleteStream(t.Context(), contract.StreamExpiries); err != nil {
 		t.Fatal(err)
 	}
@@ -271,3 +249,22 @@ func (h handlerFunc) Enabled(context.Context, slog.Level) bool      { return tru
 func (h handlerFunc) Handle(_ context.Context, r slog.Record) error { h(r); return nil }
 func (h handlerFunc) WithAttrs([]slog.Attr) slog.Handler            { return h }
 func (h handlerFunc) WithGroup(string) slog.Handler                 { return h }
+
+// stagedVisMS is a user area holding alice's staged vis.ms, opened as the
+// stager opens it.
+func stagedVisMS(t *testing.T) *os.Root {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "alice"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "alice", "vis.ms"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	users, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { users.Close() })
+	return users
+}
